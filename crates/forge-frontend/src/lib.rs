@@ -1,0 +1,1 @@
+//! forge-frontend: reads checkpoints from disk into forge-ir models.

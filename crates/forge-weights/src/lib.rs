@@ -1,0 +1,1 @@
+//! forge-weights: GGML block formats and the GGUF writer.

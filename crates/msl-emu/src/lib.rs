@@ -1,0 +1,1 @@
+//! msl-emu: Metal Shading Language kernels on the CPU.
