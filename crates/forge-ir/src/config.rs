@@ -1,0 +1,239 @@
+//! Model hyper-parameters: everything the graph and the kernels are specialised on.
+
+use serde::{Deserialize, Serialize};
+
+/// The architecture family a checkpoint belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Architecture {
+    Llama,
+    Mistral,
+    Qwen2,
+    Qwen3,
+    Gemma,
+    Gemma2,
+    Gemma3,
+    Phi3,
+    Mixtral,
+    Mamba,
+    Mamba2,
+}
+
+impl Architecture {
+    pub fn name(self) -> &'static str {
+        match self {
+            Architecture::Llama => "llama",
+            Architecture::Mistral => "mistral",
+            Architecture::Qwen2 => "qwen2",
+            Architecture::Qwen3 => "qwen3",
+            Architecture::Gemma => "gemma",
+            Architecture::Gemma2 => "gemma2",
+            Architecture::Gemma3 => "gemma3",
+            Architecture::Phi3 => "phi3",
+            Architecture::Mixtral => "mixtral",
+            Architecture::Mamba => "mamba",
+            Architecture::Mamba2 => "mamba2",
+        }
+    }
+}
+
+impl std::fmt::Display for Architecture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelConfig {
+    pub architecture: Architecture,
+    pub vocab_size: u64,
+    pub hidden_size: u64,
+    pub num_layers: u64,
+    /// Longest sequence the model was trained for (after rope scaling).
+    pub context_length: u64,
+    /// The LM head reuses the token embedding matrix.
+    pub tie_word_embeddings: bool,
+    /// Epsilon of every RMSNorm in the model.
+    pub norm_eps: f32,
+    /// Embeddings are multiplied by this after the lookup (Gemma: sqrt(hidden)).
+    pub embedding_scale: Option<f32>,
+    /// Final logits become `cap * tanh(logits / cap)` (Gemma 2).
+    pub final_logit_softcap: Option<f32>,
+    pub attention: Option<AttentionConfig>,
+    pub feed_forward: Option<FeedForwardConfig>,
+    pub moe: Option<MoeConfig>,
+    pub ssm: Option<SsmConfig>,
+    /// One entry per layer, in order.
+    pub layers: Vec<LayerSpec>,
+}
+
+/// What one layer is made of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerSpec {
+    pub mixer: Mixer,
+    pub feed_forward: FeedForwardKind,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mixer {
+    /// Causal attention over the whole context.
+    FullAttention,
+    /// Causal attention over the last `AttentionConfig::sliding_window` positions.
+    SlidingAttention,
+    /// Mamba-1 selective state-space block.
+    Mamba,
+    /// Mamba-2 state-space-duality block.
+    Mamba2,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FeedForwardKind {
+    None,
+    Dense,
+    MixtureOfExperts,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AttentionConfig {
+    pub num_heads: u64,
+    pub num_kv_heads: u64,
+    pub head_dim: u64,
+    pub qkv_bias: bool,
+    pub output_bias: bool,
+    /// RMSNorm over each query / key head before rope (Qwen3, Gemma 3).
+    pub qk_norm: bool,
+    /// Positions a sliding layer attends to, the current one included.
+    pub sliding_window: Option<u64>,
+    /// Multiplier applied to q·k (usually 1/sqrt(head_dim); Gemma uses query_pre_attn_scalar).
+    pub query_scale: f32,
+    /// Attention scores become `cap * tanh(s / cap)` before softmax (Gemma 2).
+    pub logit_softcap: Option<f32>,
+    /// Rope of full-attention layers.
+    pub rope: RopeConfig,
+    /// Rope of sliding layers when it differs (Gemma 3's local base).
+    pub rope_local: Option<RopeConfig>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RopeConfig {
+    pub theta: f64,
+    /// Leading dimensions of each head that rotate (partial rotary when < head_dim).
+    pub rotary_dim: u64,
+    pub layout: RopeLayout,
+    pub scaling: RopeScaling,
+}
+
+/// Which elements of a head are rotated together.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RopeLayout {
+    /// Pairs (2i, 2i+1): Meta's original layout, and GGUF llama weights as stored.
+    Interleaved,
+    /// Pairs (i, i + d/2), "rotate half": Hugging Face's layout and GPT-NeoX's.
+    Neox,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum RopeScaling {
+    None,
+    /// Positions divided by `factor`.
+    Linear { factor: f64 },
+    /// Llama 3.1's frequency-dependent interpolation.
+    Llama3 {
+        factor: f64,
+        low_freq_factor: f64,
+        high_freq_factor: f64,
+        original_context_length: u64,
+    },
+    /// YaRN: NTK-by-parts interpolation and an attention temperature.
+    Yarn {
+        factor: f64,
+        original_context_length: u64,
+        beta_fast: f64,
+        beta_slow: f64,
+        /// Multiplier on cos/sin (defaults to 0.1 ln(factor) + 1).
+        attention_factor: f64,
+    },
+    /// Phi-3's per-dimension rescaling (LongRoPE): `long` factors past the original context.
+    LongRope {
+        short_factor: Vec<f64>,
+        long_factor: Vec<f64>,
+        original_context_length: u64,
+        attention_factor: f64,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    Silu,
+    /// GELU with the tanh approximation (Gemma).
+    GeluTanh,
+    Gelu,
+    Relu,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FeedForwardConfig {
+    pub intermediate_size: u64,
+    pub activation: Activation,
+    pub bias: bool,
+    /// Extra RMSNorms around the feed-forward (Gemma 2/3 pre/post, and post-attention).
+    pub sandwich_norms: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MoeConfig {
+    pub num_experts: u64,
+    pub experts_per_token: u64,
+    /// Re-normalise the top-k router weights to sum to one (Mixtral does).
+    pub renormalize: bool,
+    pub expert_intermediate_size: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum SsmConfig {
+    Mamba(MambaConfig),
+    Mamba2(Mamba2Config),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MambaConfig {
+    pub d_state: u64,
+    pub d_conv: u64,
+    /// expand × hidden_size.
+    pub d_inner: u64,
+    pub dt_rank: u64,
+    pub conv_bias: bool,
+    /// Biases on the in/out projections.
+    pub proj_bias: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Mamba2Config {
+    pub d_state: u64,
+    pub d_conv: u64,
+    /// num_heads × head_dim (= expand × hidden_size).
+    pub d_inner: u64,
+    pub num_heads: u64,
+    pub head_dim: u64,
+    pub n_groups: u64,
+    pub chunk_size: u64,
+    pub conv_bias: bool,
+    pub proj_bias: bool,
+    /// dt is clamped to [min, max] after softplus; (0, inf) means no clamp.
+    pub dt_limit: (f64, f64),
+    /// Gated RMSNorm: normalise y * silu(z) (false) or normalise y then gate (true).
+    pub norm_before_gate: bool,
+}
+
+impl ModelConfig {
+    /// Number of layers of each mixer kind, for summaries.
+    pub fn count_layers(&self, mixer: Mixer) -> usize {
+        self.layers.iter().filter(|l| l.mixer == mixer).count()
+    }
+}
