@@ -1,1 +1,2 @@
 //! forge-weights: GGML block formats and the GGUF writer.
+pub mod gguf;
