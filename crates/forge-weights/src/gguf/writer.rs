@@ -6,9 +6,7 @@ use std::io::{self, Write};
 
 use forge_ir::DType;
 
-use super::{
-    GgufArray, GgufValue, GgufValueType, ALIGNMENT_KEY, DEFAULT_ALIGNMENT, GGUF_MAGIC, GGUF_VERSION,
-};
+use super::{GgufArray, GgufValue, ALIGNMENT_KEY, DEFAULT_ALIGNMENT, GGUF_MAGIC, GGUF_VERSION};
 
 /// GGML tensors have at most four dimensions; readers (llama.cpp) reject more.
 const MAX_DIMS: usize = 4;
@@ -127,7 +125,7 @@ impl<W: Write> GgufWriter<W> {
             )));
         }
         let row = dims.first().copied().unwrap_or(1);
-        if row % dtype.block_elements() != 0 {
+        if !row.is_multiple_of(dtype.block_elements()) {
             return Err(invalid(format!(
                 "tensor '{name}': row length {row} is not a multiple of the {dtype} block size {}",
                 dtype.block_elements()
@@ -296,6 +294,7 @@ fn put_value(buf: &mut Vec<u8>, value: &GgufValue) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gguf::GgufValueType;
 
     #[test]
     fn layout_is_aligned_and_padded() {
