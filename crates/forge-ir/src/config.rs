@@ -157,6 +157,9 @@ pub enum RopeScaling {
         /// Multiplier on cos/sin (defaults to 0.1 ln(factor) + 1).
         attention_factor: f64,
     },
+    /// Per-frequency divisors, as GGUF stores Llama 3 scaling (`rope_freqs.weight`):
+    /// frequency i becomes `theta^(-2i/d) / factors[i]`.
+    FrequencyFactors { factors: Vec<f64> },
     /// Phi-3's per-dimension rescaling (LongRoPE): `long` factors past the original context.
     LongRope {
         short_factor: Vec<f64>,
