@@ -1,5 +1,6 @@
 //! forge-frontend: reads checkpoints from disk into forge-ir models.
 
 pub mod error;
+pub mod gguf;
 
 pub use error::{Error, Result};
