@@ -207,7 +207,12 @@ fn real_smollm2_checkpoint() {
         Some("llama")
     );
     // Every tensor is aligned and ends inside the file.
-    let end = f.tensors.iter().map(|t| t.offset + t.n_bytes).max().unwrap();
+    let end = f
+        .tensors
+        .iter()
+        .map(|t| t.offset + t.n_bytes)
+        .max()
+        .unwrap();
     assert!(end <= f.mmap().len() as u64);
     assert!(f.tensors.iter().all(|t| t.offset % f.alignment == 0));
     let embd = f.tensor("token_embd.weight").unwrap();
