@@ -1,0 +1,424 @@
+//! `config.json` -> [`ModelConfig`], in both the transformers-4 style
+//! (`rope_theta`, `rope_scaling`, `torch_dtype`) and the transformers-5 style
+//! (`rope_parameters`, possibly per layer type, `layer_types`, `dtype`).
+
+use forge_ir::{
+    Activation, Architecture, AttentionConfig, FeedForwardConfig, FeedForwardKind, LayerSpec,
+    Mamba2Config, MambaConfig, Mixer, ModelConfig, MoeConfig, RopeConfig, RopeLayout, RopeScaling,
+    SsmConfig,
+};
+
+use super::json::JsonObject;
+use crate::Result;
+
+/// Context length assumed for state-space models, which have no positional limit.
+const SSM_CONTEXT_LENGTH: u64 = 1 << 20;
+
+/// The architecture named by `model_type` (or, failing that, `architectures`).
+pub fn architecture(cfg: &JsonObject) -> Result<Architecture> {
+    let model_type = match cfg.opt_str("model_type")? {
+        Some(t) => t.to_string(),
+        None => cfg
+            .str_list("architectures")?
+            .and_then(|a| a.into_iter().next())
+            .ok_or_else(|| cfg.error("missing required field model_type"))?,
+    };
+    Ok(match model_type.as_str() {
+        "llama" | "LlamaForCausalLM" => Architecture::Llama,
+        "mistral" | "MistralForCausalLM" => Architecture::Mistral,
+        "qwen2" | "Qwen2ForCausalLM" => Architecture::Qwen2,
+        "qwen3" | "Qwen3ForCausalLM" => Architecture::Qwen3,
+        "gemma" | "GemmaForCausalLM" => Architecture::Gemma,
+        "gemma2" | "Gemma2ForCausalLM" => Architecture::Gemma2,
+        "gemma3_text" | "gemma3" | "Gemma3ForCausalLM" => Architecture::Gemma3,
+        "phi3" | "Phi3ForCausalLM" => Architecture::Phi3,
+        "mixtral" | "MixtralForCausalLM" => Architecture::Mixtral,
+        "mamba" | "MambaForCausalLM" => Architecture::Mamba,
+        "mamba2" | "Mamba2ForCausalLM" => Architecture::Mamba2,
+        other => {
+            return Err(cfg.error(format!(
+                "unsupported architecture {other:?} (supported: llama, mistral, qwen2, qwen3, gemma, gemma2, gemma3, phi3, mixtral, mamba, mamba2)"
+            )))
+        }
+    })
+}
+
+pub fn parse(cfg: &JsonObject) -> Result<ModelConfig> {
+    let arch = architecture(cfg)?;
+    match arch {
+        Architecture::Mamba | Architecture::Mamba2 => parse_ssm(cfg, arch),
+        _ => parse_transformer(cfg, arch),
+    }
+}
+
+fn is_gemma(arch: Architecture) -> bool {
+    matches!(arch, Architecture::Gemma | Architecture::Gemma2 | Architecture::Gemma3)
+}
+
+fn parse_transformer(cfg: &JsonObject, arch: Architecture) -> Result<ModelConfig> {
+    let hidden = cfg.u64("hidden_size")?;
+    let layers = cfg.u64("num_hidden_layers")?;
+    check_layer_count(cfg, layers)?;
+    let heads = cfg.u64("num_attention_heads")?;
+    if heads == 0 {
+        return Err(cfg.error("num_attention_heads is 0"));
+    }
+    let kv_heads = cfg.opt_u64("num_key_value_heads")?.unwrap_or(heads);
+    let head_dim = cfg.opt_u64("head_dim")?.unwrap_or(hidden / heads);
+    let context = cfg.u64("max_position_embeddings")?;
+
+    let rotary_dim = match cfg.opt_f64("partial_rotary_factor")? {
+        Some(f) if f > 0.0 && f <= 1.0 => ((head_dim as f64 * f) as u64) & !1,
+        Some(f) => return Err(cfg.error(format!("partial_rotary_factor {f} is not in (0, 1]"))),
+        None => head_dim,
+    };
+    let (rope, rope_local) = rope_configs(cfg, arch, rotary_dim)?;
+
+    let sliding_window = match arch {
+        Architecture::Qwen2 if cfg.opt_bool("use_sliding_window")? != Some(true) => None,
+        _ => cfg.opt_u64("sliding_window")?,
+    };
+    let layer_types = layer_types(cfg, arch, layers, sliding_window)?;
+    let query_scale = match cfg.opt_f64("query_pre_attn_scalar")? {
+        Some(s) if is_gemma(arch) && s > 0.0 => 1.0 / s.sqrt(),
+        _ => 1.0 / (head_dim as f64).sqrt(),
+    } as f32;
+    let attention_bias = cfg.opt_bool("attention_bias")?.unwrap_or(false);
+    let attention = AttentionConfig {
+        num_heads: heads,
+        num_kv_heads: kv_heads,
+        head_dim,
+        qkv_bias: arch == Architecture::Qwen2 || attention_bias,
+        output_bias: arch != Architecture::Qwen2 && attention_bias,
+        qk_norm: matches!(arch, Architecture::Qwen3 | Architecture::Gemma3),
+        sliding_window,
+        query_scale,
+        logit_softcap: cfg.opt_f64("attn_logit_softcapping")?.map(|v| v as f32),
+        rope,
+        rope_local,
+    };
+
+    let act_key = if is_gemma(arch) { "hidden_activation" } else { "hidden_act" };
+    let act_name = match cfg.opt_str(act_key)? {
+        Some(a) => a.to_string(),
+        None if is_gemma(arch) => "gelu_pytorch_tanh".to_string(),
+        None => cfg.opt_str("hidden_act")?.unwrap_or("silu").to_string(),
+    };
+    let activation = activation(cfg, &act_name)?;
+    let intermediate = cfg.u64("intermediate_size")?;
+    let moe = match arch {
+        Architecture::Mixtral => Some(MoeConfig {
+            num_experts: cfg.u64("num_local_experts")?,
+            experts_per_token: cfg.u64("num_experts_per_tok")?,
+            renormalize: true,
+            expert_intermediate_size: intermediate,
+        }),
+        _ => None,
+    };
+    let ffn_kind = if moe.is_some() {
+        FeedForwardKind::MixtureOfExperts
+    } else {
+        FeedForwardKind::Dense
+    };
+    let feed_forward = FeedForwardConfig {
+        intermediate_size: intermediate,
+        activation,
+        bias: cfg.opt_bool("mlp_bias")?.unwrap_or(false),
+        sandwich_norms: matches!(arch, Architecture::Gemma2 | Architecture::Gemma3),
+    };
+    Ok(ModelConfig {
+        architecture: arch,
+        vocab_size: cfg.u64("vocab_size")?,
+        hidden_size: hidden,
+        num_layers: layers,
+        context_length: context,
+        tie_word_embeddings: cfg
+            .opt_bool("tie_word_embeddings")?
+            .unwrap_or(is_gemma(arch)),
+        norm_eps: cfg.opt_f64("rms_norm_eps")?.unwrap_or(1e-6) as f32,
+        embedding_scale: is_gemma(arch).then(|| (hidden as f64).sqrt() as f32),
+        final_logit_softcap: cfg.opt_f64("final_logit_softcapping")?.map(|v| v as f32),
+        attention: Some(attention),
+        feed_forward: Some(feed_forward),
+        moe,
+        ssm: None,
+        layers: layer_types
+            .into_iter()
+            .map(|mixer| LayerSpec {
+                mixer,
+                feed_forward: ffn_kind,
+            })
+            .collect(),
+    })
+}
+
+/// Refuses layer counts that could only come from a corrupt file, before anything is sized by them.
+fn check_layer_count(cfg: &JsonObject, layers: u64) -> Result<()> {
+    if layers == 0 || layers > 4096 {
+        return Err(cfg.error(format!("num_hidden_layers {layers} is out of range (1..=4096)")));
+    }
+    Ok(())
+}
+
+fn activation(cfg: &JsonObject, name: &str) -> Result<Activation> {
+    Ok(match name {
+        "silu" | "swish" => Activation::Silu,
+        "gelu_pytorch_tanh" | "gelu_new" | "gelu_fast" | "gelu_tanh" => Activation::GeluTanh,
+        "gelu" => Activation::Gelu,
+        "relu" => Activation::Relu,
+        other => return Err(cfg.error(format!("unsupported activation {other:?}"))),
+    })
+}
+
+fn layer_types(
+    cfg: &JsonObject,
+    arch: Architecture,
+    layers: u64,
+    window: Option<u64>,
+) -> Result<Vec<Mixer>> {
+    if let Some(types) = cfg.str_list("layer_types")? {
+        if types.len() as u64 != layers {
+            return Err(cfg.error(format!(
+                "layer_types lists {} layers but num_hidden_layers is {layers}",
+                types.len()
+            )));
+        }
+        return types
+            .iter()
+            .map(|t| match t.as_str() {
+                "full_attention" => Ok(Mixer::FullAttention),
+                "sliding_attention" if window.is_some() => Ok(Mixer::SlidingAttention),
+                // Qwen2 lists sliding layers even when use_sliding_window is off.
+                "sliding_attention" => Ok(Mixer::FullAttention),
+                other => Err(cfg.error(format!("unsupported layer type {other:?} in layer_types"))),
+            })
+            .collect();
+    }
+    let sliding = |i: u64| -> bool {
+        match arch {
+            _ if window.is_none() => false,
+            // Gemma 2 alternates, starting with a sliding layer.
+            Architecture::Gemma2 => i % 2 == 0,
+            Architecture::Gemma3 => {
+                let pattern = cfg
+                    .opt_u64("sliding_window_pattern")
+                    .ok()
+                    .flatten()
+                    .or(cfg.opt_u64("_sliding_window_pattern").ok().flatten())
+                    .unwrap_or(6);
+                pattern == 0 || (i + 1) % pattern != 0
+            }
+            Architecture::Qwen2 => {
+                i >= cfg.opt_u64("max_window_layers").ok().flatten().unwrap_or(0)
+            }
+            _ => true,
+        }
+    };
+    Ok((0..layers)
+        .map(|i| {
+            if sliding(i) {
+                Mixer::SlidingAttention
+            } else {
+                Mixer::FullAttention
+            }
+        })
+        .collect())
+}
+
+/// The rope of full-attention layers and, when it differs, of sliding ones.
+fn rope_configs(
+    cfg: &JsonObject,
+    arch: Architecture,
+    rotary_dim: u64,
+) -> Result<(RopeConfig, Option<RopeConfig>)> {
+    let context = cfg.opt_u64("max_position_embeddings")?;
+    if let Some(params) = cfg.object("rope_parameters")? {
+        // Gemma 3 (transformers 5) keys the parameters by layer type.
+        if let Some(full) = params.object("full_attention")? {
+            let global = rope_from(&full, None, rotary_dim, context)?;
+            let local = match params.object("sliding_attention")? {
+                Some(s) => Some(rope_from(&s, None, rotary_dim, context)?),
+                None => None,
+            };
+            return Ok((global, local));
+        }
+        return Ok((rope_from(&params, None, rotary_dim, context)?, None));
+    }
+    let theta = cfg.opt_f64("rope_theta")?.unwrap_or(10000.0);
+    let scaling = cfg.object("rope_scaling")?;
+    let global = match scaling {
+        Some(s) => rope_from(&s, Some(theta), rotary_dim, context)?,
+        None => rope_plain(theta, rotary_dim),
+    };
+    let local = match (arch, cfg.opt_f64("rope_local_base_freq")?) {
+        (Architecture::Gemma3, Some(base)) => Some(rope_plain(base, rotary_dim)),
+        (Architecture::Gemma3, None) => Some(rope_plain(10000.0, rotary_dim)),
+        _ => None,
+    };
+    Ok((global, local))
+}
+
+fn rope_plain(theta: f64, rotary_dim: u64) -> RopeConfig {
+    RopeConfig {
+        theta,
+        rotary_dim,
+        layout: RopeLayout::Neox,
+        scaling: RopeScaling::None,
+    }
+}
+
+/// One rope parameter object (`rope_parameters` or v4 `rope_scaling`).
+fn rope_from(
+    p: &JsonObject,
+    theta: Option<f64>,
+    rotary_dim: u64,
+    context: Option<u64>,
+) -> Result<RopeConfig> {
+    let theta = match p.opt_f64("rope_theta")? {
+        Some(t) => t,
+        None => theta.unwrap_or(10000.0),
+    };
+    let kind = match p.opt_str("rope_type")? {
+        Some(t) => t.to_string(),
+        None => p.opt_str("type")?.unwrap_or("default").to_string(),
+    };
+    let original = |key_default: Option<u64>| -> Result<u64> {
+        p.opt_u64("original_max_position_embeddings")?
+            .or(key_default)
+            .ok_or_else(|| p.error(format!("rope type {kind} needs original_max_position_embeddings")))
+    };
+    let scaling = match kind.as_str() {
+        "default" | "none" => RopeScaling::None,
+        "linear" => RopeScaling::Linear {
+            factor: p.f64("factor")?,
+        },
+        "llama3" => RopeScaling::Llama3 {
+            factor: p.f64("factor")?,
+            low_freq_factor: p.f64("low_freq_factor")?,
+            high_freq_factor: p.f64("high_freq_factor")?,
+            original_context_length: original(None)?,
+        },
+        "yarn" => {
+            let factor = p.f64("factor")?;
+            let default_attention = 0.1 * factor.ln() + 1.0;
+            RopeScaling::Yarn {
+                factor,
+                original_context_length: original(context.map(|c| (c as f64 / factor) as u64))?,
+                beta_fast: p.opt_f64("beta_fast")?.unwrap_or(32.0),
+                beta_slow: p.opt_f64("beta_slow")?.unwrap_or(1.0),
+                attention_factor: p.opt_f64("attention_factor")?.unwrap_or(default_attention),
+            }
+        }
+        "longrope" | "su" => {
+            let short = p
+                .f64_list("short_factor")?
+                .ok_or_else(|| p.error("longrope scaling needs short_factor"))?;
+            let long = p
+                .f64_list("long_factor")?
+                .ok_or_else(|| p.error("longrope scaling needs long_factor"))?;
+            if short.len() as u64 != rotary_dim / 2 || long.len() as u64 != rotary_dim / 2 {
+                return Err(p.error(format!(
+                    "longrope factors have {} and {} entries, expected {}",
+                    short.len(),
+                    long.len(),
+                    rotary_dim / 2
+                )));
+            }
+            let original = original(None)?;
+            let factor = context.unwrap_or(original) as f64 / original as f64;
+            let default_attention = if factor <= 1.0 {
+                1.0
+            } else {
+                (1.0 + factor.ln() / (original as f64).ln()).sqrt()
+            };
+            RopeScaling::LongRope {
+                short_factor: short,
+                long_factor: long,
+                original_context_length: original,
+                attention_factor: p.opt_f64("attention_factor")?.unwrap_or(default_attention),
+            }
+        }
+        other => return Err(p.error(format!("unsupported rope scaling type {other:?}"))),
+    };
+    Ok(RopeConfig {
+        theta,
+        rotary_dim,
+        layout: RopeLayout::Neox,
+        scaling,
+    })
+}
+
+fn parse_ssm(cfg: &JsonObject, arch: Architecture) -> Result<ModelConfig> {
+    let hidden = cfg.u64("hidden_size")?;
+    let layers = cfg.u64("num_hidden_layers")?;
+    check_layer_count(cfg, layers)?;
+    let expand = cfg.opt_u64("expand")?.unwrap_or(2);
+    let d_inner = match cfg.opt_u64("intermediate_size")? {
+        Some(i) if arch == Architecture::Mamba => i,
+        _ => expand * hidden,
+    };
+    let d_state = cfg.u64("state_size")?;
+    let d_conv = cfg.opt_u64("conv_kernel")?.unwrap_or(4);
+    let conv_bias = cfg.opt_bool("use_conv_bias")?.unwrap_or(true);
+    let proj_bias = cfg.opt_bool("use_bias")?.unwrap_or(false);
+    let (ssm, mixer) = if arch == Architecture::Mamba {
+        let dt_rank = match cfg.get("time_step_rank") {
+            Some(serde_json::Value::String(s)) if s == "auto" => hidden.div_ceil(16),
+            _ => cfg.opt_u64("time_step_rank")?.unwrap_or(hidden.div_ceil(16)),
+        };
+        let m = MambaConfig {
+            d_state,
+            d_conv,
+            d_inner,
+            dt_rank,
+            conv_bias,
+            proj_bias,
+        };
+        (SsmConfig::Mamba(m), Mixer::Mamba)
+    } else {
+        let num_heads = cfg.u64("num_heads")?;
+        let head_dim = cfg.opt_u64("head_dim")?.unwrap_or(if num_heads == 0 { 0 } else { d_inner / num_heads });
+        let limit = cfg.f64_list("time_step_limit")?.unwrap_or(vec![0.0, f64::INFINITY]);
+        let dt_limit = match limit[..] {
+            [lo, hi] if lo <= hi => (lo, hi),
+            _ => return Err(cfg.error(format!("time_step_limit {limit:?} is not a [min, max] pair"))),
+        };
+        let m = Mamba2Config {
+            d_state,
+            d_conv,
+            d_inner,
+            num_heads,
+            head_dim,
+            n_groups: cfg.opt_u64("n_groups")?.unwrap_or(1),
+            chunk_size: cfg.opt_u64("chunk_size")?.unwrap_or(256),
+            conv_bias,
+            proj_bias,
+            dt_limit,
+            norm_before_gate: cfg.opt_bool("norm_before_gate")?.unwrap_or(false),
+        };
+        (SsmConfig::Mamba2(m), Mixer::Mamba2)
+    };
+    Ok(ModelConfig {
+        architecture: arch,
+        vocab_size: cfg.u64("vocab_size")?,
+        hidden_size: hidden,
+        num_layers: layers,
+        context_length: cfg.opt_u64("max_position_embeddings")?.unwrap_or(SSM_CONTEXT_LENGTH),
+        tie_word_embeddings: cfg
+            .opt_bool("tie_word_embeddings")?
+            .unwrap_or(arch == Architecture::Mamba),
+        norm_eps: cfg.opt_f64("layer_norm_epsilon")?.unwrap_or(1e-5) as f32,
+        embedding_scale: None,
+        final_logit_softcap: None,
+        attention: None,
+        feed_forward: None,
+        moe: None,
+        ssm: Some(ssm),
+        layers: (0..layers)
+            .map(|_| LayerSpec {
+                mixer,
+                feed_forward: FeedForwardKind::None,
+            })
+            .collect(),
+    })
+}

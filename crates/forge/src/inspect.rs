@@ -1,0 +1,221 @@
+//! `forge inspect`: what a checkpoint is, in a few lines or as JSON.
+
+use std::collections::BTreeMap;
+
+use forge_ir::{FeedForwardKind, Mixer, Model, SsmConfig, TokenizerKind, TokenizerSource};
+use serde::Serialize;
+
+/// Everything `inspect` reports; also the `--json` schema.
+#[derive(Serialize)]
+pub struct Summary<'a> {
+    pub name: &'a str,
+    pub source: String,
+    pub format: forge_ir::SourceFormat,
+    pub architecture: &'static str,
+    pub parameters: u64,
+    pub layers: u64,
+    pub hidden_size: u64,
+    pub feed_forward_length: Option<u64>,
+    pub heads: Option<u64>,
+    pub kv_heads: Option<u64>,
+    pub head_dim: Option<u64>,
+    pub vocab_size: u64,
+    pub context_length: u64,
+    pub tie_word_embeddings: bool,
+    /// One entry per layer: `attention`, `sliding_attention`, `mamba`, `mamba2`, with `+moe` for expert layers.
+    pub layer_types: Vec<String>,
+    pub tokenizer: Option<TokenizerSummary>,
+    pub bos_token_id: Option<u32>,
+    pub eos_token_ids: &'a [u32],
+    pub add_bos: bool,
+    pub chat_template: bool,
+    /// Checkpoint tensors the model uses, by storage type.
+    pub tensors: BTreeMap<String, DTypeCount>,
+    pub tensor_count: usize,
+    pub tensor_bytes: u64,
+    /// The full configuration forge derived.
+    pub config: &'a forge_ir::ModelConfig,
+}
+
+#[derive(Serialize)]
+pub struct TokenizerSummary {
+    pub kind: TokenizerKind,
+    pub source: &'static str,
+    pub vocab_size: u64,
+}
+
+#[derive(Serialize, Default)]
+pub struct DTypeCount {
+    pub count: usize,
+    pub bytes: u64,
+}
+
+pub fn summarize(model: &Model) -> Summary<'_> {
+    let c = &model.config;
+    let a = c.attention.as_ref();
+    // Canonical tensors split from one stored tensor (Phi-3 qkv, expert stacks) count once.
+    let mut seen = std::collections::BTreeSet::new();
+    let mut tensors: BTreeMap<String, DTypeCount> = BTreeMap::new();
+    for t in model.tensors.iter() {
+        let key = (t.source.file.clone(), t.source.name.clone());
+        let entry = tensors.entry(t.dtype.name().to_string()).or_default();
+        entry.bytes += t.source.n_bytes;
+        if seen.insert(key) {
+            entry.count += 1;
+        }
+    }
+    let layer_types = c
+        .layers
+        .iter()
+        .map(|l| {
+            let mixer = match l.mixer {
+                Mixer::FullAttention => "attention",
+                Mixer::SlidingAttention => "sliding_attention",
+                Mixer::Mamba => "mamba",
+                Mixer::Mamba2 => "mamba2",
+            };
+            match l.feed_forward {
+                FeedForwardKind::MixtureOfExperts => format!("{mixer}+moe"),
+                _ => mixer.to_string(),
+            }
+        })
+        .collect();
+    Summary {
+        name: &model.name,
+        source: model.source.display().to_string(),
+        format: model.format,
+        architecture: c.architecture.name(),
+        parameters: model.tensors.iter().filter_map(|t| t.elements()).sum(),
+        layers: c.num_layers,
+        hidden_size: c.hidden_size,
+        feed_forward_length: c
+            .feed_forward
+            .as_ref()
+            .map(|f| f.intermediate_size)
+            .or(c.moe.as_ref().map(|m| m.expert_intermediate_size)),
+        heads: a.map(|a| a.num_heads),
+        kv_heads: a.map(|a| a.num_kv_heads),
+        head_dim: a.map(|a| a.head_dim),
+        vocab_size: c.vocab_size,
+        context_length: c.context_length,
+        tie_word_embeddings: c.tie_word_embeddings,
+        layer_types,
+        tokenizer: model.tokenizer.as_ref().map(|t| TokenizerSummary {
+            kind: t.kind,
+            source: match t.source {
+                TokenizerSource::HfJson { .. } => "tokenizer.json",
+                TokenizerSource::Gguf(_) => "gguf",
+            },
+            vocab_size: t.vocab_size,
+        }),
+        bos_token_id: model.generation.bos_token_id,
+        eos_token_ids: &model.generation.eos_token_ids,
+        add_bos: model.generation.add_bos,
+        chat_template: model.chat_template.is_some(),
+        tensor_count: tensors.values().map(|d| d.count).sum(),
+        tensor_bytes: tensors.values().map(|d| d.bytes).sum(),
+        tensors,
+        config: c,
+    }
+}
+
+fn human_count(n: u64) -> String {
+    match n {
+        n if n >= 1_000_000_000 => format!("{:.2}B", n as f64 / 1e9),
+        n if n >= 1_000_000 => format!("{:.1}M", n as f64 / 1e6),
+        n if n >= 1_000 => format!("{:.1}K", n as f64 / 1e3),
+        n => n.to_string(),
+    }
+}
+
+fn human_bytes(n: u64) -> String {
+    match n {
+        n if n >= 1 << 30 => format!("{:.2} GiB", n as f64 / (1u64 << 30) as f64),
+        n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / (1u64 << 20) as f64),
+        n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
+        n => format!("{n} B"),
+    }
+}
+
+/// Consecutive layers of the same type, as `0-29 attention`.
+fn layer_runs(types: &[String]) -> Vec<String> {
+    let mut runs: Vec<(usize, usize, &str)> = Vec::new();
+    for (i, t) in types.iter().enumerate() {
+        match runs.last_mut() {
+            Some((_, end, kind)) if *kind == t.as_str() => *end = i,
+            _ => runs.push((i, i, t)),
+        }
+    }
+    runs.into_iter()
+        .map(|(s, e, kind)| if s == e { format!("{s}: {kind}") } else { format!("{s}-{e}: {kind}") })
+        .collect()
+}
+
+pub fn render_text(s: &Summary) -> String {
+    let c = s.config;
+    let mut out = Vec::new();
+    out.push(format!("model         {} ({:?}, {})", s.name, s.format, s.source));
+    out.push(format!("architecture  {}", s.architecture));
+    out.push(format!("parameters    {} ({})", human_count(s.parameters), s.parameters));
+    let mut shape = format!("layers        {}, hidden {}", s.layers, s.hidden_size);
+    if let Some(ff) = s.feed_forward_length {
+        shape += &format!(", feed-forward {ff}");
+    }
+    out.push(shape);
+    if let Some(a) = &c.attention {
+        let mut line = format!(
+            "attention     {} heads / {} KV heads, head dim {}, rope base {}",
+            a.num_heads, a.num_kv_heads, a.head_dim, a.rope.theta
+        );
+        if let Some(w) = a.sliding_window {
+            line += &format!(", sliding window {w}");
+        }
+        out.push(line);
+    }
+    if let Some(m) = &c.moe {
+        out.push(format!("experts       {} per layer, top {}", m.num_experts, m.experts_per_token));
+    }
+    match &c.ssm {
+        Some(SsmConfig::Mamba(m)) => out.push(format!(
+            "ssm           Mamba: inner {}, state {}, conv {}, dt rank {}",
+            m.d_inner, m.d_state, m.d_conv, m.dt_rank
+        )),
+        Some(SsmConfig::Mamba2(m)) => out.push(format!(
+            "ssm           Mamba-2: {} heads of {}, {} groups, state {}, conv {}",
+            m.num_heads, m.head_dim, m.n_groups, m.d_state, m.d_conv
+        )),
+        None => {}
+    }
+    out.push(format!(
+        "vocabulary    {}, tied embeddings: {}",
+        s.vocab_size,
+        if s.tie_word_embeddings { "yes" } else { "no" }
+    ));
+    out.push(format!("context       {}", s.context_length));
+    match &s.tokenizer {
+        Some(t) => out.push(format!("tokenizer     {:?} from {}, {} tokens", t.kind, t.source, t.vocab_size)),
+        None => out.push("tokenizer     none".to_string()),
+    }
+    let ids = |v: &[u32]| v.iter().map(u32::to_string).collect::<Vec<_>>().join(", ");
+    out.push(format!(
+        "special       bos {}, eos [{}], add bos: {}",
+        s.bos_token_id.map_or("none".to_string(), |b| b.to_string()),
+        ids(s.eos_token_ids),
+        if s.add_bos { "yes" } else { "no" }
+    ));
+    out.push(format!("chat template {}", if s.chat_template { "yes" } else { "no" }));
+    let by_dtype = s
+        .tensors
+        .iter()
+        .map(|(d, n)| format!("{d} ×{}", n.count))
+        .collect::<Vec<_>>()
+        .join(", ");
+    out.push(format!(
+        "tensors       {} ({by_dtype}), {}",
+        s.tensor_count,
+        human_bytes(s.tensor_bytes)
+    ));
+    out.push("layer structure".to_string());
+    out.extend(layer_runs(&s.layer_types).into_iter().map(|r| format!("  {r}")));
+    out.join("\n")
+}
