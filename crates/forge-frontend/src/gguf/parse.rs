@@ -140,7 +140,7 @@ impl<'a> Cursor<'a> {
             .is_some_and(|need| need <= self.remaining());
         if !fits {
             return Err(format!(
-                "array at offset {at} claims {count} {} items, more than the {} bytes left can hold",
+                "array at offset {at} claims {count} {} items, more than the {} bytes that remain can hold",
                 item_type.name(),
                 self.remaining()
             ));
@@ -165,7 +165,7 @@ impl<'a> Cursor<'a> {
             .is_none_or(|need| need > self.remaining())
         {
             return Err(format!(
-                "{what} count {count} at offset {at} is more than the {} bytes left can hold",
+                "{what} count {count} at offset {at} needs at least {min_len} bytes each, but only {} bytes remain",
                 self.remaining()
             ));
         }
@@ -239,7 +239,7 @@ fn parse(bytes: &[u8]) -> Parsed<GgufHeader> {
         .is_none_or(|need| need > cur.remaining())
     {
         return Err(format!(
-            "tensor count {n_tensors} is more than the {} bytes after the metadata can hold",
+            "tensor count {n_tensors} needs at least {MIN_TENSOR_INFO_LEN} bytes each, but only {} bytes remain after the metadata",
             cur.remaining()
         ));
     }
