@@ -2,5 +2,6 @@
 
 pub mod error;
 pub mod gguf;
+pub mod safetensors;
 
 pub use error::{Error, Result};
