@@ -1,0 +1,93 @@
+// msl-emu runtime ABI: the structures and callbacks shared by the generated kernel
+// adapters (C++) and the Rust runtime. Layouts here must match src/abi.rs exactly.
+#pragma once
+
+typedef __UINT8_TYPE__ __msl_u8;
+typedef __UINT32_TYPE__ __msl_u32;
+typedef __UINT64_TYPE__ __msl_u64;
+typedef __UINTPTR_TYPE__ __msl_uptr;
+
+#define __MSL_MAX_BINDINGS 31
+#define __MSL_SLOT_BYTES 32
+
+// Values shared by every thread of one threadgroup.
+struct __msl_common {
+  void* buffers[__MSL_MAX_BINDINGS];
+  void* tg[__MSL_MAX_BINDINGS];
+  __msl_u32 tgpig[3];  // threadgroup_position_in_grid
+  __msl_u32 tptg[3];   // threads_per_threadgroup
+  __msl_u32 tgpg[3];   // threadgroups_per_grid
+  __msl_u32 pad;
+};
+
+// Per-thread values; everything else is derived from these in the adapter.
+struct __msl_thread {
+  const __msl_common* c;
+  __msl_u32 tid[3];  // thread_position_in_threadgroup
+  __msl_u32 index;   // thread_index_in_threadgroup
+};
+
+// What a lane sees after a SIMD collective resolved: the values every
+// participating lane contributed (32 bytes per lane) and which lanes took part.
+// Reductions give every lane the same result: the first lane to compute it
+// leaves it in `memo` (32 bytes, shared by the participants) for the others.
+struct __msl_simd_view {
+  const __msl_u8* values;
+  __msl_u32 active;
+  __msl_u32 lane;
+  __msl_u8* memo;
+  __msl_u32* memo_ready;
+};
+
+// Callbacks into the Rust runtime, installed once per loaded library.
+struct __msl_runtime {
+  void (*barrier)(void);
+  const __msl_simd_view* (*simd_exchange)(const void* value, __msl_u32 size, __msl_u32 site);
+  void* (*tg_alloc)(__msl_u32 site, __msl_u64 size, __msl_u64 align);
+  void (*fail)(const char* message);
+};
+
+// Byte counters of the count_traffic build: one range per bound buffer.
+struct __msl_traffic_range {
+  __msl_uptr begin, end;
+  __msl_u64 read, written;
+};
+struct __msl_traffic {
+  __msl_u32 count;
+  __msl_u32 pad;
+  struct __msl_traffic_range r[2 * __MSL_MAX_BINDINGS];
+};
+
+enum __msl_param_kind {
+  __MSL_PARAM_BUFFER = 0,      // [[buffer(n)]], pointer
+  __MSL_PARAM_BUFFER_REF = 1,  // [[buffer(n)]], reference: size is checked at dispatch
+  __MSL_PARAM_THREADGROUP = 2, // [[threadgroup(n)]]
+  __MSL_PARAM_OTHER = 3,       // positional attributes
+};
+
+struct __msl_param_info {
+  __msl_u32 kind;
+  __msl_u32 index;
+  __msl_u64 size;
+  __msl_u32 optional;  // guarded by [[function_constant]]: may be unbound
+  __msl_u32 pad;
+  const char* name;
+};
+
+struct __msl_kernel_info {
+  const char* name;
+  void (*entry)(const __msl_thread*);
+  __msl_u32 uses_sync;
+  __msl_u32 nparams;
+  const __msl_param_info* params;
+};
+
+// A SIMD collective's call site; the rewriter numbers sites in source order so
+// divergent collectives of one simdgroup resolve separately, earliest site first.
+struct __msl_site {
+  __msl_u32 id;
+};
+#define __MSL_SITE(n) (::__msl_site{n##u})
+#define __MSL_NOSITE (::__msl_site{0xFFFFFFFFu})
+
+#define __MSL_ABI_VERSION 1u

@@ -1,0 +1,86 @@
+//! Rust mirrors of the structures in shim/msl_emu_abi.h (layouts must match).
+
+use std::ffi::c_char;
+
+pub const MAX_BINDINGS: usize = 31;
+pub const SLOT_BYTES: usize = 32;
+pub const ABI_VERSION: u32 = 1;
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Common {
+    pub buffers: [*mut u8; MAX_BINDINGS],
+    pub tg: [*mut u8; MAX_BINDINGS],
+    pub tgpig: [u32; 3],
+    pub tptg: [u32; 3],
+    pub tgpg: [u32; 3],
+    pub pad: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ThreadArgs {
+    pub c: *const Common,
+    pub tid: [u32; 3],
+    pub index: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct SimdView {
+    pub values: *const u8,
+    pub active: u32,
+    pub lane: u32,
+    pub memo: *mut u8,
+    pub memo_ready: *mut u32,
+}
+
+#[repr(C)]
+pub struct RuntimeTable {
+    pub barrier: extern "C" fn(),
+    pub simd_exchange: extern "C" fn(*const u8, u32, u32) -> *const SimdView,
+    pub tg_alloc: extern "C" fn(u32, u64, u64) -> *mut u8,
+    pub fail: extern "C" fn(*const c_char),
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct TrafficRange {
+    pub begin: usize,
+    pub end: usize,
+    pub read: u64,
+    pub written: u64,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Traffic {
+    pub count: u32,
+    pub pad: u32,
+    pub r: [TrafficRange; 2 * MAX_BINDINGS],
+}
+
+pub const PARAM_BUFFER: u32 = 0;
+pub const PARAM_BUFFER_REF: u32 = 1;
+pub const PARAM_THREADGROUP: u32 = 2;
+
+#[repr(C)]
+pub struct ParamInfo {
+    pub kind: u32,
+    pub index: u32,
+    pub size: u64,
+    pub optional: u32,
+    pub pad: u32,
+    pub name: *const c_char,
+}
+
+pub type EntryFn = unsafe extern "C" fn(*const ThreadArgs);
+
+#[repr(C)]
+pub struct KernelInfo {
+    pub name: *const c_char,
+    pub entry: Option<EntryFn>,
+    pub uses_sync: u32,
+    pub nparams: u32,
+    pub params: *const ParamInfo,
+}

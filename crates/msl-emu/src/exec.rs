@@ -1,0 +1,458 @@
+//! Running one threadgroup. Without sync points the threads run as plain calls
+//! one after another. With sync points every thread is a fiber and a scheduler
+//! runs each runnable fiber until it finishes or blocks; when nothing can run,
+//! it resolves one SIMD collective per simdgroup (the earliest call site among
+//! the lanes waiting there; lanes waiting elsewhere are not part of it), or, if
+//! no lane waits at a collective, releases the barrier all live threads are at.
+//! Threads that finished are not live, so partial simdgroups, early exits and
+//! divergent collectives resolve with exactly the lanes that take part.
+
+use crate::abi::{Common, EntryFn, SimdView, ThreadArgs, SLOT_BYTES};
+use crate::fiber::{self, Context, Stacks, MAX_FIBERS};
+use std::cell::Cell;
+use std::ffi::{c_char, c_void, CStr};
+use std::sync::Mutex;
+
+/// Threadgroup memory the kernel may declare statically (Metal's limit is 32 KiB in total).
+pub const TG_STATIC_BYTES: usize = 32 * 1024;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum State {
+    Runnable,
+    Barrier,
+    Collective,
+    Done,
+}
+
+struct Lane {
+    ctx: Context,
+    args: ThreadArgs,
+    state: State,
+    site: u32,
+    slot: [u8; SLOT_BYTES],
+    view: SimdView,
+}
+
+/// The values of one resolved collective, shared by its participants.
+#[repr(C, align(64))]
+struct Snapshot {
+    values: [[u8; SLOT_BYTES]; 32],
+    memo: [u8; SLOT_BYTES],
+    memo_ready: u32,
+}
+
+/// Fiber stacks are expensive to map, so they are kept for the next dispatch.
+static STACK_POOL: Mutex<Vec<Stacks>> = Mutex::new(Vec::new());
+
+thread_local! {
+    static CURRENT: Cell<*mut GroupRunner> = const { Cell::new(std::ptr::null_mut()) };
+}
+
+/// Threadgroup memory: 64-byte aligned, refilled with 0xFF (NaN for every float type) per group.
+struct Arena {
+    ptr: *mut u8,
+    len: usize,
+}
+
+impl Arena {
+    fn new(len: usize) -> Arena {
+        let layout = std::alloc::Layout::from_size_align(len.max(64), 64).expect("arena size");
+        let ptr = unsafe { std::alloc::alloc(layout) };
+        if ptr.is_null() {
+            std::alloc::handle_alloc_error(layout);
+        }
+        Arena { ptr, len }
+    }
+}
+
+impl Drop for Arena {
+    fn drop(&mut self) {
+        let layout = std::alloc::Layout::from_size_align(self.len.max(64), 64).expect("arena size");
+        unsafe { std::alloc::dealloc(self.ptr, layout) };
+    }
+}
+
+/// What is the same for every threadgroup of a dispatch.
+pub struct GroupPlan {
+    pub entry: EntryFn,
+    pub fibers: bool,
+    pub tptg: [u32; 3],
+    pub common: Common,
+    /// Offsets of the `[[threadgroup(n)]]` bindings in the arena.
+    pub tg_offsets: Vec<(usize, usize)>,
+    pub tg_dynamic_bytes: usize,
+}
+
+/// Runs threadgroups on one worker thread; reused for all groups it takes.
+pub struct GroupRunner {
+    entry: EntryFn,
+    fibers: bool,
+    n: usize,
+    tptg: [u32; 3],
+    common: Box<Common>,
+    arena: Arena,
+    dynamic_bytes: usize,
+    cursor: usize,
+    sites: Vec<usize>,
+    touched: Vec<usize>,
+    overflow: Vec<Vec<u128>>,
+    lanes: Vec<Lane>,
+    snaps: Vec<Snapshot>,
+    stacks: Option<Stacks>,
+    /// The view handed out when a one-thread group (run without fibers) meets a collective.
+    plain_view: SimdView,
+    sched: Context,
+    cur: usize,
+    done: usize,
+    pub sync_points: u64,
+    pub error: Option<String>,
+}
+
+impl GroupRunner {
+    pub fn new(plan: &GroupPlan) -> Result<GroupRunner, String> {
+        let n = plan.tptg.iter().map(|&v| v as usize).product::<usize>();
+        let fibers = plan.fibers && n > 1;
+        let stacks = if fibers {
+            let pooled = STACK_POOL.lock().map(|mut p| p.pop()).unwrap_or(None);
+            Some(match pooled {
+                Some(s) => s,
+                None => Stacks::new()?,
+            })
+        } else {
+            None
+        };
+        assert!(n <= MAX_FIBERS);
+        let mut lanes = Vec::new();
+        if fibers {
+            lanes.reserve_exact(n);
+            for i in 0..n {
+                let tx = plan.tptg[0] as usize;
+                let ty = plan.tptg[1] as usize;
+                let tid = [
+                    (i % tx) as u32,
+                    ((i / tx) % ty) as u32,
+                    (i / (tx * ty)) as u32,
+                ];
+                lanes.push(Lane {
+                    ctx: Context::new(),
+                    args: ThreadArgs {
+                        c: std::ptr::null(),
+                        tid,
+                        index: i as u32,
+                    },
+                    state: State::Done,
+                    site: 0,
+                    slot: [0; SLOT_BYTES],
+                    view: SimdView {
+                        values: std::ptr::null(),
+                        active: 0,
+                        lane: 0,
+                        memo: std::ptr::null_mut(),
+                        memo_ready: std::ptr::null_mut(),
+                    },
+                });
+            }
+        }
+        let snaps = (0..n.div_ceil(32).max(1))
+            .map(|_| Snapshot {
+                values: [[0; SLOT_BYTES]; 32],
+                memo: [0; SLOT_BYTES],
+                memo_ready: 0,
+            })
+            .collect();
+        let arena = Arena::new(plan.tg_dynamic_bytes + TG_STATIC_BYTES);
+        let mut common = Box::new(plan.common);
+        for &(index, offset) in &plan.tg_offsets {
+            common.tg[index] = unsafe { arena.ptr.add(offset) };
+        }
+        Ok(GroupRunner {
+            entry: plan.entry,
+            fibers,
+            n,
+            tptg: plan.tptg,
+            common,
+            arena,
+            dynamic_bytes: plan.tg_dynamic_bytes,
+            cursor: plan.tg_dynamic_bytes,
+            sites: Vec::new(),
+            touched: Vec::new(),
+            overflow: Vec::new(),
+            lanes,
+            snaps,
+            stacks,
+            plain_view: SimdView {
+                values: std::ptr::null(),
+                active: 0,
+                lane: 0,
+                memo: std::ptr::null_mut(),
+                memo_ready: std::ptr::null_mut(),
+            },
+            sched: Context::new(),
+            cur: 0,
+            done: 0,
+            sync_points: 0,
+            error: None,
+        })
+    }
+
+    fn fail(&mut self, message: String) {
+        if self.error.is_none() {
+            self.error = Some(message);
+        }
+    }
+
+    /// Runs the threadgroup at `tgpig`.
+    pub fn run_group(&mut self, tgpig: [u32; 3]) {
+        self.common.tgpig = tgpig;
+        // Reads of threadgroup memory nobody wrote show up as NaN (or all-ones integers).
+        unsafe { std::ptr::write_bytes(self.arena.ptr, 0xFF, self.dynamic_bytes) };
+        self.cursor = self.dynamic_bytes;
+        for s in self.touched.drain(..) {
+            self.sites[s] = usize::MAX;
+        }
+        self.overflow.clear();
+        let this: *mut GroupRunner = self;
+        CURRENT.with(|c| c.set(this));
+        unsafe {
+            if self.fibers {
+                Self::run_fibers(this);
+            } else {
+                Self::run_plain(this);
+            }
+        }
+        CURRENT.with(|c| c.set(std::ptr::null_mut()));
+    }
+
+    unsafe fn run_plain(this: *mut GroupRunner) {
+        let [tx, ty, tz] = (*this).tptg;
+        let mut args = ThreadArgs {
+            c: &*(*this).common,
+            tid: [0; 3],
+            index: 0,
+        };
+        let entry = (*this).entry;
+        for z in 0..tz {
+            for y in 0..ty {
+                for x in 0..tx {
+                    args.tid = [x, y, z];
+                    (*this).cur = args.index as usize;
+                    entry(&args);
+                    args.index += 1;
+                }
+            }
+        }
+    }
+
+    unsafe fn run_fibers(this: *mut GroupRunner) {
+        let n = (*this).n;
+        let common: *const Common = &*(*this).common;
+        let stacks = (*this).stacks.as_ref().expect("fiber mode has stacks") as *const Stacks;
+        let lanes = (*this).lanes.as_mut_ptr();
+        for i in 0..n {
+            let lane = lanes.add(i);
+            (*lane).args.c = common;
+            (*lane).state = State::Runnable;
+            (*lane)
+                .ctx
+                .init((*stacks).top(i), fiber_main, lane as *mut c_void);
+        }
+        (*this).done = 0;
+        loop {
+            for i in 0..n {
+                let lane = lanes.add(i);
+                if (*lane).state == State::Runnable {
+                    (*this).cur = i;
+                    fiber::switch(&mut (*this).sched, &(*lane).ctx);
+                }
+            }
+            if (*this).done == n {
+                break;
+            }
+            Self::resolve(this);
+        }
+    }
+
+    /// Called when no fiber can run: see the module comment for the rules.
+    unsafe fn resolve(this: *mut GroupRunner) {
+        let n = (*this).n;
+        let lanes = (*this).lanes.as_mut_ptr();
+        let mut resolved = false;
+        for sg in 0..n.div_ceil(32) {
+            let (lo, hi) = (sg * 32, ((sg + 1) * 32).min(n));
+            let mut site = u32::MAX;
+            let mut any = false;
+            for i in lo..hi {
+                let l = &*lanes.add(i);
+                if l.state == State::Collective {
+                    any = true;
+                    site = site.min(l.site);
+                }
+            }
+            if !any {
+                continue;
+            }
+            let snap: *mut Snapshot = (*this).snaps.as_mut_ptr().add(sg);
+            let mut mask = 0u32;
+            for i in lo..hi {
+                let l = &*lanes.add(i);
+                if l.state == State::Collective && l.site == site {
+                    mask |= 1 << (i - lo);
+                    (*snap).values[i - lo] = l.slot;
+                }
+            }
+            (*snap).memo_ready = 0;
+            for i in lo..hi {
+                if mask & (1 << (i - lo)) != 0 {
+                    let l = &mut *lanes.add(i);
+                    l.view = SimdView {
+                        values: (*snap).values.as_ptr() as *const u8,
+                        active: mask,
+                        lane: (i - lo) as u32,
+                        memo: (*snap).memo.as_mut_ptr(),
+                        memo_ready: &mut (*snap).memo_ready,
+                    };
+                    l.state = State::Runnable;
+                }
+            }
+            resolved = true;
+        }
+        if !resolved {
+            for i in 0..n {
+                let l = &mut *lanes.add(i);
+                if l.state == State::Barrier {
+                    l.state = State::Runnable;
+                }
+            }
+        }
+    }
+
+    unsafe fn block(this: *mut GroupRunner, state: State) {
+        let lane = (*this).lanes.as_mut_ptr().add((*this).cur);
+        (*lane).state = state;
+        fiber::switch(&mut (*lane).ctx, &(*this).sched);
+    }
+}
+
+impl Drop for GroupRunner {
+    fn drop(&mut self) {
+        if let Some(s) = self.stacks.take() {
+            if let Ok(mut pool) = STACK_POOL.lock() {
+                pool.push(s);
+            }
+        }
+    }
+}
+
+extern "C" fn fiber_main(arg: *mut c_void) -> ! {
+    let lane = arg as *mut Lane;
+    let this = CURRENT.with(|c| c.get());
+    unsafe {
+        ((*this).entry)(&(*lane).args);
+        (*lane).state = State::Done;
+        (*this).done += 1;
+        fiber::switch(&mut (*lane).ctx, &(*this).sched);
+    }
+    // A finished fiber is never resumed.
+    std::process::abort()
+}
+
+fn current() -> *mut GroupRunner {
+    CURRENT.with(|c| c.get())
+}
+
+pub extern "C" fn rt_barrier() {
+    let this = current();
+    if this.is_null() {
+        return;
+    }
+    unsafe {
+        (*this).sync_points += 1;
+        if (*this).fibers {
+            GroupRunner::block(this, State::Barrier);
+        }
+        // Not a fiber: the group has one thread, so the barrier has nobody to wait for.
+    }
+}
+
+pub extern "C" fn rt_simd_exchange(value: *const u8, size: u32, site: u32) -> *const SimdView {
+    let this = current();
+    if this.is_null() {
+        return std::ptr::null();
+    }
+    unsafe {
+        (*this).sync_points += 1;
+        let size = (size as usize).min(SLOT_BYTES);
+        if (*this).fibers {
+            let lane = (*this).lanes.as_mut_ptr().add((*this).cur);
+            if size > 0 {
+                std::ptr::copy_nonoverlapping(value, (*lane).slot.as_mut_ptr(), size);
+            }
+            (*lane).site = site;
+            GroupRunner::block(this, State::Collective);
+            &(*lane).view
+        } else {
+            // A one-thread group: the lane is alone in its simdgroup.
+            let snap: *mut Snapshot = (*this).snaps.as_mut_ptr();
+            if size > 0 {
+                std::ptr::copy_nonoverlapping(value, (*snap).values[0].as_mut_ptr(), size);
+            }
+            (*snap).memo_ready = 0;
+            let view = &mut (*this).plain_view;
+            *view = SimdView {
+                values: (*snap).values.as_ptr() as *const u8,
+                active: 1,
+                lane: 0,
+                memo: (*snap).memo.as_mut_ptr(),
+                memo_ready: &mut (*snap).memo_ready,
+            };
+            view
+        }
+    }
+}
+
+pub extern "C" fn rt_tg_alloc(site: u32, size: u64, align: u64) -> *mut u8 {
+    let this = current();
+    if this.is_null() {
+        return std::ptr::null_mut();
+    }
+    unsafe {
+        let r = &mut *this;
+        let s = site as usize;
+        if s < r.sites.len() && r.sites[s] != usize::MAX {
+            return r.arena.ptr.add(r.sites[s]);
+        }
+        if s >= r.sites.len() {
+            r.sites.resize(s + 1, usize::MAX);
+        }
+        let align = (align as usize).max(1);
+        let off = r.cursor.div_ceil(align) * align;
+        let size = size as usize;
+        if off + size > r.arena.len {
+            r.fail(format!(
+                "threadgroup memory exceeds the 32 KiB Metal allows ({} bytes bound + {} declared)",
+                r.dynamic_bytes,
+                off + size - r.dynamic_bytes
+            ));
+            let mut spare = vec![0u128; size.div_ceil(16).max(1)];
+            let p = spare.as_mut_ptr() as *mut u8;
+            r.overflow.push(spare);
+            return p;
+        }
+        std::ptr::write_bytes(r.arena.ptr.add(off), 0xFF, size);
+        r.cursor = off + size;
+        r.sites[s] = off;
+        r.touched.push(s);
+        r.arena.ptr.add(off)
+    }
+}
+
+pub extern "C" fn rt_fail(message: *const c_char) {
+    let this = current();
+    if this.is_null() || message.is_null() {
+        return;
+    }
+    let text = unsafe { CStr::from_ptr(message) }
+        .to_string_lossy()
+        .into_owned();
+    unsafe { (*this).fail(text) };
+}
