@@ -364,3 +364,77 @@ fn block_size_table_matches_gguf_py() {
         "block size table differences"
     );
 }
+
+/// Throughput numbers for the report, not assertions about time:
+/// `cargo test --release -p forge-weights --test quant_gguf_py -- --ignored --nocapture`.
+/// It does check the results it times, so a broken fast path still fails.
+#[test]
+#[ignore = "benchmark; run in release with --ignored --nocapture"]
+fn benchmark_dequantise_smollm2_and_quantise_the_embedding() {
+    use std::time::Instant;
+    let r = reference();
+    let manifest = read_json(&r.dir.join("smollm2.json"));
+    let file = read(&r.model);
+    let tensors = manifest["tensors"].as_array().unwrap();
+    let spans: Vec<(DType, usize, &[u8], usize)> = tensors
+        .iter()
+        .map(|t| {
+            let offset = t["offset"].as_u64().unwrap() as usize;
+            let n_bytes = t["n_bytes"].as_u64().unwrap() as usize;
+            (
+                dtype(t["type"].as_str().unwrap()),
+                t["shape"][0].as_u64().unwrap() as usize,
+                &file[offset..offset + n_bytes],
+                t["n_elements"].as_u64().unwrap() as usize,
+            )
+        })
+        .collect();
+    let mut outs: Vec<Vec<f32>> = spans.iter().map(|s| vec![0.0f32; s.3]).collect();
+    let start = Instant::now();
+    for ((dt, row_len, bytes, _), out) in spans.iter().zip(&mut outs) {
+        dequantize_rows(*dt, bytes, *row_len, out).unwrap();
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let n: usize = spans.iter().map(|s| s.3).sum();
+    eprintln!(
+        "dequantize_rows, all {} SmolLM2 tensors: {n} values in {:.3} s = {:.0} M values/s ({} rayon threads)",
+        spans.len(),
+        secs,
+        n as f64 / secs / 1e6,
+        rayon::current_num_threads()
+    );
+    for ((_, _, _, _), (out, t)) in spans.iter().zip(outs.iter().zip(tensors)) {
+        let hash = format!("{:x}", Sha256::digest(bytemuck::cast_slice::<f32, u8>(out)));
+        assert_eq!(hash, t["sha256"].as_str().unwrap(), "{}", t["name"]);
+    }
+
+    // The real 49152 x 576 token embedding; K-quants need 256-wide rows, so
+    // they take it as rows of 2304 (4 embedding rows each).
+    let embd = &outs[tensors
+        .iter()
+        .position(|t| t["name"] == "token_embd.weight")
+        .unwrap()];
+    assert_eq!(embd.len(), 49152 * 576);
+    for (name, row_len, bound) in [
+        ("Q8_0", 576, 1e-9),
+        ("Q4_0", 576, 0.12),
+        ("Q4_K", 2304, 0.09),
+        ("Q6_K", 2304, 0.025),
+    ] {
+        let dt = dtype(name);
+        let mut bytes = vec![0u8; dt.bytes_for(embd.len() as u64).unwrap() as usize];
+        let start = Instant::now();
+        quantize_rows(dt, embd, row_len, &mut bytes).unwrap();
+        let secs = start.elapsed().as_secs_f64();
+        let mut y = vec![0.0f32; embd.len()];
+        dequantize_rows(dt, &bytes, row_len, &mut y).unwrap();
+        let rms = relative_rms(embd, &y);
+        eprintln!(
+            "quantize_rows {name}, 49152 x 576 token embedding: {secs:.3} s = {:.0} M values/s, relative rms error {rms:.4}",
+            embd.len() as f64 / secs / 1e6
+        );
+        // Q8_0 re-quantises values already on its grid: the d it derives is
+        // the same, so the round trip is exact up to f16 rounding of d.
+        assert!(rms < bound, "{name}: relative rms {rms} >= {bound}");
+    }
+}

@@ -26,8 +26,37 @@ pub(super) fn quantize(data: &[f32], out: &mut [u8]) {
         let id = if d != 0.0 { 1.0 / d } else { 0.0 };
         put_f16(block, 0, d);
         for (q, v) in block[2..].iter_mut().zip(x) {
-            // `as i8` saturates, so even a non-finite input cannot wrap.
-            *q = ((v * id).round() as i8) as u8;
+            *q = round_half_away(v * id) as u8;
         }
+    }
+}
+
+/// `x.round() as i8` (ties away from zero, saturating) without the libm call
+/// `f32::round` becomes on x86-64 without SSE4.1. After the clamp the
+/// integer and fractional parts are exact in f32.
+fn round_half_away(x: f32) -> i8 {
+    let x = x.clamp(-128.0, 127.0);
+    let whole = x as i32;
+    let frac = x - whole as f32;
+    (whole + i32::from(frac >= 0.5) - i32::from(frac <= -0.5)) as i8
+}
+
+#[cfg(test)]
+mod tests {
+    use super::round_half_away;
+
+    #[test]
+    fn rounding_matches_f32_round_and_saturates() {
+        let mut x = -140.0f32;
+        while x <= 140.0 {
+            for v in [x, x.next_up(), x.next_down()] {
+                let want = v.round().clamp(-128.0, 127.0) as i8;
+                assert_eq!(round_half_away(v), want, "{v}");
+            }
+            x += 0.25;
+        }
+        assert_eq!(round_half_away(f32::NAN), 0);
+        assert_eq!(round_half_away(f32::INFINITY), 127);
+        assert_eq!(round_half_away(0.49999997), 0);
     }
 }

@@ -11,6 +11,15 @@ mod scale_search;
 /// Values per super-block (ggml's QK_K).
 const QK_K: usize = 256;
 
+/// Clamps `x` to `lo..=hi` (integers, |bounds| < 2^22) and rounds to the
+/// nearest integer, ties to even. Adding and removing 1.5 * 2^23 leaves no
+/// fraction bits, so the FPU's own rounding does the work: without SSE4.1,
+/// `f32::round_ties_even` is a libm call and dominated the encoders' time.
+fn clamp_round(x: f32, lo: f32, hi: f32) -> f32 {
+    const SHIFT: f32 = 12_582_912.0;
+    (x.clamp(lo, hi) + SHIFT) - SHIFT
+}
+
 /// Unpacks the eight 6-bit scales and eight 6-bit mins that Q4_K and Q5_K
 /// squeeze into 12 bytes: bytes 0-3 hold scales 0-3, bytes 4-7 mins 0-3, and
 /// bytes 8-11 the low nibbles of scales/mins 4-7 whose top two bits ride in

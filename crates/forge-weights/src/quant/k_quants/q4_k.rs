@@ -5,7 +5,7 @@
 //! nibbles of qs[32 * (j / 2)..][..32]; value = scale * q - min.
 
 use super::scale_search::fit_affine;
-use super::{pack_scale_min, unpack_scale_min, QK_K};
+use super::{clamp_round, pack_scale_min, unpack_scale_min, QK_K};
 use crate::quant::{f16_at, put_f16};
 
 const BLOCK_BYTES: usize = 144;
@@ -34,7 +34,7 @@ pub(crate) fn dequantize(bytes: &[u8], out: &mut [f32]) {
 
 /// Rounds `value * inv` to a 6-bit sub-block scale or min.
 fn six_bits(value: f32, inv: f32) -> u8 {
-    (value * inv).round_ties_even().clamp(0.0, 63.0) as u8
+    clamp_round(value * inv, 0.0, 63.0) as u8
 }
 
 pub(crate) fn quantize(data: &[f32], out: &mut [u8]) {
@@ -76,7 +76,7 @@ pub(crate) fn quantize(data: &[f32], out: &mut [u8]) {
             let inv = if dl != 0.0 { 1.0 / dl } else { 0.0 };
             let shift = 4 * (j % 2);
             for (l, &v) in xs.iter().enumerate() {
-                let q = ((v + ml) * inv).round_ties_even().clamp(0.0, 15.0) as u8;
+                let q = clamp_round((v + ml) * inv, 0.0, 15.0) as u8;
                 qs[SUB * (j / 2) + l] |= q << shift;
             }
         }

@@ -5,7 +5,7 @@
 //! value = d * scales[i / 16] * (q - 32).
 
 use super::scale_search::fit_symmetric;
-use super::QK_K;
+use super::{clamp_round, QK_K};
 use crate::quant::{f16_at, put_f16};
 
 const BLOCK_BYTES: usize = 210;
@@ -60,9 +60,8 @@ pub(crate) fn quantize(data: &[f32], out: &mut [u8]) {
             .fold(0.0f32, |a, &v| if v.abs() > a.abs() { v } else { a });
         let iscale = if ext != 0.0 { -128.0 / ext } else { 0.0 };
         let d = if ext != 0.0 { ext / -128.0 } else { 0.0 };
-        let sc: [i8; 16] = std::array::from_fn(|j| {
-            (iscale * scales[j]).round_ties_even().clamp(-128.0, 127.0) as i8
-        });
+        let sc: [i8; 16] =
+            std::array::from_fn(|j| clamp_round(iscale * scales[j], -128.0, 127.0) as i8);
         for (b, s) in block[192..208].iter_mut().zip(sc) {
             *b = s as u8;
         }
@@ -72,7 +71,7 @@ pub(crate) fn quantize(data: &[f32], out: &mut [u8]) {
         for (i, &v) in x.iter().enumerate() {
             let dl = d * f32::from(sc[i / SUB]);
             let q = if dl != 0.0 {
-                (v / dl).round_ties_even().clamp(-32.0, 31.0) as i8
+                clamp_round(v / dl, -32.0, 31.0) as i8
             } else {
                 0
             };

@@ -7,10 +7,41 @@
 //! the fit with the least weighted squared error. This is the idea behind
 //! ggml's `make_qkx2_quants` / `make_qx_quants`, written from the maths.
 
+use super::clamp_round;
+
 /// How many inverse scales either side of the obvious one we try, and the
 /// step between them in units of one code.
 const FAN: i32 = 10;
 const FAN_STEP: f32 = 0.1;
+
+/// Sums are kept in this many independent lanes: a single f32 accumulator
+/// is a serial chain of additions the compiler may not reorder, and that
+/// chain, not arithmetic, bounded the encoders' speed.
+const LANES: usize = 8;
+
+/// Σ over `x` of `f(x, w) -> [terms; N]`, accumulated lane-wise.
+fn lane_sums<const N: usize>(x: &[f32], w: &[f32], f: impl Fn(f32, f32) -> [f32; N]) -> [f32; N] {
+    let mut acc = [[0.0f32; LANES]; N];
+    let xs = x.chunks_exact(LANES);
+    let ws = w.chunks_exact(LANES);
+    let (xr, wr) = (xs.remainder(), ws.remainder());
+    for (xc, wc) in xs.zip(ws) {
+        for l in 0..LANES {
+            let t = f(xc[l], wc[l]);
+            for k in 0..N {
+                acc[k][l] += t[k];
+            }
+        }
+    }
+    let mut total: [f32; N] = std::array::from_fn(|k| acc[k].iter().sum());
+    for (&v, &wt) in xr.iter().zip(wr) {
+        let t = f(v, wt);
+        for k in 0..N {
+            total[k] += t[k];
+        }
+    }
+    total
+}
 
 /// Weighted fit of `x ≈ scale * q - min` with integer q in 0..=nmax,
 /// scale >= 0 and min >= 0 (the format subtracts an unsigned min, so a
@@ -23,23 +54,17 @@ pub(super) fn fit_affine(x: &[f32], w: &[f32], nmax: u8) -> (f32, f32) {
         return (0.0, -lo);
     }
     let nmax_f = f32::from(nmax);
-    let mut best = (
-        (hi - lo) / nmax_f,
-        -lo,
-        weighted_error(x, w, (hi - lo) / nmax_f, lo, nmax),
-    );
+    let [sw, sx] = lane_sums(x, w, |v, wt| [wt, wt * v]);
+    // For codes held fixed, the least-squares (scale, offset) leaves an
+    // error of Σwx² - scale·Σwqx - offset·Σwx, so the best candidate is the
+    // one with the largest `gain` = scale·Σwqx + offset·Σwx.
+    let mut best = ((hi - lo) / nmax_f, -lo, f32::NEG_INFINITY);
     for step in -FAN..=FAN {
         let iscale = (nmax_f + FAN_STEP * step as f32) / (hi - lo);
-        // Codes for this trial, then the best (scale, offset) for those codes.
-        let (mut sw, mut sq, mut sqq, mut sx, mut sqx) = (0.0f32, 0.0, 0.0, 0.0, 0.0);
-        for (&v, &wt) in x.iter().zip(w) {
-            let q = (iscale * (v - lo)).round_ties_even().clamp(0.0, nmax_f);
-            sw += wt;
-            sq += wt * q;
-            sqq += wt * q * q;
-            sx += wt * v;
-            sqx += wt * q * v;
-        }
+        let [sq, sqq, sqx] = lane_sums(x, w, |v, wt| {
+            let q = clamp_round(iscale * (v - lo), 0.0, nmax_f);
+            [wt * q, wt * q * q, wt * q * v]
+        });
         let det = sw * sqq - sq * sq;
         if det <= 0.0 {
             continue;
@@ -54,27 +79,12 @@ pub(super) fn fit_affine(x: &[f32], w: &[f32], nmax: u8) -> (f32, f32) {
         if scale <= 0.0 {
             continue;
         }
-        let err = weighted_error(x, w, scale, offset, nmax);
-        if err < best.2 {
-            best = (scale, -offset, err);
+        let gain = scale * sqx + offset * sx;
+        if gain > best.2 {
+            best = (scale, -offset, gain);
         }
     }
     (best.0, best.1)
-}
-
-/// Weighted squared error of coding `x` as `scale * q + offset`, q in 0..=nmax.
-fn weighted_error(x: &[f32], w: &[f32], scale: f32, offset: f32, nmax: u8) -> f32 {
-    let inv = if scale > 0.0 { 1.0 / scale } else { 0.0 };
-    x.iter()
-        .zip(w)
-        .map(|(&v, &wt)| {
-            let q = ((v - offset) * inv)
-                .round_ties_even()
-                .clamp(0.0, f32::from(nmax));
-            let e = scale * q + offset - v;
-            wt * e * e
-        })
-        .sum()
 }
 
 /// Weighted fit of `x ≈ scale * q` with integer q in -nmax..nmax-1; the
@@ -92,12 +102,10 @@ pub(super) fn fit_symmetric(x: &[f32], w: &[f32], nmax: i8) -> f32 {
     let mut best: Option<(f32, f32)> = None;
     for step in -FAN..=FAN {
         let iscale = -(f32::from(nmax) + FAN_STEP * step as f32) / ext;
-        let (mut sxq, mut sqq) = (0.0f32, 0.0f32);
-        for (&v, &wt) in x.iter().zip(w) {
-            let q = (iscale * v).round_ties_even().clamp(qmin, qmax);
-            sxq += wt * v * q;
-            sqq += wt * q * q;
-        }
+        let [sxq, sqq] = lane_sums(x, w, |v, wt| {
+            let q = clamp_round(iscale * v, qmin, qmax);
+            [wt * v * q, wt * q * q]
+        });
         if sqq > 0.0 {
             let gain = sxq * sxq / sqq;
             if best.is_none_or(|(g, _)| gain > g) {
