@@ -226,6 +226,23 @@ pub struct Pipeline {
     kernel: usize,
 }
 
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Pipeline({})", self.name())
+    }
+}
+
+impl std::fmt::Debug for Library {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Library({}: {})",
+            self.inner.name,
+            self.function_names().join(", ")
+        )
+    }
+}
+
 impl Pipeline {
     pub fn name(&self) -> &str {
         &self.lib.kernels[self.kernel].name
