@@ -12,7 +12,11 @@ fuzz_target!(|data: &[u8]| {
         Ok(header) => {
             for t in &header.tensors {
                 let end = t.offset.checked_add(t.n_bytes).expect("range overflow");
-                assert!(end <= data.len() as u64, "tensor '{}' outside the input", t.name);
+                assert!(
+                    end <= data.len() as u64,
+                    "tensor '{}' outside the input",
+                    t.name
+                );
                 assert_eq!(t.offset % header.alignment, 0);
             }
         }
