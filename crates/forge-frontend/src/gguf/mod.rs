@@ -35,7 +35,8 @@ impl GgufTensorInfo {
 }
 
 /// An open GGUF file: its parsed header and a map of its bytes.
-#[derive(Debug)]
+/// Cloning is cheap: the maps are shared.
+#[derive(Clone, Debug)]
 pub struct GgufFile {
     pub path: PathBuf,
     pub version: u32,

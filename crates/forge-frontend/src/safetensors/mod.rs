@@ -35,7 +35,8 @@ pub struct SafetensorsTensor {
 }
 
 /// The tensors of one or more safetensors files, with the files mapped.
-#[derive(Debug)]
+/// Cloning is cheap: the maps are shared.
+#[derive(Clone, Debug)]
 pub struct SafetensorsSet {
     pub files: Vec<PathBuf>,
     pub tensors: Vec<SafetensorsTensor>,
