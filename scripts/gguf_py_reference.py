@@ -27,6 +27,7 @@ Errors are one line on stderr and a non-zero exit.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import hashlib
 import json
 import os
@@ -194,10 +195,18 @@ def cmd_reference(args: argparse.Namespace) -> None:
     out = Path(args.out)
     stamp = stamp_for(model)
     stamp_file = out / "stamp.json"
-    if stamp_file.is_file() and stamp_file.read_text() == stamp:
-        print(f"gguf_py_reference: {out} is up to date")
-        return
     out.parent.mkdir(parents=True, exist_ok=True)
+    # Test binaries (and engineers) may run this at the same time: the lock
+    # makes one of them build the reference and the others find it built.
+    with open(out.parent / f"{out.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if stamp_file.is_file() and stamp_file.read_text() == stamp:
+            print(f"gguf_py_reference: {out} is up to date")
+            return
+        build_reference(model, out, stamp)
+
+
+def build_reference(model: Path, out: Path, stamp: str) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=out.name + ".", dir=out.parent))
     try:
         print(f"gguf_py_reference: writing {out} (gguf-py {_gguf_version()}, model {model})")
@@ -207,8 +216,10 @@ def cmd_reference(args: argparse.Namespace) -> None:
         write_dequant_cases(tmp, rng)
         inputs = {
             "synthetic": synthetic_input(rng),
-            # Real rows: the Q8_0 token embedding (first 512 rows) and Q4_1
-            # projections, with a little noise so they are off the source grid.
+            # Real rows: the Q8_0 token embedding (first 512 rows) and a Q4_1
+            # projection, exactly on their source grids (re-quantising them
+            # must reproduce gguf-py's bytes all the same), and another Q4_1
+            # projection with a little noise to move it off its grid.
             "token_embd": kept["token_embd.weight"][:512],
             "ffn_down": kept["blk.0.ffn_down.weight"],
             "attn_q_noisy": kept["blk.0.attn_q.weight"]
