@@ -38,6 +38,12 @@ pub enum QuantError {
         expected: u64,
         actual: usize,
     },
+    #[error("{dtype}: row length {row_len} is not a multiple of the block size {block}")]
+    RowNotWholeBlocks {
+        dtype: DType,
+        row_len: usize,
+        block: u64,
+    },
     #[error(
         "{dtype}: row length {row_len} does not divide the {elements} elements into whole rows"
     )]
@@ -120,9 +126,9 @@ fn check_rows(dtype: DType, elements: usize, row_len: usize) -> Result<(), Quant
     }
     let block = dtype.block_elements();
     if !(row_len as u64).is_multiple_of(block) {
-        return Err(QuantError::NotWholeBlocks {
+        return Err(QuantError::RowNotWholeBlocks {
             dtype,
-            elements: row_len,
+            row_len,
             block,
         });
     }

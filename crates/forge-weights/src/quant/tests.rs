@@ -96,7 +96,17 @@ fn errors_are_one_line_and_name_the_problem() {
     let e = dequantize_rows(DType::Q8_0, &[0; 102], 0, &mut out).unwrap_err();
     assert!(matches!(e, QuantError::RowLength { row_len: 0, .. }));
     let e = dequantize_rows(DType::Q8_0, &[0; 102], 48, &mut out).unwrap_err();
-    assert!(matches!(e, QuantError::NotWholeBlocks { elements: 48, .. }));
+    assert_eq!(
+        e.to_string(),
+        "Q8_0: row length 48 is not a multiple of the block size 32"
+    );
+    // SmolLM2's 576-wide rows cannot be K-quantised: a clear error, not a panic.
+    let mut out = vec![0.0f32; 576 * 4];
+    let e = dequantize_rows(DType::Q4_K, &vec![0; 144 * 9], 576, &mut out).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "Q4_K: row length 576 is not a multiple of the block size 256"
+    );
 }
 
 #[test]
