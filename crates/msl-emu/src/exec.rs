@@ -104,6 +104,9 @@ pub struct GroupRunner {
     sched: Context,
     cur: usize,
     done: usize,
+    /// Lanes to resume in this pass, in order; a blocking lane switches straight to the next.
+    run_list: Vec<u32>,
+    run_pos: usize,
     pub sync_points: u64,
     pub error: Option<String>,
 }
@@ -190,6 +193,8 @@ impl GroupRunner {
             sched: Context::new(),
             cur: 0,
             done: 0,
+            run_list: Vec::with_capacity(n),
+            run_pos: 0,
             sync_points: 0,
             error: None,
         })
@@ -248,27 +253,41 @@ impl GroupRunner {
         let common: *const Common = &*(*this).common;
         let stacks = (*this).stacks.as_ref().expect("fiber mode has stacks") as *const Stacks;
         let lanes = (*this).lanes.as_mut_ptr();
+        (*this).run_list.clear();
         for i in 0..n {
             let lane = lanes.add(i);
             (*lane).args.c = common;
             (*lane).state = State::Runnable;
             (*lane)
                 .ctx
-                .init((*stacks).top(i), fiber_main, lane as *mut c_void);
+                .init((*stacks).top(i), fiber_main, this as *mut c_void);
+            (*this).run_list.push(i as u32);
         }
         (*this).done = 0;
-        loop {
-            for i in 0..n {
-                let lane = lanes.add(i);
-                if (*lane).state == State::Runnable {
-                    (*this).cur = i;
-                    fiber::switch(&mut (*this).sched, &(*lane).ctx);
-                }
+        while (*this).done < n {
+            // One pass: every runnable lane runs until it blocks or ends, each
+            // switching directly to the next; the last one switches back here.
+            (*this).run_pos = 0;
+            let first = *(*this).run_list.as_ptr() as usize;
+            (*this).cur = first;
+            fiber::switch(&mut (*this).sched, &(*lanes.add(first)).ctx);
+            if (*this).done < n {
+                Self::resolve(this);
             }
-            if (*this).done == n {
-                break;
-            }
-            Self::resolve(this);
+        }
+    }
+
+    /// The context to resume after the current lane blocks or ends.
+    #[inline(always)]
+    unsafe fn next_context(this: *mut GroupRunner) -> *const Context {
+        let pos = (*this).run_pos + 1;
+        (*this).run_pos = pos;
+        if pos < (*(&raw const (*this).run_list)).len() {
+            let i = *(*this).run_list.as_ptr().add(pos) as usize;
+            (*this).cur = i;
+            &(*(*this).lanes.as_ptr().add(i)).ctx
+        } else {
+            &(*this).sched
         }
     }
 
@@ -276,6 +295,8 @@ impl GroupRunner {
     unsafe fn resolve(this: *mut GroupRunner) {
         let n = (*this).n;
         let lanes = (*this).lanes.as_mut_ptr();
+        let run_list: *mut Vec<u32> = &mut (*this).run_list;
+        (*run_list).clear();
         let mut resolved = false;
         for sg in 0..n.div_ceil(32) {
             let (lo, hi) = (sg * 32, ((sg + 1) * 32).min(n));
@@ -312,6 +333,7 @@ impl GroupRunner {
                         memo_ready: &mut (*snap).memo_ready,
                     };
                     l.state = State::Runnable;
+                    (*run_list).push(i as u32);
                 }
             }
             resolved = true;
@@ -321,15 +343,17 @@ impl GroupRunner {
                 let l = &mut *lanes.add(i);
                 if l.state == State::Barrier {
                     l.state = State::Runnable;
+                    (*run_list).push(i as u32);
                 }
             }
         }
     }
 
-    unsafe fn block(this: *mut GroupRunner, state: State) {
-        let lane = (*this).lanes.as_mut_ptr().add((*this).cur);
+    #[inline(always)]
+    unsafe fn block(this: *mut GroupRunner, lane: *mut Lane, state: State) {
         (*lane).state = state;
-        fiber::switch(&mut (*lane).ctx, &(*this).sched);
+        let to = Self::next_context(this);
+        fiber::switch(&mut (*lane).ctx, to);
     }
 }
 
@@ -344,18 +368,30 @@ impl Drop for GroupRunner {
 }
 
 extern "C" fn fiber_main(arg: *mut c_void) -> ! {
-    let lane = arg as *mut Lane;
-    let this = CURRENT.with(|c| c.get());
+    let this = arg as *mut GroupRunner;
     unsafe {
+        let lane = (*this).lanes.as_mut_ptr().add((*this).cur);
         ((*this).entry)(&(*lane).args);
-        (*lane).state = State::Done;
         (*this).done += 1;
-        fiber::switch(&mut (*lane).ctx, &(*this).sched);
+        GroupRunner::block(this, lane, State::Done);
     }
     // A finished fiber is never resumed.
     std::process::abort()
 }
 
+/// Copies a collective's value into a slot; the common sizes avoid a memcpy call.
+#[inline(always)]
+unsafe fn copy_value(value: *const u8, slot: *mut u8, size: usize) {
+    match size {
+        4 => (slot as *mut u32).write_unaligned((value as *const u32).read_unaligned()),
+        8 => (slot as *mut u64).write_unaligned((value as *const u64).read_unaligned()),
+        16 => (slot as *mut u128).write_unaligned((value as *const u128).read_unaligned()),
+        0 => {}
+        _ => std::ptr::copy_nonoverlapping(value, slot, size),
+    }
+}
+
+#[inline(always)]
 fn current() -> *mut GroupRunner {
     CURRENT.with(|c| c.get())
 }
@@ -368,7 +404,8 @@ pub extern "C" fn rt_barrier() {
     unsafe {
         (*this).sync_points += 1;
         if (*this).fibers {
-            GroupRunner::block(this, State::Barrier);
+            let lane = (*this).lanes.as_mut_ptr().add((*this).cur);
+            GroupRunner::block(this, lane, State::Barrier);
         }
         // Not a fiber: the group has one thread, so the barrier has nobody to wait for.
     }
@@ -384,11 +421,9 @@ pub extern "C" fn rt_simd_exchange(value: *const u8, size: u32, site: u32) -> *c
         let size = (size as usize).min(SLOT_BYTES);
         if (*this).fibers {
             let lane = (*this).lanes.as_mut_ptr().add((*this).cur);
-            if size > 0 {
-                std::ptr::copy_nonoverlapping(value, (*lane).slot.as_mut_ptr(), size);
-            }
+            copy_value(value, (*lane).slot.as_mut_ptr(), size);
             (*lane).site = site;
-            GroupRunner::block(this, State::Collective);
+            GroupRunner::block(this, lane, State::Collective);
             &(*lane).view
         } else {
             // A one-thread group: the lane is alone in its simdgroup.

@@ -53,10 +53,16 @@ impl Stacks {
         Ok(Stacks { base, bytes })
     }
 
-    /// The (16-byte aligned) top of fiber `i`'s stack.
+    /// The (16-byte aligned) top of fiber `i`'s stack. Tops are staggered
+    /// over the 64 cache-line offsets of a page: at the same page offset every
+    /// fiber's hot frames would map to one cache set and evict each other.
     pub fn top(&self, i: usize) -> *mut u8 {
         debug_assert!(i < MAX_FIBERS);
-        unsafe { self.base.add((i + 1) * (STACK_BYTES + GUARD_BYTES)) }
+        let colour = (i * 7 % 64) * 64;
+        unsafe {
+            self.base
+                .add((i + 1) * (STACK_BYTES + GUARD_BYTES) - colour)
+        }
     }
 }
 

@@ -27,4 +27,6 @@ pub use library::{
 pub use toolchain::{cache_dir, clang_path};
 
 #[cfg(test)]
+mod perf_tests;
+#[cfg(test)]
 mod runtime_tests;

@@ -73,6 +73,32 @@ const COMPILE_FLAGS: &[&str] = &[
     "-fbfloat16-excess-precision=none",
 ];
 
+/// The widest x86-64 level this CPU runs, so half conversions and vector code
+/// use F16C/AVX2 instead of library calls. Without -ffast-math and with
+/// -ffp-contract=off the results do not depend on the level.
+fn target_flags() -> &'static [&'static str] {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let v3 = is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma")
+            && is_x86_feature_detected!("f16c")
+            && is_x86_feature_detected!("bmi1")
+            && is_x86_feature_detected!("bmi2")
+            && is_x86_feature_detected!("lzcnt")
+            && is_x86_feature_detected!("movbe");
+        let v2 = is_x86_feature_detected!("sse4.2")
+            && is_x86_feature_detected!("popcnt")
+            && is_x86_feature_detected!("ssse3");
+        if v3 {
+            return &["-march=x86-64-v3"];
+        }
+        if v2 {
+            return &["-march=x86-64-v2"];
+        }
+    }
+    &[]
+}
+
 /// $MSL_EMU_CLANG, else clang-19 on PATH, else clang on PATH if its major version is at least 17.
 pub fn clang_path() -> Result<PathBuf, Error> {
     static FOUND: OnceLock<Result<PathBuf, String>> = OnceLock::new();
@@ -326,7 +352,7 @@ pub fn build_shared_object(source: &str, count_traffic: bool) -> Result<PathBuf,
     let shim = shim_dir()?;
     let mut key = shim_hash();
     key.str(&clang_version()?);
-    for f in COMPILE_FLAGS {
+    for f in COMPILE_FLAGS.iter().chain(target_flags()) {
         key.str(f);
     }
     key.str(if count_traffic {
@@ -343,7 +369,11 @@ pub fn build_shared_object(source: &str, count_traffic: bool) -> Result<PathBuf,
         return Ok(out);
     }
     let tmp = temp_name(&out);
-    let mut args: Vec<String> = COMPILE_FLAGS.iter().map(|s| s.to_string()).collect();
+    let mut args: Vec<String> = COMPILE_FLAGS
+        .iter()
+        .chain(target_flags())
+        .map(|s| s.to_string())
+        .collect();
     args.push("-include".into());
     args.push(shim.join("metal_stdlib").display().to_string());
     if count_traffic {
