@@ -277,12 +277,16 @@ impl GroupRunner {
         }
     }
 
+    fn run_list_len(&self) -> usize {
+        self.run_list.len()
+    }
+
     /// The context to resume after the current lane blocks or ends.
     #[inline(always)]
     unsafe fn next_context(this: *mut GroupRunner) -> *const Context {
         let pos = (*this).run_pos + 1;
         (*this).run_pos = pos;
-        if pos < (*(&raw const (*this).run_list)).len() {
+        if pos < (*this).run_list_len() {
             let i = *(*this).run_list.as_ptr().add(pos) as usize;
             (*this).cur = i;
             &(*(*this).lanes.as_ptr().add(i)).ctx
