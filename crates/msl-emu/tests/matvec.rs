@@ -253,3 +253,92 @@ fn matvec_q8_0_lm_head_shape() {
         bound * refs[r % pool].1
     });
 }
+
+#[test]
+fn matvec_f32_reads_weights_at_an_offset_in_a_wrapped_file() {
+    // How forge binds weights: one mmapped file wrapped without copying, each
+    // tensor bound at its 16 KiB-aligned offset. Two tensors share the file; the
+    // matvec must see only the second one and count traffic against its binding.
+    let (rows, cols) = (40usize, 256usize);
+    let first_len = 24 * cols * 4;
+    let offset = first_len.next_multiple_of(16384);
+    let mut rng = Rng::new(5);
+    let first = rng.vec_f32(24 * cols, -1.0, 1.0);
+    let second = rng.vec_f32(rows * cols, -1.0, 1.0);
+    let mut file = vec![0u8; offset + rows * cols * 4];
+    for (i, v) in first.iter().enumerate() {
+        file[i * 4..i * 4 + 4].copy_from_slice(&v.to_le_bytes());
+    }
+    for (i, v) in second.iter().enumerate() {
+        file[offset + i * 4..offset + i * 4 + 4].copy_from_slice(&v.to_le_bytes());
+    }
+    let file = std::sync::Arc::new(file);
+    let ptr = file.as_ptr() as *mut u8;
+    // SAFETY: the kernel only reads buffer 0, and `file` is kept alive as the owner.
+    let weights = unsafe { Buffer::wrap(ptr, file.len(), file.clone()) };
+    assert_eq!(
+        weights.contents() as *const u8,
+        file.as_ptr(),
+        "wrap must not copy"
+    );
+
+    // x also sits after a 64-byte header in its buffer.
+    let x = rng.vec_f32(cols, -1.0, 1.0);
+    let xb = Buffer::new(64 + cols * 4);
+    xb.write(64, &x);
+    let options = CompileOptions {
+        count_traffic: true,
+        ..CompileOptions::default()
+    };
+    let lib = load_with("matvec_f32.metal", &options);
+    let pipe = lib
+        .pipeline("matvec_f32", &FunctionConstants::default())
+        .unwrap();
+    let yb = Buffer::new(rows * 4);
+    let params = words(&[Word::U(rows as u32), Word::U(cols as u32)]);
+    let groups = rows.div_ceil(8) as u32;
+    let stats = dispatch_threadgroups(
+        &pipe,
+        groups.into(),
+        F32_THREADS.into(),
+        &[
+            msl_emu::Binding::Buffer {
+                index: 0,
+                buffer: &weights,
+                offset,
+            },
+            msl_emu::Binding::Buffer {
+                index: 1,
+                buffer: &xb,
+                offset: 64,
+            },
+            buf(2, &yb),
+            bytes(3, &params),
+        ],
+    )
+    .unwrap();
+    let w64: Vec<f64> = second.iter().map(|&v| v as f64).collect();
+    let (want, mag) = reference_matvec(&w64, &x, rows, cols);
+    assert_within("matvec_f32 at an offset", &yb.read::<f32>(), &want, |i| {
+        cols as f64 * F32_U * mag[i]
+    });
+    assert_eq!(traffic(&stats, 0), ((rows * cols * 4) as u64, 0), "weights");
+
+    // An offset past the end of the buffer is an error, not a wild read.
+    let err = dispatch_threadgroups(
+        &pipe,
+        groups.into(),
+        F32_THREADS.into(),
+        &[
+            msl_emu::Binding::Buffer {
+                index: 0,
+                buffer: &weights,
+                offset: file.len() + 4,
+            },
+            buf(1, &xb),
+            buf(2, &yb),
+            bytes(3, &params),
+        ],
+    );
+    assert!(err.is_err(), "offset past the end was accepted");
+}
