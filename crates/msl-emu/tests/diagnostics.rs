@@ -141,6 +141,20 @@ fn compile_error_names_the_original_metal_line() {
 }
 
 #[test]
+fn error_inside_a_stdlib_template_names_the_kernel_line() {
+    // The user can do nothing with a line number in the emulator's own header.
+    let path = kernel_path("invalid/as_type_size_mismatch.metal");
+    let at = format!("as_type_size_mismatch.metal:{}", marked_line(&path));
+    let err = match Library::from_file(&path, &CompileOptions::default()) {
+        Ok(_) => panic!("as_type<float>(half) compiled"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains(&at), "error should name {at}: {err}");
+    let diags = check_syntax(&path).unwrap_err();
+    assert_reported_at(&diags, "as_type_size_mismatch.metal", marked_line(&path));
+}
+
+#[test]
 fn missing_source_file_is_a_one_line_error() {
     let path = kernel_path("no_such_kernel.metal");
     let err = match Library::from_file(&path, &CompileOptions::default()) {
