@@ -40,7 +40,10 @@ pub fn build_graph(c: &ModelConfig) -> Graph {
         g.begin_block(i, *spec);
         x = match spec.mixer {
             Mixer::FullAttention | Mixer::SlidingAttention => {
-                let a = c.attention.as_ref().expect("validated: attention layers have a config");
+                let a = c
+                    .attention
+                    .as_ref()
+                    .expect("validated: attention layers have a config");
                 attention(&mut g, c, a, i, *spec, x)
             }
             Mixer::Mamba => match &c.ssm {
@@ -60,7 +63,14 @@ pub fn build_graph(c: &ModelConfig) -> Graph {
         };
     }
     g.begin_epilogue();
-    let h = norm(&mut g, c, "output_norm", "output_norm.weight".into(), c.hidden_size, x);
+    let h = norm(
+        &mut g,
+        c,
+        "output_norm",
+        "output_norm.weight".into(),
+        c.hidden_size,
+        x,
+    );
     let head = if c.tie_word_embeddings {
         "token_embd.weight"
     } else {
@@ -78,7 +88,14 @@ pub fn build_graph(c: &ModelConfig) -> Graph {
     g.finish(logits)
 }
 
-fn norm(g: &mut GraphBuilder, c: &ModelConfig, name: &str, weight: String, group: u64, x: ValueId) -> ValueId {
+fn norm(
+    g: &mut GraphBuilder,
+    c: &ModelConfig,
+    name: &str,
+    weight: String,
+    group: u64,
+    x: ValueId,
+) -> ValueId {
     let width = g.width(x);
     g.push(
         name,
@@ -92,7 +109,15 @@ fn norm(g: &mut GraphBuilder, c: &ModelConfig, name: &str, weight: String, group
     )
 }
 
-fn linear(g: &mut GraphBuilder, name: &str, out: u64, layer: u64, tensor: &str, bias: bool, x: ValueId) -> ValueId {
+fn linear(
+    g: &mut GraphBuilder,
+    name: &str,
+    out: u64,
+    layer: u64,
+    tensor: &str,
+    bias: bool,
+    x: ValueId,
+) -> ValueId {
     g.push(
         name,
         out,
@@ -159,19 +184,43 @@ fn attention(
         },
         &[q, k, v],
     );
-    let mut o = linear(g, "attn_out", c.hidden_size, i, "attn_output", a.output_bias, attn);
+    let mut o = linear(
+        g,
+        "attn_out",
+        c.hidden_size,
+        i,
+        "attn_output",
+        a.output_bias,
+        attn,
+    );
     if c.feed_forward.as_ref().is_some_and(|f| f.sandwich_norms) {
-        o = norm(g, c, "attn_out_normed", blk(i, "post_attention_norm"), c.hidden_size, o);
+        o = norm(
+            g,
+            c,
+            "attn_out_normed",
+            blk(i, "post_attention_norm"),
+            c.hidden_size,
+            o,
+        );
     }
     g.push("attn_residual", c.hidden_size, Op::Add, &[x, o])
 }
 
-fn feed_forward(g: &mut GraphBuilder, c: &ModelConfig, i: u64, kind: FeedForwardKind, x: ValueId) -> ValueId {
+fn feed_forward(
+    g: &mut GraphBuilder,
+    c: &ModelConfig,
+    i: u64,
+    kind: FeedForwardKind,
+    x: ValueId,
+) -> ValueId {
     let h = norm(g, c, "ffn_norm", blk(i, "ffn_norm"), c.hidden_size, x);
     let mut out = match kind {
         FeedForwardKind::MixtureOfExperts => {
             let m = c.moe.as_ref().expect("validated: MoE layers have a config");
-            let f = c.feed_forward.as_ref().expect("MoE layers carry the activation in the feed-forward config");
+            let f = c
+                .feed_forward
+                .as_ref()
+                .expect("MoE layers carry the activation in the feed-forward config");
             let routing = g.push(
                 "routing",
                 2 * m.experts_per_token,
@@ -197,7 +246,10 @@ fn feed_forward(g: &mut GraphBuilder, c: &ModelConfig, i: u64, kind: FeedForward
             )
         }
         _ => {
-            let f = c.feed_forward.as_ref().expect("validated: dense layers have a config");
+            let f = c
+                .feed_forward
+                .as_ref()
+                .expect("validated: dense layers have a config");
             let n = f.intermediate_size;
             let gate = linear(g, "gate", n, i, "ffn_gate", f.bias, h);
             let up = linear(g, "up", n, i, "ffn_up", f.bias, h);
@@ -213,7 +265,14 @@ fn feed_forward(g: &mut GraphBuilder, c: &ModelConfig, i: u64, kind: FeedForward
         }
     };
     if c.feed_forward.as_ref().is_some_and(|f| f.sandwich_norms) {
-        out = norm(g, c, "ffn_out_normed", blk(i, "post_ffw_norm"), c.hidden_size, out);
+        out = norm(
+            g,
+            c,
+            "ffn_out_normed",
+            blk(i, "post_ffw_norm"),
+            c.hidden_size,
+            out,
+        );
     }
     g.push("ffn_residual", c.hidden_size, Op::Add, &[x, out])
 }
@@ -238,7 +297,15 @@ fn mamba(g: &mut GraphBuilder, c: &ModelConfig, m: &MambaConfig, i: u64, x: Valu
         },
         &[xs],
     );
-    let dbc = linear(g, "dt_b_c", m.dt_rank + 2 * m.d_state, i, "ssm_x", false, xc);
+    let dbc = linear(
+        g,
+        "dt_b_c",
+        m.dt_rank + 2 * m.d_state,
+        i,
+        "ssm_x",
+        false,
+        xc,
+    );
     let dt_low = slice(g, "dt_low_rank", dbc, 0, m.dt_rank);
     let b = slice(g, "b", dbc, m.dt_rank, m.d_state);
     let cc = slice(g, "c", dbc, m.dt_rank + m.d_state, m.d_state);
@@ -261,7 +328,15 @@ fn mamba(g: &mut GraphBuilder, c: &ModelConfig, m: &MambaConfig, i: u64, x: Valu
         },
         &[z, y],
     );
-    let out = linear(g, "ssm_out", c.hidden_size, i, "ssm_out", m.proj_bias, gated);
+    let out = linear(
+        g,
+        "ssm_out",
+        c.hidden_size,
+        i,
+        "ssm_out",
+        m.proj_bias,
+        gated,
+    );
     g.push("residual", c.hidden_size, Op::Add, &[x, out])
 }
 
@@ -270,7 +345,15 @@ fn mamba2(g: &mut GraphBuilder, c: &ModelConfig, m: &Mamba2Config, i: u64, x: Va
     let bc = m.n_groups * m.d_state;
     let conv_width = inner + 2 * bc;
     let h = norm(g, c, "ssm_norm_in", blk(i, "attn_norm"), c.hidden_size, x);
-    let proj = linear(g, "zxbcdt", inner + conv_width + m.num_heads, i, "ssm_in", m.proj_bias, h);
+    let proj = linear(
+        g,
+        "zxbcdt",
+        inner + conv_width + m.num_heads,
+        i,
+        "ssm_in",
+        m.proj_bias,
+        h,
+    );
     let z = slice(g, "z", proj, 0, inner);
     let xbc = slice(g, "xbc", proj, inner, conv_width);
     let dt = slice(g, "dt", proj, inner + conv_width, m.num_heads);
@@ -314,6 +397,14 @@ fn mamba2(g: &mut GraphBuilder, c: &ModelConfig, m: &Mamba2Config, i: u64, x: Va
         },
         &[y, z],
     );
-    let out = linear(g, "ssm_out", c.hidden_size, i, "ssm_out", m.proj_bias, normed);
+    let out = linear(
+        g,
+        "ssm_out",
+        c.hidden_size,
+        i,
+        "ssm_out",
+        m.proj_bias,
+        normed,
+    );
     g.push("residual", c.hidden_size, Op::Add, &[x, out])
 }

@@ -6,7 +6,8 @@ use forge_frontend::hf::{config, json::JsonObject};
 use forge_ir::{Mixer, RopeScaling, SsmConfig};
 
 fn parse(text: &str) -> Result<forge_ir::ModelConfig, String> {
-    let obj = JsonObject::parse(Path::new("config.json"), text.as_bytes()).map_err(|e| e.to_string())?;
+    let obj =
+        JsonObject::parse(Path::new("config.json"), text.as_bytes()).map_err(|e| e.to_string())?;
     config::parse(&obj).map_err(|e| e.to_string())
 }
 
@@ -31,7 +32,9 @@ fn v4_and_v5_rope_styles_agree() {
     assert_eq!(v4, v5);
     let rope = &v4.attention.as_ref().unwrap().rope;
     assert_eq!(rope.theta, 500000.0);
-    assert!(matches!(rope.scaling, RopeScaling::Llama3 { factor, original_context_length: 8192, .. } if factor == 8.0));
+    assert!(
+        matches!(rope.scaling, RopeScaling::Llama3 { factor, original_context_length: 8192, .. } if factor == 8.0)
+    );
 }
 
 #[test]
@@ -54,7 +57,10 @@ fn gemma3_per_layer_type_rope_and_layer_types() {
     assert!(a.qk_norm);
     assert_eq!(a.query_scale, 0.25);
     assert_eq!(c.embedding_scale, Some(8.0));
-    assert!(c.tie_word_embeddings, "Gemma ties embeddings unless told otherwise");
+    assert!(
+        c.tie_word_embeddings,
+        "Gemma ties embeddings unless told otherwise"
+    );
 }
 
 #[test]
@@ -65,7 +71,9 @@ fn mamba2_infinite_time_step_limit() {
         "conv_kernel": 4, "time_step_limit": [0.0, {"__float__": "Infinity"}], "use_conv_bias": true}"#,
     )
     .unwrap();
-    let Some(SsmConfig::Mamba2(m)) = &c.ssm else { panic!("not mamba2") };
+    let Some(SsmConfig::Mamba2(m)) = &c.ssm else {
+        panic!("not mamba2")
+    };
     assert_eq!(m.dt_limit, (0.0, f64::INFINITY));
     assert_eq!(m.d_inner, 128);
     assert_eq!(c.layers[0].mixer, Mixer::Mamba2);
@@ -76,7 +84,10 @@ fn errors_name_the_field() {
     let e = parse(r#"{"model_type": "llama", "hidden_size": "big"}"#).unwrap_err();
     assert!(e.starts_with("config.json: "), "{e}");
     assert!(e.contains("hidden_size"), "{e}");
-    let e = parse(&format!(r#"{{ {LLAMA_BASE}, "rope_scaling": {{"type": "warp", "factor": 2}} }}"#)).unwrap_err();
+    let e = parse(&format!(
+        r#"{{ {LLAMA_BASE}, "rope_scaling": {{"type": "warp", "factor": 2}} }}"#
+    ))
+    .unwrap_err();
     assert!(e.contains("warp"), "{e}");
     let e = parse("[1, 2]").unwrap_err();
     assert!(e.contains("expected a JSON object"), "{e}");

@@ -140,7 +140,9 @@ pub enum RopeLayout {
 pub enum RopeScaling {
     None,
     /// Positions divided by `factor`.
-    Linear { factor: f64 },
+    Linear {
+        factor: f64,
+    },
     /// Llama 3.1's frequency-dependent interpolation.
     Llama3 {
         factor: f64,
@@ -159,7 +161,9 @@ pub enum RopeScaling {
     },
     /// Per-frequency divisors, as GGUF stores Llama 3 scaling (`rope_freqs.weight`):
     /// frequency i becomes `theta^(-2i/d) / factors[i]`.
-    FrequencyFactors { factors: Vec<f64> },
+    FrequencyFactors {
+        factors: Vec<f64>,
+    },
     /// Phi-3's per-dimension rescaling (LongRoPE): `long` factors past the original context.
     LongRope {
         short_factor: Vec<f64>,

@@ -115,7 +115,7 @@ impl DType {
     /// number of blocks or the size overflows.
     pub fn bytes_for(self, elements: u64) -> Option<u64> {
         let per = self.block_elements();
-        if elements % per != 0 {
+        if !elements.is_multiple_of(per) {
             return None;
         }
         (elements / per).checked_mul(self.block_bytes())

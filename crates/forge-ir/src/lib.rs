@@ -20,5 +20,7 @@ pub use dtype::DType;
 pub use graph::{Block, Graph, GraphBuilder, Node, Op, Value, ValueId};
 pub use model::{Model, SourceFormat};
 pub use tensor::{TensorSource, TensorSpec, TensorTable, TensorTransform};
-pub use tokenizer::{ChatTemplate, GenerationDefaults, GgufVocab, TokenizerKind, TokenizerSource, TokenizerSpec};
+pub use tokenizer::{
+    ChatTemplate, GenerationDefaults, GgufVocab, TokenizerKind, TokenizerSource, TokenizerSpec,
+};
 pub use validate::{validate, ValidationError};

@@ -66,16 +66,23 @@ pub fn validate_config(c: &ModelConfig) -> Result<(), ValidationError> {
         ));
     }
     if !(c.norm_eps.is_finite() && c.norm_eps >= 0.0) {
-        return fail(format!("norm epsilon {} is not a small positive number", c.norm_eps));
+        return fail(format!(
+            "norm epsilon {} is not a small positive number",
+            c.norm_eps
+        ));
     }
     for (i, layer) in c.layers.iter().enumerate() {
         match layer.mixer {
             Mixer::FullAttention | Mixer::SlidingAttention => {
                 let Some(a) = &c.attention else {
-                    return fail(format!("layer {i} is attention but there is no attention config"));
+                    return fail(format!(
+                        "layer {i} is attention but there is no attention config"
+                    ));
                 };
                 if layer.mixer == Mixer::SlidingAttention && a.sliding_window.is_none() {
-                    return fail(format!("layer {i} is sliding-window attention but no window is set"));
+                    return fail(format!(
+                        "layer {i} is sliding-window attention but no window is set"
+                    ));
                 }
             }
             Mixer::Mamba => {
@@ -85,13 +92,17 @@ pub fn validate_config(c: &ModelConfig) -> Result<(), ValidationError> {
             }
             Mixer::Mamba2 => {
                 if !matches!(c.ssm, Some(SsmConfig::Mamba2(_))) {
-                    return fail(format!("layer {i} is Mamba-2 but there is no Mamba-2 config"));
+                    return fail(format!(
+                        "layer {i} is Mamba-2 but there is no Mamba-2 config"
+                    ));
                 }
             }
         }
         match layer.feed_forward {
             FeedForwardKind::Dense if c.feed_forward.is_none() => {
-                return fail(format!("layer {i} has a feed-forward but there is no feed-forward config"))
+                return fail(format!(
+                    "layer {i} has a feed-forward but there is no feed-forward config"
+                ))
             }
             FeedForwardKind::MixtureOfExperts if c.moe.is_none() => {
                 return fail(format!("layer {i} has experts but there is no MoE config"))
@@ -136,10 +147,10 @@ pub fn validate_config(c: &ModelConfig) -> Result<(), ValidationError> {
         }
     }
     match &c.ssm {
-        Some(SsmConfig::Mamba(m)) => {
-            if m.d_state == 0 || m.d_conv == 0 || m.d_inner == 0 || m.dt_rank == 0 {
-                return fail("Mamba dimensions must be non-zero".to_string());
-            }
+        Some(SsmConfig::Mamba(m))
+            if m.d_state == 0 || m.d_conv == 0 || m.d_inner == 0 || m.dt_rank == 0 =>
+        {
+            return fail("Mamba dimensions must be non-zero".to_string());
         }
         Some(SsmConfig::Mamba2(m)) => {
             if m.num_heads == 0 || m.n_groups == 0 || m.d_state == 0 || m.d_conv == 0 {
@@ -151,14 +162,14 @@ pub fn validate_config(c: &ModelConfig) -> Result<(), ValidationError> {
                     m.num_heads, m.head_dim, m.d_inner
                 ));
             }
-            if m.num_heads % m.n_groups != 0 {
+            if !m.num_heads.is_multiple_of(m.n_groups) {
                 return fail(format!(
                     "Mamba-2 heads ({}) are not a multiple of its groups ({})",
                     m.num_heads, m.n_groups
                 ));
             }
         }
-        None => {}
+        Some(SsmConfig::Mamba(_)) | None => {}
     }
     Ok(())
 }
@@ -169,7 +180,7 @@ fn validate_tensors(table: &TensorTable) -> Result<(), ValidationError> {
             return fail(format!("{}: shape {:?} overflows", t.name, t.shape));
         };
         let row = t.shape.last().copied().unwrap_or(1);
-        if t.dtype.is_quantized() && row % t.dtype.block_elements() != 0 {
+        if t.dtype.is_quantized() && !row.is_multiple_of(t.dtype.block_elements()) {
             return fail(format!(
                 "{}: rows of {row} values are not whole {} blocks of {}",
                 t.name,
@@ -217,7 +228,10 @@ fn validate_graph(g: &Graph, table: &TensorTable) -> Result<(), ValidationError>
             .collect::<Result<Vec<u64>, _>>()?;
         for name in node.op.tensors() {
             if table.get(name).is_none() {
-                return fail(format!("missing tensor {name} (used by {})", describe(g, node)));
+                return fail(format!(
+                    "missing tensor {name} (used by {})",
+                    describe(g, node)
+                ));
             }
             used_tensors.insert(name.to_string());
         }
@@ -226,9 +240,8 @@ fn validate_graph(g: &Graph, table: &TensorTable) -> Result<(), ValidationError>
         let out = g.value(node.output);
         if out.width != width {
             return fail(format!(
-                "{}: produces {width} columns but {} is declared with {}",
-                describe(g, node),
-                out.name,
+                "{}: produces {width} columns but the model's config needs {}",
+                describe_with_tensor(g, table, node),
                 out.width
             ));
         }
@@ -252,8 +265,24 @@ fn describe(g: &Graph, node: &Node) -> String {
     format!("{} ({})", g.value(node.output).name, node.op.kind())
 }
 
+/// Like [`describe`], naming the op's first tensor and its shape, for shape mismatches.
+fn describe_with_tensor(g: &Graph, table: &TensorTable, node: &Node) -> String {
+    match node.op.tensors().first().and_then(|n| table.get(n)) {
+        Some(t) => format!(
+            "{} ({} of tensor {} {:?})",
+            g.value(node.output).name,
+            node.op.kind(),
+            t.name,
+            t.shape
+        ),
+        None => describe(g, node),
+    }
+}
+
 fn tensor<'a>(table: &'a TensorTable, name: &str) -> &'a TensorSpec {
-    table.get(name).expect("existence checked before shape inference")
+    table
+        .get(name)
+        .expect("existence checked before shape inference")
 }
 
 /// Requires `name` to have exactly `want`, explaining the mismatch otherwise.
@@ -262,7 +291,10 @@ fn expect_shape(table: &TensorTable, name: &str, want: &[u64]) -> Result<(), Str
     if t.shape == want {
         Ok(())
     } else {
-        Err(format!("tensor {name} has shape {:?}, expected {want:?}", t.shape))
+        Err(format!(
+            "tensor {name} has shape {:?}, expected {want:?}",
+            t.shape
+        ))
     }
 }
 
@@ -294,8 +326,11 @@ pub fn infer_width(op: &Op, widths: &[u64], table: &TensorTable) -> Result<u64, 
         }
         Op::RmsNorm { weight, group, .. } => {
             arity(widths, 1)?;
-            if *group == 0 || widths[0] % group != 0 {
-                return Err(format!("groups of {group} do not divide {} columns", widths[0]));
+            if *group == 0 || !widths[0].is_multiple_of(*group) {
+                return Err(format!(
+                    "groups of {group} do not divide {} columns",
+                    widths[0]
+                ));
             }
             expect_shape(table, weight, &[*group])?;
             Ok(widths[0])
@@ -328,10 +363,16 @@ pub fn infer_width(op: &Op, widths: &[u64], table: &TensorTable) -> Result<u64, 
         } => {
             arity(widths, 1)?;
             if heads * head_dim != widths[0] {
-                return Err(format!("{heads} heads of {head_dim} do not make {} columns", widths[0]));
+                return Err(format!(
+                    "{heads} heads of {head_dim} do not make {} columns",
+                    widths[0]
+                ));
             }
             if rope.rotary_dim > *head_dim {
-                return Err(format!("rotary dimension {} exceeds head {head_dim}", rope.rotary_dim));
+                return Err(format!(
+                    "rotary dimension {} exceeds head {head_dim}",
+                    rope.rotary_dim
+                ));
             }
             Ok(widths[0])
         }
@@ -344,17 +385,24 @@ pub fn infer_width(op: &Op, widths: &[u64], table: &TensorTable) -> Result<u64, 
             arity(widths, 3)?;
             let want = [heads * head_dim, kv_heads * head_dim, kv_heads * head_dim];
             if widths != want {
-                return Err(format!("q, k, v have {widths:?} columns, expected {want:?}"));
+                return Err(format!(
+                    "q, k, v have {widths:?} columns, expected {want:?}"
+                ));
             }
             if *kv_heads == 0 || heads % kv_heads != 0 {
-                return Err(format!("{heads} heads do not share {kv_heads} KV heads evenly"));
+                return Err(format!(
+                    "{heads} heads do not share {kv_heads} KV heads evenly"
+                ));
             }
             Ok(heads * head_dim)
         }
         Op::GatedActivation { .. } | Op::Add => {
             arity(widths, 2)?;
             if widths[0] != widths[1] {
-                return Err(format!("inputs have {} and {} columns", widths[0], widths[1]));
+                return Err(format!(
+                    "inputs have {} and {} columns",
+                    widths[0], widths[1]
+                ));
             }
             Ok(widths[0])
         }
@@ -427,7 +475,9 @@ pub fn infer_width(op: &Op, widths: &[u64], table: &TensorTable) -> Result<u64, 
             arity(widths, 4)?;
             let want = [heads * head_dim, *heads, groups * d_state, groups * d_state];
             if widths != want {
-                return Err(format!("x, dt, B, C have {widths:?} columns, expected {want:?}"));
+                return Err(format!(
+                    "x, dt, B, C have {widths:?} columns, expected {want:?}"
+                ));
             }
             for name in [a, d, dt_bias] {
                 expect_shape(table, name, &[*heads])?;
@@ -436,7 +486,7 @@ pub fn infer_width(op: &Op, widths: &[u64], table: &TensorTable) -> Result<u64, 
         }
         Op::GatedRmsNorm { weight, group, .. } => {
             arity(widths, 2)?;
-            if widths[0] != widths[1] || *group == 0 || widths[0] % group != 0 {
+            if widths[0] != widths[1] || *group == 0 || !widths[0].is_multiple_of(*group) {
                 return Err(format!(
                     "y and z have {} and {} columns for groups of {group}",
                     widths[0], widths[1]

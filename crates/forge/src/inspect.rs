@@ -147,16 +147,29 @@ fn layer_runs(types: &[String]) -> Vec<String> {
         }
     }
     runs.into_iter()
-        .map(|(s, e, kind)| if s == e { format!("{s}: {kind}") } else { format!("{s}-{e}: {kind}") })
+        .map(|(s, e, kind)| {
+            if s == e {
+                format!("{s}: {kind}")
+            } else {
+                format!("{s}-{e}: {kind}")
+            }
+        })
         .collect()
 }
 
 pub fn render_text(s: &Summary) -> String {
     let c = s.config;
     let mut out = Vec::new();
-    out.push(format!("model         {} ({:?}, {})", s.name, s.format, s.source));
+    out.push(format!(
+        "model         {} ({:?}, {})",
+        s.name, s.format, s.source
+    ));
     out.push(format!("architecture  {}", s.architecture));
-    out.push(format!("parameters    {} ({})", human_count(s.parameters), s.parameters));
+    out.push(format!(
+        "parameters    {} ({})",
+        human_count(s.parameters),
+        s.parameters
+    ));
     let mut shape = format!("layers        {}, hidden {}", s.layers, s.hidden_size);
     if let Some(ff) = s.feed_forward_length {
         shape += &format!(", feed-forward {ff}");
@@ -173,7 +186,10 @@ pub fn render_text(s: &Summary) -> String {
         out.push(line);
     }
     if let Some(m) = &c.moe {
-        out.push(format!("experts       {} per layer, top {}", m.num_experts, m.experts_per_token));
+        out.push(format!(
+            "experts       {} per layer, top {}",
+            m.num_experts, m.experts_per_token
+        ));
     }
     match &c.ssm {
         Some(SsmConfig::Mamba(m)) => out.push(format!(
@@ -193,7 +209,17 @@ pub fn render_text(s: &Summary) -> String {
     ));
     out.push(format!("context       {}", s.context_length));
     match &s.tokenizer {
-        Some(t) => out.push(format!("tokenizer     {:?} from {}, {} tokens", t.kind, t.source, t.vocab_size)),
+        Some(t) => {
+            let kind = match t.kind {
+                TokenizerKind::BytePairBpe => "byte-level BPE",
+                TokenizerKind::SentencePiece => "SentencePiece BPE",
+                TokenizerKind::Other => "other",
+            };
+            out.push(format!(
+                "tokenizer     {kind} from {}, {} tokens",
+                t.source, t.vocab_size
+            ))
+        }
         None => out.push("tokenizer     none".to_string()),
     }
     let ids = |v: &[u32]| v.iter().map(u32::to_string).collect::<Vec<_>>().join(", ");
@@ -203,7 +229,10 @@ pub fn render_text(s: &Summary) -> String {
         ids(s.eos_token_ids),
         if s.add_bos { "yes" } else { "no" }
     ));
-    out.push(format!("chat template {}", if s.chat_template { "yes" } else { "no" }));
+    out.push(format!(
+        "chat template {}",
+        if s.chat_template { "yes" } else { "no" }
+    ));
     let by_dtype = s
         .tensors
         .iter()
@@ -216,6 +245,10 @@ pub fn render_text(s: &Summary) -> String {
         human_bytes(s.tensor_bytes)
     ));
     out.push("layer structure".to_string());
-    out.extend(layer_runs(&s.layer_types).into_iter().map(|r| format!("  {r}")));
+    out.extend(
+        layer_runs(&s.layer_types)
+            .into_iter()
+            .map(|r| format!("  {r}")),
+    );
     out.join("\n")
 }

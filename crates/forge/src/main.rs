@@ -9,7 +9,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "forge", version, about = "Compile a language model checkpoint into a Metal inference project")]
+#[command(
+    name = "forge",
+    version,
+    about = "Compile a language model checkpoint into a Metal inference project"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

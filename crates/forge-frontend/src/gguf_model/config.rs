@@ -42,11 +42,18 @@ pub fn parse(m: &Metadata) -> Result<ModelConfig> {
     let hidden = m.u64("embedding_length")?;
     let layers = m.u64("block_count")?;
     if layers == 0 || layers > 4096 {
-        return Err(m.error(format!("{}.block_count {layers} is out of range (1..=4096)", m.arch)));
+        return Err(m.error(format!(
+            "{}.block_count {layers} is out of range (1..=4096)",
+            m.arch
+        )));
     }
     let vocab = match m.opt_u64("vocab_size")? {
         Some(v) => v,
-        None => match m.file.get("tokenizer.ggml.tokens").and_then(|v| v.as_array()) {
+        None => match m
+            .file
+            .get("tokenizer.ggml.tokens")
+            .and_then(|v| v.as_array())
+        {
             Some(a) => a.items.len() as u64,
             None => {
                 let embd = m
@@ -66,7 +73,10 @@ pub fn parse(m: &Metadata) -> Result<ModelConfig> {
     }
 
     let heads = m.uniform_u64("attention.head_count")?.ok_or_else(|| {
-        m.error(format!("missing metadata key {}.attention.head_count", m.arch))
+        m.error(format!(
+            "missing metadata key {}.attention.head_count",
+            m.arch
+        ))
     })?;
     if heads == 0 {
         return Err(m.error(format!("{}.attention.head_count is 0", m.arch)));
@@ -81,7 +91,10 @@ pub fn parse(m: &Metadata) -> Result<ModelConfig> {
         layout: RopeLayout::Neox,
         scaling: rope_scaling(m, rotary_dim)?,
     };
-    let gemma = matches!(arch, Architecture::Gemma | Architecture::Gemma2 | Architecture::Gemma3);
+    let gemma = matches!(
+        arch,
+        Architecture::Gemma | Architecture::Gemma2 | Architecture::Gemma3
+    );
     let rope_local = (arch == Architecture::Gemma3).then(|| RopeConfig {
         theta: m
             .opt_f64("rope.freq_base_swa")
@@ -102,7 +115,7 @@ pub fn parse(m: &Metadata) -> Result<ModelConfig> {
     };
     let mixer = |i: u64| match window {
         None => Mixer::FullAttention,
-        Some(_) if pattern == 0 || (i + 1) % pattern != 0 => Mixer::SlidingAttention,
+        Some(_) if pattern == 0 || !(i + 1).is_multiple_of(pattern) => Mixer::SlidingAttention,
         Some(_) => Mixer::FullAttention,
     };
     let query_scale = match m.opt_f64("attention.scale")? {
@@ -124,7 +137,10 @@ pub fn parse(m: &Metadata) -> Result<ModelConfig> {
         rope_local,
     };
     let intermediate = m.uniform_u64("feed_forward_length")?.ok_or_else(|| {
-        m.error(format!("missing metadata key {}.feed_forward_length", m.arch))
+        m.error(format!(
+            "missing metadata key {}.feed_forward_length",
+            m.arch
+        ))
     })?;
     let moe = (arch == Architecture::Mixtral)
         .then(|| -> Result<MoeConfig> {
@@ -190,7 +206,10 @@ fn rope_scaling(m: &Metadata, rotary_dim: u64) -> Result<RopeScaling> {
             }
         }
     };
-    if let (Some(long), Some(short)) = (factors("rope_factors_long.weight")?, factors("rope_factors_short.weight")?) {
+    if let (Some(long), Some(short)) = (
+        factors("rope_factors_long.weight")?,
+        factors("rope_factors_short.weight")?,
+    ) {
         let original = m.u64("rope.scaling.original_context_length")?;
         return Ok(RopeScaling::LongRope {
             short_factor: short,
@@ -250,7 +269,10 @@ fn parse_ssm(
         // llama.cpp stores Mamba-2's head count as the time-step rank.
         let heads = m.u64("ssm.time_step_rank")?;
         if heads == 0 {
-            return Err(m.error(format!("{}.ssm.time_step_rank (the head count) is 0", m.arch)));
+            return Err(m.error(format!(
+                "{}.ssm.time_step_rank (the head count) is 0",
+                m.arch
+            )));
         }
         let cfg = Mamba2Config {
             d_state,

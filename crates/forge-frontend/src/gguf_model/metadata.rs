@@ -28,10 +28,12 @@ impl<'a> Metadata<'a> {
     pub fn opt_u64_raw(&self, key: &str) -> Result<Option<u64>> {
         match self.file.get(key) {
             None => Ok(None),
-            Some(v) => v
-                .as_u64()
-                .map(Some)
-                .ok_or_else(|| self.error(format!("{key} must be a non-negative integer, found {}", v.type_name()))),
+            Some(v) => v.as_u64().map(Some).ok_or_else(|| {
+                self.error(format!(
+                    "{key} must be a non-negative integer, found {}",
+                    v.type_name()
+                ))
+            }),
         }
     }
 
@@ -44,20 +46,18 @@ impl<'a> Metadata<'a> {
         let key = self.key(key);
         match self.file.get(&key) {
             None => Ok(None),
-            Some(v) => v
-                .as_f64()
-                .map(Some)
-                .ok_or_else(|| self.error(format!("{key} must be a number, found {}", v.type_name()))),
+            Some(v) => v.as_f64().map(Some).ok_or_else(|| {
+                self.error(format!("{key} must be a number, found {}", v.type_name()))
+            }),
         }
     }
 
     pub fn opt_str_raw(&self, key: &str) -> Result<Option<&'a str>> {
         match self.file.get(key) {
             None => Ok(None),
-            Some(v) => v
-                .as_str()
-                .map(Some)
-                .ok_or_else(|| self.error(format!("{key} must be a string, found {}", v.type_name()))),
+            Some(v) => v.as_str().map(Some).ok_or_else(|| {
+                self.error(format!("{key} must be a string, found {}", v.type_name()))
+            }),
         }
     }
 
@@ -68,26 +68,31 @@ impl<'a> Metadata<'a> {
     pub fn opt_bool_raw(&self, key: &str) -> Result<Option<bool>> {
         match self.file.get(key) {
             None => Ok(None),
-            Some(v) => v
-                .as_bool()
-                .map(Some)
-                .ok_or_else(|| self.error(format!("{key} must be a boolean, found {}", v.type_name()))),
+            Some(v) => v.as_bool().map(Some).ok_or_else(|| {
+                self.error(format!("{key} must be a boolean, found {}", v.type_name()))
+            }),
         }
     }
 
     /// An array value's items, checked to be of one kind by `item`.
-    pub fn array<T>(&self, key: &str, item: impl Fn(&GgufValue) -> Option<T>) -> Result<Option<Vec<T>>> {
+    pub fn array<T>(
+        &self,
+        key: &str,
+        item: impl Fn(&GgufValue) -> Option<T>,
+    ) -> Result<Option<Vec<T>>> {
         match self.file.get(key) {
             None => Ok(None),
             Some(v) => {
-                let arr = v
-                    .as_array()
-                    .ok_or_else(|| self.error(format!("{key} must be an array, found {}", v.type_name())))?;
+                let arr = v.as_array().ok_or_else(|| {
+                    self.error(format!("{key} must be an array, found {}", v.type_name()))
+                })?;
                 arr.items
                     .iter()
                     .enumerate()
                     .map(|(i, x)| {
-                        item(x).ok_or_else(|| self.error(format!("{key}[{i}] has the wrong type ({})", x.type_name())))
+                        item(x).ok_or_else(|| {
+                            self.error(format!("{key}[{i}] has the wrong type ({})", x.type_name()))
+                        })
                     })
                     .collect::<Result<Vec<T>>>()
                     .map(Some)
@@ -104,7 +109,9 @@ impl<'a> Metadata<'a> {
                 let values = self.array(&full, GgufValue::as_u64)?.unwrap_or_default();
                 match values.split_first() {
                     Some((first, rest)) if rest.iter().all(|v| v == first) => Ok(Some(*first)),
-                    Some(_) => Err(self.error(format!("{full} differs between layers, which forge does not support"))),
+                    Some(_) => Err(self.error(format!(
+                        "{full} differs between layers, which forge does not support"
+                    ))),
                     None => Err(self.error(format!("{full} is an empty array"))),
                 }
             }

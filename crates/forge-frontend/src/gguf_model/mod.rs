@@ -22,7 +22,12 @@ pub fn load(path: &Path) -> Result<Model> {
             .as_str()
             .ok_or_else(|| Error::new(path, "general.architecture is not a string"))?
             .to_string(),
-        None => return Err(Error::new(path, "missing metadata key general.architecture")),
+        None => {
+            return Err(Error::new(
+                path,
+                "missing metadata key general.architecture",
+            ))
+        }
     };
     let meta = Metadata { file: &file, arch };
     let config = config::parse(&meta)?;

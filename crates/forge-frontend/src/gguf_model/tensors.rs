@@ -12,7 +12,9 @@
 //! - Gemma's norm weights are stored as `1 + w`, already the canonical value;
 //! - `rope_freqs` / `rope_factors_*` are rope parameters, read into the config instead.
 
-use forge_ir::{Architecture, DType, ModelConfig, TensorSource, TensorSpec, TensorTable, TensorTransform};
+use forge_ir::{
+    Architecture, DType, ModelConfig, TensorSource, TensorSpec, TensorTable, TensorTransform,
+};
 
 use super::metadata::Metadata;
 use crate::gguf::GgufTensorInfo;
@@ -51,7 +53,11 @@ fn map_one(m: &Metadata, c: &ModelConfig, t: &GgufTensorInfo) -> Result<Vec<Tens
         return Ok(vec![]);
     }
     let shape: Vec<u64> = t.dims.iter().rev().copied().collect();
-    let spec = |canonical: String, shape: Vec<u64>, offset: u64, n_bytes: u64, transforms: Vec<TensorTransform>| TensorSpec {
+    let spec = |canonical: String,
+                shape: Vec<u64>,
+                offset: u64,
+                n_bytes: u64,
+                transforms: Vec<TensorTransform>| TensorSpec {
         name: canonical,
         shape,
         dtype: t.dtype,
@@ -63,28 +69,48 @@ fn map_one(m: &Metadata, c: &ModelConfig, t: &GgufTensorInfo) -> Result<Vec<Tens
         },
         transforms,
     };
-    let whole = |canonical: String, shape: Vec<u64>, transforms| vec![spec(canonical, shape, t.offset, t.n_bytes, transforms)];
-    let suffix = name
-        .strip_prefix("blk.")
-        .and_then(|r| r.split_once('.'))
-        .map(|(layer, rest)| (layer, rest));
+    let whole = |canonical: String, shape: Vec<u64>, transforms| {
+        vec![spec(canonical, shape, t.offset, t.n_bytes, transforms)]
+    };
+    let suffix = name.strip_prefix("blk.").and_then(|r| r.split_once('.'));
     let Some((layer, rest)) = suffix else {
         return Ok(whole(name.to_string(), shape, vec![]));
     };
     let attention = c.attention.as_ref();
     match rest {
-        "attn_q.weight" | "attn_k.weight" if c.architecture == Architecture::Llama || c.architecture == Architecture::Mixtral => {
-            let a = attention.ok_or_else(|| m.error(format!("tensor {name} in a model without attention")))?;
-            let heads = if rest == "attn_q.weight" { a.num_heads } else { a.num_kv_heads };
-            Ok(whole(name.to_string(), shape, vec![TensorTransform::UnpermuteRopeRows { heads }]))
+        "attn_q.weight" | "attn_k.weight"
+            if c.architecture == Architecture::Llama || c.architecture == Architecture::Mixtral =>
+        {
+            let a = attention
+                .ok_or_else(|| m.error(format!("tensor {name} in a model without attention")))?;
+            let heads = if rest == "attn_q.weight" {
+                a.num_heads
+            } else {
+                a.num_kv_heads
+            };
+            Ok(whole(
+                name.to_string(),
+                shape,
+                vec![TensorTransform::UnpermuteRopeRows { heads }],
+            ))
         }
         "attn_qkv.weight" | "attn_qkv.bias" => {
-            let a = attention.ok_or_else(|| m.error(format!("tensor {name} in a model without attention")))?;
+            let a = attention
+                .ok_or_else(|| m.error(format!("tensor {name} in a model without attention")))?;
             let kind = rest.rsplit_once('.').map(|p| p.1).unwrap_or("weight");
             let parts = [
-                (format!("blk.{layer}.attn_q.{kind}"), a.num_heads * a.head_dim),
-                (format!("blk.{layer}.attn_k.{kind}"), a.num_kv_heads * a.head_dim),
-                (format!("blk.{layer}.attn_v.{kind}"), a.num_kv_heads * a.head_dim),
+                (
+                    format!("blk.{layer}.attn_q.{kind}"),
+                    a.num_heads * a.head_dim,
+                ),
+                (
+                    format!("blk.{layer}.attn_k.{kind}"),
+                    a.num_kv_heads * a.head_dim,
+                ),
+                (
+                    format!("blk.{layer}.attn_v.{kind}"),
+                    a.num_kv_heads * a.head_dim,
+                ),
             ];
             split_rows(m, t, &shape, &parts, &spec)
         }
@@ -99,17 +125,31 @@ fn map_one(m: &Metadata, c: &ModelConfig, t: &GgufTensorInfo) -> Result<Vec<Tens
         "ffn_gate_exps.weight" | "ffn_up_exps.weight" | "ffn_down_exps.weight" => {
             let base = rest.trim_end_matches("_exps.weight");
             let [experts, rows, cols] = shape[..] else {
-                return Err(m.error(format!("tensor {name} has shape {shape:?}, expected [experts, rows, cols]")));
+                return Err(m.error(format!(
+                    "tensor {name} has shape {shape:?}, expected [experts, rows, cols]"
+                )));
             };
-            if experts == 0 || t.n_bytes % experts != 0 {
-                return Err(m.error(format!("tensor {name} does not split into {experts} experts")));
+            if experts == 0 || !t.n_bytes.is_multiple_of(experts) {
+                return Err(m.error(format!(
+                    "tensor {name} does not split into {experts} experts"
+                )));
             }
             let per = t.n_bytes / experts;
             Ok((0..experts)
-                .map(|e| spec(format!("blk.{layer}.{base}.{e}.weight"), vec![rows, cols], t.offset + e * per, per, vec![]))
+                .map(|e| {
+                    spec(
+                        format!("blk.{layer}.{base}.{e}.weight"),
+                        vec![rows, cols],
+                        t.offset + e * per,
+                        per,
+                        vec![],
+                    )
+                })
                 .collect())
         }
-        "ssm_a" | "ssm_d" | "ssm_a.weight" | "ssm_d.weight" | "ssm_norm.weight" if c.architecture == Architecture::Mamba2 => {
+        "ssm_a" | "ssm_d" | "ssm_a.weight" | "ssm_d.weight" | "ssm_norm.weight"
+            if c.architecture == Architecture::Mamba2 =>
+        {
             let canonical = format!("blk.{layer}.{}.weight", rest.trim_end_matches(".weight"));
             let elements = shape.iter().product();
             Ok(whole(canonical, vec![elements], vec![]))
@@ -132,7 +172,10 @@ fn split_rows(
     let rows = shape.first().copied().unwrap_or(0);
     let total: u64 = parts.iter().map(|p| p.1).sum();
     if rows != total || rows == 0 {
-        return Err(m.error(format!("tensor {} has {rows} rows, expected {total}", t.name)));
+        return Err(m.error(format!(
+            "tensor {} has {rows} rows, expected {total}",
+            t.name
+        )));
     }
     let row_bytes = t.n_bytes / rows;
     let mut start = 0;
@@ -141,7 +184,13 @@ fn split_rows(
         .map(|(name, n)| {
             let mut part_shape = shape.to_vec();
             part_shape[0] = *n;
-            let s = spec(name.clone(), part_shape, t.offset + start * row_bytes, n * row_bytes, vec![]);
+            let s = spec(
+                name.clone(),
+                part_shape,
+                t.offset + start * row_bytes,
+                n * row_bytes,
+                vec![],
+            );
             start += n;
             s
         })

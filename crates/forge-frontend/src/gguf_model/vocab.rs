@@ -1,6 +1,8 @@
 //! `tokenizer.ggml.*` and `tokenizer.chat_template` -> tokenizer spec, chat template, stop ids.
 
-use forge_ir::{ChatTemplate, GenerationDefaults, GgufVocab, TokenizerKind, TokenizerSource, TokenizerSpec};
+use forge_ir::{
+    ChatTemplate, GenerationDefaults, GgufVocab, TokenizerKind, TokenizerSource, TokenizerSpec,
+};
 use forge_weights::gguf::GgufValue;
 
 use super::metadata::Metadata;
@@ -22,12 +24,22 @@ fn id(m: &Metadata, key: &str) -> Result<Option<u32>> {
     Ok(m.opt_u64_raw(key)?.and_then(|v| u32::try_from(v).ok()))
 }
 
-pub fn read(m: &Metadata) -> Result<(Option<TokenizerSpec>, Option<ChatTemplate>, GenerationDefaults)> {
+pub fn read(
+    m: &Metadata,
+) -> Result<(
+    Option<TokenizerSpec>,
+    Option<ChatTemplate>,
+    GenerationDefaults,
+)> {
     let model = m.opt_str_raw("tokenizer.ggml.model")?;
     let tokens = m.array("tokenizer.ggml.tokens", as_string)?;
     let bos = id(m, "tokenizer.ggml.bos_token_id")?;
     let mut eos_ids = Vec::new();
-    for key in ["tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"] {
+    for key in [
+        "tokenizer.ggml.eos_token_id",
+        "tokenizer.ggml.eot_token_id",
+        "tokenizer.ggml.eom_token_id",
+    ] {
         if let Some(id) = id(m, key)? {
             if !eos_ids.contains(&id) {
                 eos_ids.push(id);
@@ -50,7 +62,10 @@ pub fn read(m: &Metadata) -> Result<(Option<TokenizerSpec>, Option<ChatTemplate>
             let token_types = m.array("tokenizer.ggml.token_type", as_i32)?;
             for (key, len) in [
                 ("tokenizer.ggml.scores", scores.as_ref().map(Vec::len)),
-                ("tokenizer.ggml.token_type", token_types.as_ref().map(Vec::len)),
+                (
+                    "tokenizer.ggml.token_type",
+                    token_types.as_ref().map(Vec::len),
+                ),
             ] {
                 if let Some(len) = len.filter(|&l| l != n) {
                     return Err(m.error(format!("{key} has {len} entries for {n} tokens")));
@@ -76,11 +91,13 @@ pub fn read(m: &Metadata) -> Result<(Option<TokenizerSpec>, Option<ChatTemplate>
         };
         v.tokens.get(id? as usize).cloned()
     };
-    let chat_template = m.opt_str_raw("tokenizer.chat_template")?.map(|source| ChatTemplate {
-        source: source.to_string(),
-        bos_token: token_text(bos),
-        eos_token: token_text(eos_ids.first().copied()),
-    });
+    let chat_template = m
+        .opt_str_raw("tokenizer.chat_template")?
+        .map(|source| ChatTemplate {
+            source: source.to_string(),
+            bos_token: token_text(bos),
+            eos_token: token_text(eos_ids.first().copied()),
+        });
     Ok((
         tokenizer,
         chat_template,

@@ -52,7 +52,10 @@ pub fn parse(cfg: &JsonObject) -> Result<ModelConfig> {
 }
 
 fn is_gemma(arch: Architecture) -> bool {
-    matches!(arch, Architecture::Gemma | Architecture::Gemma2 | Architecture::Gemma3)
+    matches!(
+        arch,
+        Architecture::Gemma | Architecture::Gemma2 | Architecture::Gemma3
+    )
 }
 
 fn parse_transformer(cfg: &JsonObject, arch: Architecture) -> Result<ModelConfig> {
@@ -98,7 +101,11 @@ fn parse_transformer(cfg: &JsonObject, arch: Architecture) -> Result<ModelConfig
         rope_local,
     };
 
-    let act_key = if is_gemma(arch) { "hidden_activation" } else { "hidden_act" };
+    let act_key = if is_gemma(arch) {
+        "hidden_activation"
+    } else {
+        "hidden_act"
+    };
     let act_name = match cfg.opt_str(act_key)? {
         Some(a) => a.to_string(),
         None if is_gemma(arch) => "gelu_pytorch_tanh".to_string(),
@@ -155,7 +162,9 @@ fn parse_transformer(cfg: &JsonObject, arch: Architecture) -> Result<ModelConfig
 /// Refuses layer counts that could only come from a corrupt file, before anything is sized by them.
 fn check_layer_count(cfg: &JsonObject, layers: u64) -> Result<()> {
     if layers == 0 || layers > 4096 {
-        return Err(cfg.error(format!("num_hidden_layers {layers} is out of range (1..=4096)")));
+        return Err(cfg.error(format!(
+            "num_hidden_layers {layers} is out of range (1..=4096)"
+        )));
     }
     Ok(())
 }
@@ -198,7 +207,7 @@ fn layer_types(
         match arch {
             _ if window.is_none() => false,
             // Gemma 2 alternates, starting with a sliding layer.
-            Architecture::Gemma2 => i % 2 == 0,
+            Architecture::Gemma2 => i.is_multiple_of(2),
             Architecture::Gemma3 => {
                 let pattern = cfg
                     .opt_u64("sliding_window_pattern")
@@ -206,7 +215,7 @@ fn layer_types(
                     .flatten()
                     .or(cfg.opt_u64("_sliding_window_pattern").ok().flatten())
                     .unwrap_or(6);
-                pattern == 0 || (i + 1) % pattern != 0
+                pattern == 0 || !(i + 1).is_multiple_of(pattern)
             }
             Architecture::Qwen2 => {
                 i >= cfg.opt_u64("max_window_layers").ok().flatten().unwrap_or(0)
@@ -285,7 +294,11 @@ fn rope_from(
     let original = |key_default: Option<u64>| -> Result<u64> {
         p.opt_u64("original_max_position_embeddings")?
             .or(key_default)
-            .ok_or_else(|| p.error(format!("rope type {kind} needs original_max_position_embeddings")))
+            .ok_or_else(|| {
+                p.error(format!(
+                    "rope type {kind} needs original_max_position_embeddings"
+                ))
+            })
     };
     let scaling = match kind.as_str() {
         "default" | "none" => RopeScaling::None,
@@ -364,7 +377,9 @@ fn parse_ssm(cfg: &JsonObject, arch: Architecture) -> Result<ModelConfig> {
     let (ssm, mixer) = if arch == Architecture::Mamba {
         let dt_rank = match cfg.get("time_step_rank") {
             Some(serde_json::Value::String(s)) if s == "auto" => hidden.div_ceil(16),
-            _ => cfg.opt_u64("time_step_rank")?.unwrap_or(hidden.div_ceil(16)),
+            _ => cfg
+                .opt_u64("time_step_rank")?
+                .unwrap_or(hidden.div_ceil(16)),
         };
         let m = MambaConfig {
             d_state,
@@ -377,11 +392,19 @@ fn parse_ssm(cfg: &JsonObject, arch: Architecture) -> Result<ModelConfig> {
         (SsmConfig::Mamba(m), Mixer::Mamba)
     } else {
         let num_heads = cfg.u64("num_heads")?;
-        let head_dim = cfg.opt_u64("head_dim")?.unwrap_or(if num_heads == 0 { 0 } else { d_inner / num_heads });
-        let limit = cfg.f64_list("time_step_limit")?.unwrap_or(vec![0.0, f64::INFINITY]);
+        let head_dim = cfg
+            .opt_u64("head_dim")?
+            .unwrap_or(d_inner.checked_div(num_heads).unwrap_or(0));
+        let limit = cfg
+            .f64_list("time_step_limit")?
+            .unwrap_or(vec![0.0, f64::INFINITY]);
         let dt_limit = match limit[..] {
             [lo, hi] if lo <= hi => (lo, hi),
-            _ => return Err(cfg.error(format!("time_step_limit {limit:?} is not a [min, max] pair"))),
+            _ => {
+                return Err(cfg.error(format!(
+                    "time_step_limit {limit:?} is not a [min, max] pair"
+                )))
+            }
         };
         let m = Mamba2Config {
             d_state,
@@ -403,7 +426,9 @@ fn parse_ssm(cfg: &JsonObject, arch: Architecture) -> Result<ModelConfig> {
         vocab_size: cfg.u64("vocab_size")?,
         hidden_size: hidden,
         num_layers: layers,
-        context_length: cfg.opt_u64("max_position_embeddings")?.unwrap_or(SSM_CONTEXT_LENGTH),
+        context_length: cfg
+            .opt_u64("max_position_embeddings")?
+            .unwrap_or(SSM_CONTEXT_LENGTH),
         tie_word_embeddings: cfg
             .opt_bool("tie_word_embeddings")?
             .unwrap_or(arch == Architecture::Mamba),

@@ -17,7 +17,8 @@ pub struct JsonObject {
 impl JsonObject {
     /// Reads and parses `path`, which must hold a JSON object.
     pub fn read(path: &Path) -> Result<JsonObject> {
-        let bytes = std::fs::read(path).map_err(|e| Error::new(path, format!("cannot read: {e}")))?;
+        let bytes =
+            std::fs::read(path).map_err(|e| Error::new(path, format!("cannot read: {e}")))?;
         Self::parse(path, &bytes)
     }
 
@@ -63,7 +64,9 @@ impl JsonObject {
                 path: self.path.clone(),
                 map: map.clone(),
             })),
-            Some(other) => Err(self.error(format!("{key} must be an object, found {}", kind(other)))),
+            Some(other) => {
+                Err(self.error(format!("{key} must be an object, found {}", kind(other))))
+            }
         }
     }
 
@@ -72,9 +75,15 @@ impl JsonObject {
             None => Ok(None),
             Some(v) => v
                 .as_u64()
-                .or_else(|| v.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f < 2e15).map(|f| f as u64))
+                .or_else(|| {
+                    v.as_f64()
+                        .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f < 2e15)
+                        .map(|f| f as u64)
+                })
                 .map(Some)
-                .ok_or_else(|| self.error(format!("{key} must be a non-negative integer, found {v}"))),
+                .ok_or_else(|| {
+                    self.error(format!("{key} must be a non-negative integer, found {v}"))
+                }),
         }
     }
 
@@ -119,7 +128,10 @@ impl JsonObject {
             None => Ok(None),
             Some(Value::Array(items)) => items
                 .iter()
-                .map(|v| number(v).ok_or_else(|| self.error(format!("{key} must hold numbers, found {v}"))))
+                .map(|v| {
+                    number(v)
+                        .ok_or_else(|| self.error(format!("{key} must hold numbers, found {v}")))
+                })
                 .collect::<Result<Vec<_>>>()
                 .map(Some),
             Some(v) => number(v)

@@ -20,7 +20,10 @@ use names::Mapped;
 pub fn load(dir: &Path) -> Result<Model> {
     let config_path = dir.join("config.json");
     if !config_path.is_file() {
-        return Err(Error::new(dir, "not a model directory: config.json is missing"));
+        return Err(Error::new(
+            dir,
+            "not a model directory: config.json is missing",
+        ));
     }
     let cfg_json = JsonObject::read(&config_path)?;
     let config = config::parse(&cfg_json)?;
@@ -33,7 +36,10 @@ pub fn load(dir: &Path) -> Result<Model> {
         let mapped = names::map_name(&config, &t.name).ok_or_else(|| {
             Error::new(
                 file,
-                format!("unexpected tensor {} for a {} model", t.name, config.architecture),
+                format!(
+                    "unexpected tensor {} for a {} model",
+                    t.name, config.architecture
+                ),
             )
         })?;
         let source = |name: &str, offset: u64, n_bytes: u64| TensorSource {
@@ -56,7 +62,10 @@ pub fn load(dir: &Path) -> Result<Model> {
                         if have != Some(want) {
                             return Err(Error::new(
                                 file,
-                                format!("tensor {} has shape {:?}, expected {} values ({s:?})", t.name, t.shape, want),
+                                format!(
+                                    "tensor {} has shape {:?}, expected {} values ({s:?})",
+                                    t.name, t.shape, want
+                                ),
                             ));
                         }
                         s
@@ -74,9 +83,9 @@ pub fn load(dir: &Path) -> Result<Model> {
             Mapped::Rows(parts) => split_rows(file, t, &parts, &source)?,
         };
         for spec in specs {
-            tensors
-                .insert(spec)
-                .map_err(|name| Error::new(file, format!("two checkpoint tensors map to {name}")))?;
+            tensors.insert(spec).map_err(|name| {
+                Error::new(file, format!("two checkpoint tensors map to {name}"))
+            })?;
         }
     }
 
@@ -114,7 +123,13 @@ fn split_rows(
     source: &dyn Fn(&str, u64, u64) -> TensorSource,
 ) -> Result<Vec<TensorSpec>> {
     let [rows, cols] = t.shape[..] else {
-        return Err(Error::new(file, format!("tensor {} has shape {:?}, expected a matrix", t.name, t.shape)));
+        return Err(Error::new(
+            file,
+            format!(
+                "tensor {} has shape {:?}, expected a matrix",
+                t.name, t.shape
+            ),
+        ));
     };
     let total: u64 = parts.iter().map(|p| p.1).sum();
     if total != rows {

@@ -46,7 +46,10 @@ fn with(name: String, transform: TensorTransform) -> Option<Mapped> {
 /// Maps `hf` for a model of config `c`; `None` means the name is not one this architecture has.
 pub fn map_name(c: &ModelConfig, hf: &str) -> Option<Mapped> {
     let arch = c.architecture;
-    let gemma = matches!(arch, Architecture::Gemma | Architecture::Gemma2 | Architecture::Gemma3);
+    let gemma = matches!(
+        arch,
+        Architecture::Gemma | Architecture::Gemma2 | Architecture::Gemma3
+    );
     let norm = |name: String| {
         if gemma {
             with(name, TensorTransform::AddOne)
@@ -112,7 +115,10 @@ pub fn map_name(c: &ModelConfig, hf: &str) -> Option<Mapped> {
         "mlp.down_proj" => one(tensor("ffn_down")?),
         "mlp.gate_up_proj" if kind == "weight" => {
             let n = c.feed_forward.as_ref()?.intermediate_size;
-            Some(Mapped::Rows(vec![(blk(i, "ffn_gate"), n), (blk(i, "ffn_up"), n)]))
+            Some(Mapped::Rows(vec![
+                (blk(i, "ffn_gate"), n),
+                (blk(i, "ffn_up"), n),
+            ]))
         }
         "block_sparse_moe.gate" | "mlp.gate" if kind == "weight" && c.moe.is_some() => {
             one(blk(i, "ffn_gate_inp"))

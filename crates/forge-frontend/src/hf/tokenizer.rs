@@ -32,17 +32,18 @@ impl HfTokenizer {
                     let id = id
                         .as_u64()
                         .and_then(|i| u32::try_from(i).ok())
-                        .ok_or_else(|| json.error(format!("model.vocab[{token:?}] is not a token id")))?;
+                        .ok_or_else(|| {
+                            json.error(format!("model.vocab[{token:?}] is not a token id"))
+                        })?;
                     ids.insert(token.clone(), id);
                 }
             }
             // Unigram vocabularies are [token, score] pairs in id order.
             Some(Value::Array(items)) => {
                 for (id, item) in items.iter().enumerate() {
-                    let token = item
-                        .get(0)
-                        .and_then(Value::as_str)
-                        .ok_or_else(|| json.error(format!("model.vocab[{id}] is not a [token, score] pair")))?;
+                    let token = item.get(0).and_then(Value::as_str).ok_or_else(|| {
+                        json.error(format!("model.vocab[{id}] is not a [token, score] pair"))
+                    })?;
                     ids.insert(token.to_string(), id as u32);
                 }
             }
@@ -51,12 +52,19 @@ impl HfTokenizer {
         if let Some(Value::Array(added)) = json.get("added_tokens") {
             for t in added {
                 let content = t.get("content").and_then(Value::as_str);
-                let id = t.get("id").and_then(Value::as_u64).and_then(|i| u32::try_from(i).ok());
+                let id = t
+                    .get("id")
+                    .and_then(Value::as_u64)
+                    .and_then(|i| u32::try_from(i).ok());
                 match (content, id) {
                     (Some(c), Some(id)) => {
                         ids.insert(c.to_string(), id);
                     }
-                    _ => return Err(json.error(format!("added_tokens entry {t} lacks content or id"))),
+                    _ => {
+                        return Err(
+                            json.error(format!("added_tokens entry {t} lacks content or id"))
+                        )
+                    }
                 }
             }
         }
@@ -69,7 +77,7 @@ impl HfTokenizer {
         let vocab_size = ids.values().map(|&id| u64::from(id) + 1).max().unwrap_or(0);
         let post_processor_adds_bos = json
             .get("post_processor")
-            .is_some_and(|p| template_starts_with_special(p));
+            .is_some_and(template_starts_with_special);
         Ok(HfTokenizer {
             spec: TokenizerSpec {
                 kind,
@@ -131,11 +139,19 @@ fn chat_template(cfg: &JsonObject) -> Result<Option<String>> {
                 })
             };
             named("default")
-                .or_else(|| items.first().and_then(|t| t.get("template")).and_then(Value::as_str))
+                .or_else(|| {
+                    items
+                        .first()
+                        .and_then(|t| t.get("template"))
+                        .and_then(Value::as_str)
+                })
                 .map(|s| Some(s.to_string()))
                 .ok_or_else(|| cfg.error("chat_template list has no template"))
         }
-        Some(v) => Err(cfg.error(format!("chat_template must be a string or a list, found {}", short(v)))),
+        Some(v) => Err(cfg.error(format!(
+            "chat_template must be a string or a list, found {}",
+            short(v)
+        ))),
     }
 }
 
@@ -218,9 +234,11 @@ pub fn generation_info(
     // Newer checkpoints ship the template as its own file.
     let jinja = dir.join("chat_template.jinja");
     if template.is_none() && jinja.exists() {
-        let text = std::fs::read(&jinja).map_err(|e| crate::Error::new(&jinja, format!("cannot read: {e}")))?;
+        let text = std::fs::read(&jinja)
+            .map_err(|e| crate::Error::new(&jinja, format!("cannot read: {e}")))?;
         template = Some(
-            String::from_utf8(text).map_err(|_| crate::Error::new(&jinja, "chat template is not UTF-8"))?,
+            String::from_utf8(text)
+                .map_err(|_| crate::Error::new(&jinja, "chat template is not UTF-8"))?,
         );
     }
     let sampling = |key: &str| -> Result<Option<f64>> {

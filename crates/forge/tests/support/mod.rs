@@ -89,7 +89,13 @@ impl GgufBytes {
     }
 
     /// A tensor info only, with any type id and data offset.
-    pub fn tensor_info(&mut self, name: &str, dims: &[u64], type_id: u32, offset: u64) -> &mut Self {
+    pub fn tensor_info(
+        &mut self,
+        name: &str,
+        dims: &[u64],
+        type_id: u32,
+        offset: u64,
+    ) -> &mut Self {
         Self::raw_string(&mut self.infos, name.as_bytes());
         self.infos.extend((dims.len() as u32).to_le_bytes());
         for d in dims {
@@ -183,7 +189,11 @@ pub fn write_tiny_llama(dir: &Path) -> PathBuf {
     let tensors = tiny_llama_tensors();
     let refs: Vec<(&str, &[u64])> = tensors.iter().map(|(n, s)| (*n, s.as_slice())).collect();
     let (header, data) = safetensors_bytes(&refs, "F32");
-    std::fs::write(dir.join("model.safetensors"), assemble_safetensors(&header, &data)).unwrap();
+    std::fs::write(
+        dir.join("model.safetensors"),
+        assemble_safetensors(&header, &data),
+    )
+    .unwrap();
     dir.to_path_buf()
 }
 
