@@ -28,6 +28,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check Metal source files as the Metal compiler would (address spaces, no
+    /// double), printing file:line diagnostics.
+    CheckMsl {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 fn run(cli: Cli) -> Result<(), String> {
@@ -42,6 +48,22 @@ fn run(cli: Cli) -> Result<(), String> {
                 println!("{}", inspect::render_text(&summary));
             }
             Ok(())
+        }
+        Command::CheckMsl { files } => {
+            let mut failed = 0;
+            for file in &files {
+                if let Err(diagnostics) = msl_emu::check_syntax(file) {
+                    eprintln!("{diagnostics}");
+                    failed += 1;
+                }
+            }
+            match failed {
+                0 => Ok(()),
+                n => Err(format!(
+                    "{n} of {} Metal files failed the check",
+                    files.len()
+                )),
+            }
         }
     }
 }
