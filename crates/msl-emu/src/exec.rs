@@ -18,6 +18,8 @@ pub const TG_STATIC_BYTES: usize = 32 * 1024;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum State {
+    /// Not started: it has no stack yet.
+    Fresh,
     Runnable,
     Barrier,
     Collective,
@@ -26,6 +28,8 @@ enum State {
 
 struct Lane {
     ctx: Context,
+    /// The fiber stack this lane runs on, once started.
+    stack: u32,
     args: ThreadArgs,
     state: State,
     site: u32,
@@ -102,6 +106,10 @@ pub struct GroupRunner {
     /// The view handed out when a one-thread group (run without fibers) meets a collective.
     plain_view: SimdView,
     sched: Context,
+    /// Where a finished fiber's registers go: it is never resumed.
+    dead: Context,
+    /// Stacks no lane occupies, most recently freed last (its lines are still cached).
+    free_stacks: Vec<u32>,
     cur: usize,
     done: usize,
     /// Lanes to resume in this pass, in order; a blocking lane switches straight to the next.
@@ -138,6 +146,7 @@ impl GroupRunner {
                 ];
                 lanes.push(Lane {
                     ctx: Context::new(),
+                    stack: 0,
                     args: ThreadArgs {
                         c: std::ptr::null(),
                         tid,
@@ -191,6 +200,8 @@ impl GroupRunner {
                 memo_ready: std::ptr::null_mut(),
             },
             sched: Context::new(),
+            dead: Context::new(),
+            free_stacks: Vec::with_capacity(n),
             cur: 0,
             done: 0,
             run_list: Vec::with_capacity(n),
@@ -251,47 +262,63 @@ impl GroupRunner {
     unsafe fn run_fibers(this: *mut GroupRunner) {
         let n = (*this).n;
         let common: *const Common = &*(*this).common;
-        let stacks = (*this).stacks.as_ref().expect("fiber mode has stacks") as *const Stacks;
         let lanes = (*this).lanes.as_mut_ptr();
         (*this).run_list.clear();
+        (*this).free_stacks.clear();
         for i in 0..n {
             let lane = lanes.add(i);
             (*lane).args.c = common;
-            (*lane).state = State::Runnable;
-            (*lane)
-                .ctx
-                .init((*stacks).top(i), fiber_main, this as *mut c_void);
+            (*lane).state = State::Fresh;
             (*this).run_list.push(i as u32);
+            (*this).free_stacks.push((n - 1 - i) as u32);
         }
         (*this).done = 0;
         while (*this).done < n {
             // One pass: every runnable lane runs until it blocks or ends, each
             // switching directly to the next; the last one switches back here.
             (*this).run_pos = 0;
-            let first = *(*this).run_list.as_ptr() as usize;
-            (*this).cur = first;
-            fiber::switch(&mut (*this).sched, &(*lanes.add(first)).ctx);
+            let to = Self::enter(this, *(*this).run_list.as_ptr() as usize);
+            fiber::switch(&mut (*this).sched, to);
             if (*this).done < n {
                 Self::resolve(this);
             }
         }
     }
 
+    /// Makes lane `i` current and returns the context that runs it; a fresh
+    /// lane gets a free stack and a new fiber. Must not run on the stack it hands out.
+    #[inline(always)]
+    unsafe fn enter(this: *mut GroupRunner, i: usize) -> *const Context {
+        (*this).cur = i;
+        let lane = (*this).lanes.as_mut_ptr().add(i);
+        if (*lane).state == State::Fresh {
+            let stack = (*(&raw mut (*this).free_stacks))
+                .pop()
+                .expect("a stack per live lane");
+            (*lane).stack = stack;
+            let top = (*this)
+                .stacks
+                .as_ref()
+                .expect("fiber mode has stacks")
+                .top(stack as usize);
+            (*lane).ctx.init(top, fiber_main, this as *mut c_void);
+        }
+        &(*lane).ctx
+    }
+
     fn run_list_len(&self) -> usize {
         self.run_list.len()
     }
 
-    /// The context to resume after the current lane blocks or ends.
+    /// The next lane of this pass, if any.
     #[inline(always)]
-    unsafe fn next_context(this: *mut GroupRunner) -> *const Context {
+    unsafe fn next_lane(this: *mut GroupRunner) -> Option<usize> {
         let pos = (*this).run_pos + 1;
         (*this).run_pos = pos;
         if pos < (*this).run_list_len() {
-            let i = *(*this).run_list.as_ptr().add(pos) as usize;
-            (*this).cur = i;
-            &(*(*this).lanes.as_ptr().add(i)).ctx
+            Some(*(*this).run_list.as_ptr().add(pos) as usize)
         } else {
-            &(*this).sched
+            None
         }
     }
 
@@ -353,10 +380,14 @@ impl GroupRunner {
         }
     }
 
+    /// Suspends the current lane (it keeps its stack) and runs the next one.
     #[inline(always)]
     unsafe fn block(this: *mut GroupRunner, lane: *mut Lane, state: State) {
         (*lane).state = state;
-        let to = Self::next_context(this);
+        let to = match Self::next_lane(this) {
+            Some(i) => Self::enter(this, i),
+            None => &(*this).sched,
+        };
         fiber::switch(&mut (*lane).ctx, to);
     }
 }
@@ -371,13 +402,38 @@ impl Drop for GroupRunner {
     }
 }
 
+/// A fiber runs lanes on its stack: the lane it was started for, then, as long
+/// as each lane ends without blocking and the next lane is fresh, the next one as
+/// a plain call. Kernels whose threads never meet a sync point at run time thus
+/// reuse one cached stack. When the next lane already has a stack, this stack is
+/// freed and the fiber ends.
 extern "C" fn fiber_main(arg: *mut c_void) -> ! {
     let this = arg as *mut GroupRunner;
     unsafe {
-        let lane = (*this).lanes.as_mut_ptr().add((*this).cur);
-        ((*this).entry)(&(*lane).args);
-        (*this).done += 1;
-        GroupRunner::block(this, lane, State::Done);
+        loop {
+            let lane = (*this).lanes.as_mut_ptr().add((*this).cur);
+            (*lane).state = State::Runnable;
+            ((*this).entry)(&(*lane).args);
+            (*lane).state = State::Done;
+            (*this).done += 1;
+            let stack = (*lane).stack;
+            let next = GroupRunner::next_lane(this);
+            if let Some(i) = next {
+                let next_lane = (*this).lanes.as_mut_ptr().add(i);
+                if (*next_lane).state == State::Fresh {
+                    (*this).cur = i;
+                    (*next_lane).stack = stack;
+                    continue;
+                }
+            }
+            (*(&raw mut (*this).free_stacks)).push(stack);
+            let to = match next {
+                Some(i) => GroupRunner::enter(this, i),
+                None => &(*this).sched,
+            };
+            fiber::switch(&mut (*this).dead, to);
+            break;
+        }
     }
     // A finished fiber is never resumed.
     std::process::abort()

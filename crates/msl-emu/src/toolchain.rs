@@ -235,28 +235,59 @@ fn shim_dir() -> Result<PathBuf, Error> {
     .map_err(Error::msg)
 }
 
-/// Parses `file:line:col: error: message` lines of clang's stderr.
-pub fn parse_diagnostics(stderr: &str) -> Diagnostics {
-    let mut messages = Vec::new();
-    for line in stderr.lines() {
-        for marker in [": error: ", ": fatal error: "] {
-            if let Some(at) = line.find(marker) {
-                let loc = &line[..at];
-                let message = line[at + marker.len()..].to_string();
-                let mut parts = loc.rsplitn(3, ':');
-                let (col, ln, file) = (parts.next(), parts.next(), parts.next());
-                let (file, line_no) = match (file, ln.and_then(|l| l.parse().ok()), col) {
-                    (Some(f), Some(l), Some(_)) => (f.to_string(), l),
-                    _ => (loc.to_string(), 0),
-                };
-                messages.push(Diagnostic {
-                    file,
-                    line: line_no,
-                    message,
-                });
-                break;
-            }
+/// One `file:line:col: kind: message` line of clang's stderr.
+fn diagnostic_line(line: &str) -> Option<(String, u32, &str, String)> {
+    for kind in ["fatal error", "error", "note"] {
+        let marker = format!(": {kind}: ");
+        if let Some(at) = line.find(&marker) {
+            let loc = &line[..at];
+            let message = line[at + marker.len()..].to_string();
+            let mut parts = loc.rsplitn(3, ':');
+            let (col, ln, file) = (parts.next(), parts.next(), parts.next());
+            return Some(match (file, ln.and_then(|l| l.parse().ok()), col) {
+                (Some(f), Some(l), Some(_)) => (f.to_string(), l, kind, message),
+                _ => (loc.to_string(), 0, kind, message),
+            });
         }
+    }
+    None
+}
+
+/// Whether a diagnostic location is msl-emu's own code (shim headers, generated adapters).
+fn is_internal(file: &str) -> bool {
+    file.starts_with("<msl-emu")
+        || file.starts_with("<built-in")
+        || SHIM_FILES
+            .iter()
+            .any(|(name, _)| file.ends_with(&format!("/{name}")) && file.contains("/shim-"))
+}
+
+/// Parses clang's stderr into errors. An error inside msl-emu's own headers is
+/// reported at the first user line among its notes ("requested here"), since
+/// that is the line the kernel author can change.
+pub fn parse_diagnostics(stderr: &str) -> Diagnostics {
+    let mut messages: Vec<Diagnostic> = Vec::new();
+    let mut relocate: Option<usize> = None;
+    for line in stderr.lines() {
+        let Some((file, line_no, kind, message)) = diagnostic_line(line) else {
+            continue;
+        };
+        if kind == "note" {
+            if let Some(i) = relocate {
+                if !is_internal(&file) {
+                    messages[i].file = file;
+                    messages[i].line = line_no;
+                    relocate = None;
+                }
+            }
+            continue;
+        }
+        relocate = is_internal(&file).then_some(messages.len());
+        messages.push(Diagnostic {
+            file,
+            line: line_no,
+            message,
+        });
     }
     if messages.is_empty() && !stderr.trim().is_empty() {
         let first = stderr
@@ -419,5 +450,20 @@ pub fn strict_syntax_check(source: &str) -> Result<(), Error> {
         Ok(())
     } else {
         Err(Error::compile(parse_diagnostics(&stderr)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_in_the_shim_move_to_the_kernel_line_that_caused_them() {
+        let stderr = "In file included from <built-in>:1:\n/c/shim-ab/metal_stdlib:120:3: error: static assertion failed: as_type needs types of equal size\n  120 | x\n/c/shim-ab/metal_stdlib:118:1: note: declared here\nk.metal:7:12: note: in instantiation of function template specialization 'as_type<float, half>' requested here\nk.metal:9:1: error: use of undeclared identifier 'q'\n";
+        let d = parse_diagnostics(stderr);
+        assert_eq!(
+            d.to_string(),
+            "k.metal:7: static assertion failed: as_type needs types of equal size\nk.metal:9: use of undeclared identifier 'q'"
+        );
     }
 }
