@@ -292,9 +292,8 @@ impl GroupRunner {
         (*this).cur = i;
         let lane = (*this).lanes.as_mut_ptr().add(i);
         if (*lane).state == State::Fresh {
-            let stack = (*(&raw mut (*this).free_stacks))
-                .pop()
-                .expect("a stack per live lane");
+            let free = &mut (*this).free_stacks;
+            let stack = free.pop().expect("a stack per live lane");
             (*lane).stack = stack;
             let top = (*this)
                 .stacks
@@ -426,7 +425,8 @@ extern "C" fn fiber_main(arg: *mut c_void) -> ! {
                     continue;
                 }
             }
-            (*(&raw mut (*this).free_stacks)).push(stack);
+            let free = &mut (*this).free_stacks;
+            free.push(stack);
             let to = match next {
                 Some(i) => GroupRunner::enter(this, i),
                 None => &(*this).sched,
