@@ -1,4 +1,4 @@
-// y = W·x with f16 weights and f32 activations, accumulated in f32.
+// y = W·x with f16 weights and f32 activations (cols a multiple of 4), accumulated in f32.
 // Lanes read half4 from W and float4 from x; two rows per simdgroup keep the
 // per-lane register footprint small, as f16 kernels on Apple GPUs usually do.
 #include <metal_stdlib>
