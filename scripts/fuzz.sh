@@ -36,7 +36,7 @@ seed_files() {
     case "$1" in
     gguf_header) find "$repo_root/tests/data" -name '*.gguf' ;;
     safetensors_header) find "$repo_root/tests/data" -name '*.safetensors' ;;
-    hf_config) find "$repo_root/tests/data" -name 'config.json' ;;
+    hf_config) find "$repo_root/tests/data" "$repo_root/tests/fixtures" -name 'config.json' ;;
     esac
     if [ -d "$repo_root/fuzz/seeds/$1" ]; then
         find "$repo_root/fuzz/seeds/$1" -type f

@@ -28,4 +28,7 @@ step "tests"
 cargo test --workspace
 
 step "fuzz: every parser for a bounded time"
+if ! cargo fuzz --version >/dev/null 2>&1; then
+    cargo install --locked --quiet cargo-fuzz
+fi
 scripts/fuzz.sh
