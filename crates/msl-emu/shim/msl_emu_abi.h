@@ -29,14 +29,20 @@ struct __msl_thread {
 
 // What a lane sees after a SIMD collective resolved: the values every
 // participating lane contributed (32 bytes per lane) and which lanes took part.
+// What a lane sees after a SIMD collective resolved: the values every
+// participating lane contributed (32 bytes per lane) and which lanes took part.
 // Reductions give every lane the same result: the first lane to compute it
-// leaves it in `memo` (32 bytes, shared by the participants) for the others.
-struct __msl_simd_view {
-  const __msl_u8* values;
+// leaves it in `memo` for the others.
+struct __msl_simd_group {
+  __msl_u8 values[32 * __MSL_SLOT_BYTES];
+  __msl_u8 memo[__MSL_SLOT_BYTES];
+  __msl_u32 memo_ready;
   __msl_u32 active;
+};
+struct __msl_simd_view {
+  struct __msl_simd_group* g;
   __msl_u32 lane;
-  __msl_u8* memo;
-  __msl_u32* memo_ready;
+  __msl_u32 pad;
 };
 
 // Callbacks into the Rust runtime, installed once per loaded library.
@@ -90,4 +96,4 @@ struct __msl_site {
 #define __MSL_SITE(n) (::__msl_site{n##u})
 #define __MSL_NOSITE (::__msl_site{0xFFFFFFFFu})
 
-#define __MSL_ABI_VERSION 1u
+#define __MSL_ABI_VERSION 2u

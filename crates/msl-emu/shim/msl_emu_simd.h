@@ -24,10 +24,10 @@ template <class T> __MSL_INLINE const __msl_simd_view* __msl_exchange(const T& v
 }
 template <class T> __MSL_INLINE T __msl_lane_value(const __msl_simd_view* v, uint lane) {
   T r;
-  __builtin_memcpy(&r, v->values + lane * __MSL_SLOT_BYTES, sizeof(T));
+  __builtin_memcpy(&r, v->g->values + lane * __MSL_SLOT_BYTES, sizeof(T));
   return r;
 }
-__MSL_INLINE bool __msl_lane_active(const __msl_simd_view* v, uint lane) { return lane < 32 && ((v->active >> lane) & 1u); }
+__MSL_INLINE bool __msl_lane_active(const __msl_simd_view* v, uint lane) { return lane < 32 && ((v->g->active >> lane) & 1u); }
 
 // Each collective exists with a leading call-site argument (inserted by the
 // rewriter) and without it (for code the rewriter did not see).
@@ -38,13 +38,13 @@ __MSL_INLINE bool __msl_lane_active(const __msl_simd_view* v, uint lane) { retur
 
 // Reductions over the active lanes, in ascending lane order.
 template <class T> __MSL_INLINE bool __msl_memo_get(const __msl_simd_view* v, T* out) {
-  if (!*v->memo_ready) return false;
-  __builtin_memcpy(out, v->memo, sizeof(T));
+  if (!v->g->memo_ready) return false;
+  __builtin_memcpy(out, v->g->memo, sizeof(T));
   return true;
 }
 template <class T> __MSL_INLINE T __msl_memo_put(const __msl_simd_view* v, T value) {
-  __builtin_memcpy(v->memo, &value, sizeof(T));
-  *v->memo_ready = 1;
+  __builtin_memcpy(v->g->memo, &value, sizeof(T));
+  v->g->memo_ready = 1;
   return value;
 }
 
@@ -53,7 +53,7 @@ template <class T> __MSL_INLINE T __msl_memo_put(const __msl_simd_view* v, T val
     const __msl_simd_view* v = __msl_exchange(x, s);                                \
     T acc;                                                                          \
     if (__msl_memo_get(v, &acc)) return acc;                                        \
-    uint m = v->active;                                                             \
+    uint m = v->g->active;                                                             \
     acc = __msl_lane_value<T>(v, __builtin_ctz(m));                                 \
     for (m &= m - 1; m; m &= m - 1) {                                               \
       T b = __msl_lane_value<T>(v, __builtin_ctz(m));                               \
@@ -76,7 +76,7 @@ __MSL_REDUCE(simd_xor, acc ^ b)
     const __msl_simd_view* v = __msl_exchange(x, s);                                \
     T acc = (T)(IDENTITY);                                                          \
     uint limit = v->lane + (INCLUSIVE ? 1u : 0u);                                   \
-    for (uint m = v->active; m; m &= m - 1) {                                       \
+    for (uint m = v->g->active; m; m &= m - 1) {                                       \
       uint l = __builtin_ctz(m);                                                    \
       if (l >= limit) break;                                                        \
       T b = __msl_lane_value<T>(v, l);                                              \
@@ -141,14 +141,14 @@ template <class T> __MSL_INLINE T simd_shuffle_and_fill_up(T x, T fill, ushort d
 
 template <class T> __MSL_INLINE T simd_broadcast_first(__msl_site s, T x) {
   const __msl_simd_view* v = __msl_exchange(x, s);
-  return __msl_lane_value<T>(v, __builtin_ctz(v->active));
+  return __msl_lane_value<T>(v, __builtin_ctz(v->g->active));
 }
 __MSL_SITED1(simd_broadcast_first)
 
 #define __MSL_QUAD_REDUCE(NAME, COMBINE)                                              \
   template <class T> __MSL_INLINE T NAME(__msl_site s, T x) {                         \
     const __msl_simd_view* v = __msl_exchange(x, s);                                  \
-    uint m = v->active & (0xFu << (v->lane & ~3u));                                   \
+    uint m = v->g->active & (0xFu << (v->lane & ~3u));                                   \
     T acc = __msl_lane_value<T>(v, __builtin_ctz(m));                                 \
     for (m &= m - 1; m; m &= m - 1) {                                                 \
       T b = __msl_lane_value<T>(v, __builtin_ctz(m));                                 \
@@ -176,11 +176,11 @@ __MSL_INLINE simd_vote simd_ballot(__msl_site s, bool b) {
   simd_vote memo;
   if (__msl_memo_get(v, &memo)) return memo;
   ulong bits = 0;
-  for (uint m = v->active; m; m &= m - 1) {
+  for (uint m = v->g->active; m; m &= m - 1) {
     uint l = __builtin_ctz(m);
     if (__msl_lane_value<bool>(v, l)) bits |= 1ul << l;
   }
-  return __msl_memo_put(v, simd_vote{bits, v->active});
+  return __msl_memo_put(v, simd_vote{bits, v->g->active});
 }
 __MSL_INLINE simd_vote simd_ballot(bool b) { return simd_ballot(__MSL_NOSITE, b); }
 __MSL_INLINE bool simd_all(__msl_site s, bool b) { return simd_ballot(s, b).all(); }
@@ -191,7 +191,7 @@ __MSL_INLINE simd_vote simd_active_threads_mask(__msl_site s) { return simd_ball
 __MSL_INLINE simd_vote simd_active_threads_mask() { return simd_active_threads_mask(__MSL_NOSITE); }
 __MSL_INLINE bool simd_is_first(__msl_site s) {
   const __msl_simd_view* v = __msl_exchange(true, s);
-  return (uint)__builtin_ctz(v->active) == v->lane;
+  return (uint)__builtin_ctz(v->g->active) == v->lane;
 }
 __MSL_INLINE bool simd_is_first() { return simd_is_first(__MSL_NOSITE); }
 __MSL_INLINE bool simd_is_helper_thread() { return false; }

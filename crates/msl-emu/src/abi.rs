@@ -4,7 +4,7 @@ use std::ffi::c_char;
 
 pub const MAX_BINDINGS: usize = 31;
 pub const SLOT_BYTES: usize = 32;
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
 
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -25,14 +25,22 @@ pub struct ThreadArgs {
     pub index: u32,
 }
 
+/// The values of one resolved SIMD collective, shared by its participants.
+#[repr(C, align(64))]
+pub struct SimdGroup {
+    pub values: [[u8; SLOT_BYTES]; 32],
+    pub memo: [u8; SLOT_BYTES],
+    pub memo_ready: u32,
+    pub active: u32,
+}
+
+/// A lane's handle on its simdgroup's resolved collective (constant per lane).
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct SimdView {
-    pub values: *const u8,
-    pub active: u32,
+    pub g: *mut SimdGroup,
     pub lane: u32,
-    pub memo: *mut u8,
-    pub memo_ready: *mut u32,
+    pub pad: u32,
 }
 
 #[repr(C)]

@@ -7,7 +7,7 @@
 //! Threads that finished are not live, so partial simdgroups, early exits and
 //! divergent collectives resolve with exactly the lanes that take part.
 
-use crate::abi::{Common, EntryFn, SimdView, ThreadArgs, SLOT_BYTES};
+use crate::abi::{Common, EntryFn, SimdGroup, SimdView, ThreadArgs, SLOT_BYTES};
 use crate::fiber::{self, Context, Stacks, MAX_FIBERS};
 use std::cell::Cell;
 use std::ffi::{c_char, c_void, CStr};
@@ -35,14 +35,6 @@ struct Lane {
     site: u32,
     slot: [u8; SLOT_BYTES],
     view: SimdView,
-}
-
-/// The values of one resolved collective, shared by its participants.
-#[repr(C, align(64))]
-struct Snapshot {
-    values: [[u8; SLOT_BYTES]; 32],
-    memo: [u8; SLOT_BYTES],
-    memo_ready: u32,
 }
 
 /// Fiber stacks are expensive to map, so they are kept for the next dispatch.
@@ -101,7 +93,7 @@ pub struct GroupRunner {
     touched: Vec<usize>,
     overflow: Vec<Vec<u128>>,
     lanes: Vec<Lane>,
-    snaps: Vec<Snapshot>,
+    snaps: Vec<SimdGroup>,
     stacks: Option<Stacks>,
     /// The view handed out when a one-thread group (run without fibers) meets a collective.
     plain_view: SimdView,
@@ -133,6 +125,15 @@ impl GroupRunner {
             None
         };
         assert!(n <= MAX_FIBERS);
+        let mut snaps: Vec<SimdGroup> = (0..n.div_ceil(32).max(1))
+            .map(|_| SimdGroup {
+                values: [[0; SLOT_BYTES]; 32],
+                memo: [0; SLOT_BYTES],
+                memo_ready: 0,
+                active: 0,
+            })
+            .collect();
+        let groups = snaps.as_mut_ptr();
         let mut lanes = Vec::new();
         if fibers {
             lanes.reserve_exact(n);
@@ -156,22 +157,13 @@ impl GroupRunner {
                     site: 0,
                     slot: [0; SLOT_BYTES],
                     view: SimdView {
-                        values: std::ptr::null(),
-                        active: 0,
-                        lane: 0,
-                        memo: std::ptr::null_mut(),
-                        memo_ready: std::ptr::null_mut(),
+                        g: unsafe { groups.add(i / 32) },
+                        lane: (i % 32) as u32,
+                        pad: 0,
                     },
                 });
             }
         }
-        let snaps = (0..n.div_ceil(32).max(1))
-            .map(|_| Snapshot {
-                values: [[0; SLOT_BYTES]; 32],
-                memo: [0; SLOT_BYTES],
-                memo_ready: 0,
-            })
-            .collect();
         let arena = Arena::new(plan.tg_dynamic_bytes + TG_STATIC_BYTES);
         let mut common = Box::new(plan.common);
         for &(index, offset) in &plan.tg_offsets {
@@ -193,11 +185,9 @@ impl GroupRunner {
             snaps,
             stacks,
             plain_view: SimdView {
-                values: std::ptr::null(),
-                active: 0,
+                g: groups,
                 lane: 0,
-                memo: std::ptr::null_mut(),
-                memo_ready: std::ptr::null_mut(),
+                pad: 0,
             },
             sched: Context::new(),
             dead: Context::new(),
@@ -342,7 +332,7 @@ impl GroupRunner {
             if !any {
                 continue;
             }
-            let snap: *mut Snapshot = (*this).snaps.as_mut_ptr().add(sg);
+            let snap: *mut SimdGroup = (*this).snaps.as_mut_ptr().add(sg);
             let mut mask = 0u32;
             for i in lo..hi {
                 let l = &*lanes.add(i);
@@ -352,17 +342,10 @@ impl GroupRunner {
                 }
             }
             (*snap).memo_ready = 0;
+            (*snap).active = mask;
             for i in lo..hi {
                 if mask & (1 << (i - lo)) != 0 {
-                    let l = &mut *lanes.add(i);
-                    l.view = SimdView {
-                        values: (*snap).values.as_ptr() as *const u8,
-                        active: mask,
-                        lane: (i - lo) as u32,
-                        memo: (*snap).memo.as_mut_ptr(),
-                        memo_ready: &mut (*snap).memo_ready,
-                    };
-                    l.state = State::Runnable;
+                    (*lanes.add(i)).state = State::Runnable;
                     (*run_list).push(i as u32);
                 }
             }
@@ -487,19 +470,11 @@ pub extern "C" fn rt_simd_exchange(value: *const u8, size: u32, site: u32) -> *c
             &(*lane).view
         } else {
             // A one-thread group: the lane is alone in its simdgroup.
-            let snap: *mut Snapshot = (*this).snaps.as_mut_ptr();
-            if size > 0 {
-                std::ptr::copy_nonoverlapping(value, (*snap).values[0].as_mut_ptr(), size);
-            }
+            let snap: *mut SimdGroup = (*this).snaps.as_mut_ptr();
+            copy_value(value, (*snap).values[0].as_mut_ptr(), size);
             (*snap).memo_ready = 0;
-            let view = &mut (*this).plain_view;
-            *view = SimdView {
-                values: (*snap).values.as_ptr() as *const u8,
-                active: 1,
-                lane: 0,
-                memo: (*snap).memo.as_mut_ptr(),
-                memo_ready: &mut (*snap).memo_ready,
-            };
+            (*snap).active = 1;
+            let view = &(*this).plain_view;
             view
         }
     }
