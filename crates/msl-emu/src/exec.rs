@@ -474,8 +474,7 @@ pub extern "C" fn rt_simd_exchange(value: *const u8, size: u32, site: u32) -> *c
             copy_value(value, (*snap).values[0].as_mut_ptr(), size);
             (*snap).memo_ready = 0;
             (*snap).active = 1;
-            let view = &(*this).plain_view;
-            view
+            &(*this).plain_view
         }
     }
 }
