@@ -70,7 +70,12 @@ fn parse_transformer(cfg: &JsonObject, arch: Architecture) -> Result<ModelConfig
     let head_dim = cfg.opt_u64("head_dim")?.unwrap_or(hidden / heads);
     let context = cfg.u64("max_position_embeddings")?;
 
-    let rotary_dim = match cfg.opt_f64("partial_rotary_factor")? {
+    // transformers 5 moves partial_rotary_factor into rope_parameters.
+    let nested_factor = match cfg.object("rope_parameters")? {
+        Some(p) => p.opt_f64("partial_rotary_factor")?,
+        None => None,
+    };
+    let rotary_dim = match cfg.opt_f64("partial_rotary_factor")?.or(nested_factor) {
         Some(f) if f > 0.0 && f <= 1.0 => ((head_dim as f64 * f) as u64) & !1,
         Some(f) => return Err(cfg.error(format!("partial_rotary_factor {f} is not in (0, 1]"))),
         None => head_dim,

@@ -1,0 +1,147 @@
+//! `forge inspect --json` on every fixture checkpoint (tests/fixtures/*/hf) and
+//! on its llama.cpp GGUF conversions agrees with the fixture's config.json.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use support::*;
+
+fn fixtures() -> Vec<PathBuf> {
+    let root = repo_root().join("tests/fixtures");
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)
+        .unwrap_or_else(|e| panic!("{}: {e}", root.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("hf/config.json").exists())
+        .collect();
+    dirs.sort();
+    assert!(!dirs.is_empty(), "no fixtures under {}", root.display());
+    dirs
+}
+
+fn inspect_json(path: &Path) -> Value {
+    let (code, out, err) = forge(&["inspect", "--json", path.to_str().unwrap()]);
+    assert_eq!(code, 0, "forge inspect {}: {err}", path.display());
+    serde_json::from_str(&out).unwrap()
+}
+
+/// The architecture forge should report for a config's model_type, read from
+/// a Hugging Face directory or from llama.cpp's conversion of it.
+fn expected_arch(model_type: &str, gguf: bool) -> &str {
+    match model_type {
+        "gemma3_text" => "gemma3",
+        // llama.cpp converts Mistral checkpoints to its llama architecture.
+        "mistral" if gguf => "llama",
+        other => other,
+    }
+}
+
+fn check(summary: &Value, cfg: &Value, gguf: bool, what: &str) {
+    let model_type = cfg["model_type"].as_str().unwrap();
+    let eq = |field: &str, want: &Value| {
+        assert_eq!(&summary[field], want, "{what}: {field}");
+    };
+    eq(
+        "architecture",
+        &Value::from(expected_arch(model_type, gguf)),
+    );
+    eq("layers", &cfg["num_hidden_layers"]);
+    eq("hidden_size", &cfg["hidden_size"]);
+    eq("vocab_size", &cfg["vocab_size"]);
+    let ssm = model_type.starts_with("mamba");
+    if !ssm {
+        eq("heads", &cfg["num_attention_heads"]);
+        let kv = cfg
+            .get("num_key_value_heads")
+            .filter(|v| !v.is_null())
+            .unwrap_or(&cfg["num_attention_heads"]);
+        eq("kv_heads", kv);
+        eq("feed_forward_length", &cfg["intermediate_size"]);
+        eq("context_length", &cfg["max_position_embeddings"]);
+        if let Some(hd) = cfg.get("head_dim").filter(|v| !v.is_null()) {
+            eq("head_dim", hd);
+        }
+    }
+    if let Some(tie) = cfg.get("tie_word_embeddings").and_then(Value::as_bool) {
+        eq("tie_word_embeddings", &Value::from(tie));
+    }
+    if let Some(types) = cfg.get("layer_types").and_then(Value::as_array) {
+        let window = cfg.get("sliding_window").is_some_and(|w| !w.is_null());
+        let want: Vec<Value> = types
+            .iter()
+            .enumerate()
+            .map(|(i, t)| match t.as_str().unwrap() {
+                // GGUF does not record Gemma 3's layer pattern; llama.cpp (and so
+                // forge, reading GGUF) makes every sixth layer global.
+                _ if gguf && model_type == "gemma3_text" && window => if (i + 1) % 6 == 0 {
+                    "attention"
+                } else {
+                    "sliding_attention"
+                }
+                .into(),
+                "sliding_attention" if window => "sliding_attention".into(),
+                _ => "attention".into(),
+            })
+            .collect();
+        let got: Vec<Value> = summary["layer_types"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap().trim_end_matches("+moe").into())
+            .collect();
+        assert_eq!(got, want, "{what}: layer_types");
+    }
+    if let Some(e) = cfg.get("num_local_experts").filter(|v| !v.is_null()) {
+        assert_eq!(
+            &summary["config"]["moe"]["num_experts"], e,
+            "{what}: experts"
+        );
+        assert_eq!(
+            &summary["config"]["moe"]["experts_per_token"], &cfg["num_experts_per_tok"],
+            "{what}: experts per token"
+        );
+    }
+}
+
+#[test]
+fn hf_and_gguf_summaries_agree_with_config() {
+    for dir in fixtures() {
+        let hf = dir.join("hf");
+        let cfg: Value =
+            serde_json::from_slice(&std::fs::read(hf.join("config.json")).unwrap()).unwrap();
+        let summary = inspect_json(&hf);
+        check(&summary, &cfg, false, &hf.display().to_string());
+        let tok_cfg: Value = std::fs::read(hf.join("tokenizer_config.json"))
+            .map(|b| serde_json::from_slice(&b).unwrap())
+            .unwrap_or(Value::Null);
+        let has_template = tok_cfg.get("chat_template").is_some_and(|t| !t.is_null())
+            || hf.join("chat_template.jinja").exists();
+        assert_eq!(
+            summary["chat_template"],
+            has_template,
+            "{}: chat template",
+            hf.display()
+        );
+        let Ok(ggufs) = std::fs::read_dir(dir.join("gguf")) else {
+            continue;
+        };
+        for entry in ggufs {
+            let path = entry.unwrap().path();
+            let g = inspect_json(&path);
+            check(&g, &cfg, true, &path.display().to_string());
+            assert_eq!(
+                g["parameters"],
+                summary["parameters"],
+                "{}: parameter count",
+                path.display()
+            );
+            assert_eq!(
+                g["tokenizer"]["vocab_size"],
+                summary["tokenizer"]["vocab_size"],
+                "{}",
+                path.display()
+            );
+        }
+    }
+}
