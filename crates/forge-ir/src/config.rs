@@ -238,7 +238,47 @@ pub struct Mamba2Config {
     pub norm_before_gate: bool,
 }
 
+/// The size facts every model has, whatever its layers are made of.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelDims {
+    pub vocab_size: u64,
+    pub hidden_size: u64,
+    pub num_layers: u64,
+    pub context_length: u64,
+    pub tie_word_embeddings: bool,
+    pub norm_eps: f32,
+}
+
 impl ModelConfig {
+    /// A pure state-space model: every layer is the SSM mixer `ssm` describes, with no feed-forward.
+    pub fn state_space(architecture: Architecture, dims: ModelDims, ssm: SsmConfig) -> ModelConfig {
+        let mixer = match ssm {
+            SsmConfig::Mamba(_) => Mixer::Mamba,
+            SsmConfig::Mamba2(_) => Mixer::Mamba2,
+        };
+        ModelConfig {
+            architecture,
+            vocab_size: dims.vocab_size,
+            hidden_size: dims.hidden_size,
+            num_layers: dims.num_layers,
+            context_length: dims.context_length,
+            tie_word_embeddings: dims.tie_word_embeddings,
+            norm_eps: dims.norm_eps,
+            embedding_scale: None,
+            final_logit_softcap: None,
+            attention: None,
+            feed_forward: None,
+            moe: None,
+            ssm: Some(ssm),
+            layers: (0..dims.num_layers)
+                .map(|_| LayerSpec {
+                    mixer,
+                    feed_forward: FeedForwardKind::None,
+                })
+                .collect(),
+        }
+    }
+
     /// Number of layers of each mixer kind, for summaries.
     pub fn count_layers(&self, mixer: Mixer) -> usize {
         self.layers.iter().filter(|l| l.mixer == mixer).count()

@@ -6,8 +6,8 @@
 
 use forge_ir::{
     Activation, Architecture, AttentionConfig, FeedForwardConfig, FeedForwardKind, LayerSpec,
-    Mamba2Config, MambaConfig, Mixer, ModelConfig, MoeConfig, RopeConfig, RopeLayout, RopeScaling,
-    SsmConfig,
+    Mamba2Config, MambaConfig, Mixer, ModelConfig, ModelDims, MoeConfig, RopeConfig, RopeLayout,
+    RopeScaling, SsmConfig,
 };
 
 use super::metadata::Metadata;
@@ -255,7 +255,7 @@ fn parse_ssm(
     let has = |name: &str| m.file.tensor(name).is_some();
     let conv_bias = has("blk.0.ssm_conv1d.bias");
     let proj_bias = has("blk.0.ssm_in.bias");
-    let (ssm, mixer) = if arch == Architecture::Mamba {
+    let ssm = if arch == Architecture::Mamba {
         let cfg = MambaConfig {
             d_state,
             d_conv,
@@ -264,7 +264,7 @@ fn parse_ssm(
             conv_bias,
             proj_bias,
         };
-        (SsmConfig::Mamba(cfg), Mixer::Mamba)
+        SsmConfig::Mamba(cfg)
     } else {
         // llama.cpp stores Mamba-2's head count as the time-step rank.
         let heads = m.u64("ssm.time_step_rank")?;
@@ -288,27 +288,15 @@ fn parse_ssm(
             dt_limit: (0.0, f64::INFINITY),
             norm_before_gate: false,
         };
-        (SsmConfig::Mamba2(cfg), Mixer::Mamba2)
+        SsmConfig::Mamba2(cfg)
     };
-    Ok(ModelConfig {
-        architecture: arch,
+    let dims = ModelDims {
         vocab_size: vocab,
         hidden_size: hidden,
         num_layers: layers,
         context_length: m.opt_u64("context_length")?.unwrap_or(SSM_CONTEXT_LENGTH),
         tie_word_embeddings: tied,
         norm_eps,
-        embedding_scale: None,
-        final_logit_softcap: None,
-        attention: None,
-        feed_forward: None,
-        moe: None,
-        ssm: Some(ssm),
-        layers: (0..layers)
-            .map(|_| LayerSpec {
-                mixer,
-                feed_forward: FeedForwardKind::None,
-            })
-            .collect(),
-    })
+    };
+    Ok(ModelConfig::state_space(arch, dims, ssm))
 }

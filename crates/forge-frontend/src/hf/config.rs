@@ -4,8 +4,8 @@
 
 use forge_ir::{
     Activation, Architecture, AttentionConfig, FeedForwardConfig, FeedForwardKind, LayerSpec,
-    Mamba2Config, MambaConfig, Mixer, ModelConfig, MoeConfig, RopeConfig, RopeLayout, RopeScaling,
-    SsmConfig,
+    Mamba2Config, MambaConfig, Mixer, ModelConfig, ModelDims, MoeConfig, RopeConfig, RopeLayout,
+    RopeScaling, SsmConfig,
 };
 
 use super::json::JsonObject;
@@ -379,7 +379,7 @@ fn parse_ssm(cfg: &JsonObject, arch: Architecture) -> Result<ModelConfig> {
     let d_conv = cfg.opt_u64("conv_kernel")?.unwrap_or(4);
     let conv_bias = cfg.opt_bool("use_conv_bias")?.unwrap_or(true);
     let proj_bias = cfg.opt_bool("use_bias")?.unwrap_or(false);
-    let (ssm, mixer) = if arch == Architecture::Mamba {
+    let ssm = if arch == Architecture::Mamba {
         let dt_rank = match cfg.get("time_step_rank") {
             Some(serde_json::Value::String(s)) if s == "auto" => hidden.div_ceil(16),
             _ => cfg
@@ -394,7 +394,7 @@ fn parse_ssm(cfg: &JsonObject, arch: Architecture) -> Result<ModelConfig> {
             conv_bias,
             proj_bias,
         };
-        (SsmConfig::Mamba(m), Mixer::Mamba)
+        SsmConfig::Mamba(m)
     } else {
         let num_heads = cfg.u64("num_heads")?;
         let head_dim = cfg
@@ -424,10 +424,9 @@ fn parse_ssm(cfg: &JsonObject, arch: Architecture) -> Result<ModelConfig> {
             dt_limit,
             norm_before_gate: cfg.opt_bool("norm_before_gate")?.unwrap_or(false),
         };
-        (SsmConfig::Mamba2(m), Mixer::Mamba2)
+        SsmConfig::Mamba2(m)
     };
-    Ok(ModelConfig {
-        architecture: arch,
+    let dims = ModelDims {
         vocab_size: cfg.u64("vocab_size")?,
         hidden_size: hidden,
         num_layers: layers,
@@ -438,17 +437,6 @@ fn parse_ssm(cfg: &JsonObject, arch: Architecture) -> Result<ModelConfig> {
             .opt_bool("tie_word_embeddings")?
             .unwrap_or(arch == Architecture::Mamba),
         norm_eps: cfg.opt_f64("layer_norm_epsilon")?.unwrap_or(1e-5) as f32,
-        embedding_scale: None,
-        final_logit_softcap: None,
-        attention: None,
-        feed_forward: None,
-        moe: None,
-        ssm: Some(ssm),
-        layers: (0..layers)
-            .map(|_| LayerSpec {
-                mixer,
-                feed_forward: FeedForwardKind::None,
-            })
-            .collect(),
-    })
+    };
+    Ok(ModelConfig::state_space(arch, dims, ssm))
 }
