@@ -37,6 +37,16 @@ struct Lane {
     view: SimdView,
 }
 
+/// Lanes of one simdgroup waiting at SIMD collectives.
+#[derive(Clone, Copy, Default)]
+struct Waiting {
+    mask: u32,
+    /// The call site of the first arrival (of all arrivals unless `mixed`).
+    site: u32,
+    /// Arrivals came from different call sites (divergent collectives).
+    mixed: bool,
+}
+
 /// Fiber stacks are expensive to map, so they are kept for the next dispatch.
 static STACK_POOL: Mutex<Vec<Stacks>> = Mutex::new(Vec::new());
 
@@ -107,6 +117,9 @@ pub struct GroupRunner {
     /// Lanes to resume in this pass, in order; a blocking lane switches straight to the next.
     run_list: Vec<u32>,
     run_pos: usize,
+    waiting: Vec<Waiting>,
+    /// Lanes waiting at a barrier, in arrival order.
+    at_barrier: Vec<u32>,
     pub sync_points: u64,
     pub error: Option<String>,
 }
@@ -196,6 +209,8 @@ impl GroupRunner {
             done: 0,
             run_list: Vec::with_capacity(n),
             run_pos: 0,
+            waiting: vec![Waiting::default(); n.div_ceil(32).max(1)],
+            at_barrier: Vec::with_capacity(n),
             sync_points: 0,
             error: None,
         })
@@ -255,6 +270,8 @@ impl GroupRunner {
         let lanes = (*this).lanes.as_mut_ptr();
         (*this).run_list.clear();
         (*this).free_stacks.clear();
+        let at_barrier = &mut (*this).at_barrier;
+        at_barrier.clear();
         for i in 0..n {
             let lane = lanes.add(i);
             (*lane).args.c = common;
@@ -313,51 +330,56 @@ impl GroupRunner {
 
     /// Called when no fiber can run: see the module comment for the rules.
     unsafe fn resolve(this: *mut GroupRunner) {
-        let n = (*this).n;
         let lanes = (*this).lanes.as_mut_ptr();
         let run_list: *mut Vec<u32> = &mut (*this).run_list;
         (*run_list).clear();
         let mut resolved = false;
-        for sg in 0..n.div_ceil(32) {
-            let (lo, hi) = (sg * 32, ((sg + 1) * 32).min(n));
-            let mut site = u32::MAX;
-            let mut any = false;
-            for i in lo..hi {
-                let l = &*lanes.add(i);
-                if l.state == State::Collective {
-                    any = true;
-                    site = site.min(l.site);
-                }
-            }
-            if !any {
+        let nsg = (*this).waiting.len();
+        for sg in 0..nsg {
+            let w: *mut Waiting = (*this).waiting.as_mut_ptr().add(sg);
+            if (*w).mask == 0 {
                 continue;
             }
+            let lo = sg * 32;
+            // The earliest call site among the waiting lanes resolves first.
+            let mask = if (*w).mixed {
+                let site = bits(&(*w).mask)
+                    .map(|l| (*lanes.add(lo + l)).site)
+                    .min()
+                    .unwrap_or(u32::MAX);
+                bits(&(*w).mask)
+                    .filter(|&l| (*lanes.add(lo + l)).site == site)
+                    .fold(0u32, |m, l| m | 1 << l)
+            } else {
+                (*w).mask
+            };
             let snap: *mut SimdGroup = (*this).snaps.as_mut_ptr().add(sg);
-            let mut mask = 0u32;
-            for i in lo..hi {
-                let l = &*lanes.add(i);
-                if l.state == State::Collective && l.site == site {
-                    mask |= 1 << (i - lo);
-                    (*snap).values[i - lo] = l.slot;
-                }
+            for l in bits(&mask) {
+                (*snap).values[l] = (*lanes.add(lo + l)).slot;
+                (*lanes.add(lo + l)).state = State::Runnable;
+                (*run_list).push((lo + l) as u32);
             }
             (*snap).memo_ready = 0;
             (*snap).active = mask;
-            for i in lo..hi {
-                if mask & (1 << (i - lo)) != 0 {
-                    (*lanes.add(i)).state = State::Runnable;
-                    (*run_list).push(i as u32);
-                }
+            (*w).mask &= !mask;
+            if (*w).mask != 0 {
+                // Divergent lanes stay waiting at their own (later) call sites.
+                let rest: Vec<u32> = bits(&(*w).mask)
+                    .map(|l| (*lanes.add(lo + l)).site)
+                    .collect();
+                (*w).site = rest[0];
+                (*w).mixed = rest.iter().any(|&x| x != rest[0]);
+            } else {
+                (*w).mixed = false;
             }
             resolved = true;
         }
         if !resolved {
-            for i in 0..n {
-                let l = &mut *lanes.add(i);
-                if l.state == State::Barrier {
-                    l.state = State::Runnable;
-                    (*run_list).push(i as u32);
-                }
+            // Every live thread is at a barrier.
+            let at_barrier: *mut Vec<u32> = &mut (*this).at_barrier;
+            std::ptr::swap(run_list, at_barrier);
+            for &i in (*run_list).iter() {
+                (*lanes.add(i as usize)).state = State::Runnable;
             }
         }
     }
@@ -422,6 +444,19 @@ extern "C" fn fiber_main(arg: *mut c_void) -> ! {
     std::process::abort()
 }
 
+/// The indices of the set bits of a mask, ascending.
+fn bits(mask: &u32) -> impl Iterator<Item = usize> {
+    let mut m = *mask;
+    std::iter::from_fn(move || {
+        if m == 0 {
+            return None;
+        }
+        let l = m.trailing_zeros() as usize;
+        m &= m - 1;
+        Some(l)
+    })
+}
+
 /// Copies a collective's value into a slot; the common sizes avoid a memcpy call.
 #[inline(always)]
 unsafe fn copy_value(value: *const u8, slot: *mut u8, size: usize) {
@@ -447,8 +482,10 @@ pub extern "C" fn rt_barrier() {
     unsafe {
         (*this).sync_points += 1;
         if (*this).fibers {
-            let lane = (*this).lanes.as_mut_ptr().add((*this).cur);
-            GroupRunner::block(this, lane, State::Barrier);
+            let cur = (*this).cur;
+            let at_barrier = &mut (*this).at_barrier;
+            at_barrier.push(cur as u32);
+            GroupRunner::block(this, (*this).lanes.as_mut_ptr().add(cur), State::Barrier);
         }
         // Not a fiber: the group has one thread, so the barrier has nobody to wait for.
     }
@@ -463,9 +500,17 @@ pub extern "C" fn rt_simd_exchange(value: *const u8, size: u32, site: u32) -> *c
         (*this).sync_points += 1;
         let size = (size as usize).min(SLOT_BYTES);
         if (*this).fibers {
-            let lane = (*this).lanes.as_mut_ptr().add((*this).cur);
+            let cur = (*this).cur;
+            let lane = (*this).lanes.as_mut_ptr().add(cur);
             copy_value(value, (*lane).slot.as_mut_ptr(), size);
             (*lane).site = site;
+            let w: *mut Waiting = (*this).waiting.as_mut_ptr().add(cur >> 5);
+            if (*w).mask == 0 {
+                (*w).site = site;
+            } else if (*w).site != site {
+                (*w).mixed = true;
+            }
+            (*w).mask |= 1 << (cur & 31);
             GroupRunner::block(this, lane, State::Collective);
             &(*lane).view
         } else {

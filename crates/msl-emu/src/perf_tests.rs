@@ -137,7 +137,11 @@ fn perf_q8_0_matvec_lm_head() {
         },
     ];
     let groups = (rows / 8) as u32;
-    let t = best(3, || {
+    let reps = std::env::var("REPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let t = best(reps, || {
         dispatch_threadgroups(&p, groups.into(), 64.into(), &b).unwrap();
     });
     println!("Q8_0 matvec {rows}x{cols}: {:.1} ms on one worker", t * 1e3);

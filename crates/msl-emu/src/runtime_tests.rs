@@ -429,3 +429,29 @@ fn many_groups_spread_over_workers_with_atomics() {
     assert_eq!(c.read::<u32>(), [500]);
     assert!(seen.read::<u32>().iter().all(|&x| x == 64));
 }
+
+#[test]
+fn three_way_divergence_then_a_partial_collective_then_a_barrier() {
+    let l = lib("kernel void k(device float* o [[buffer(0)]], uint t [[thread_index_in_threadgroup]], uint lane [[thread_index_in_simdgroup]]) {\n threadgroup float sh[64];\n float v = float(lane);\n float a;\n if (lane % 3 == 0) a = simd_sum(v);\n else if (lane % 3 == 1) a = simd_max(v);\n else a = simd_min(v);\n float b = 0.0f;\n if (t < 40) b = simd_sum(1.0f);\n sh[t] = a + 1000.0f * b;\n threadgroup_barrier(mem_flags::mem_threadgroup);\n o[t] = sh[63 - t];\n}\n");
+    let o = Buffer::new(64 * 4);
+    let s = dispatch_threadgroups(&pipe(&l, "k"), 1.into(), 64.into(), &[buf(0, &o)]).unwrap();
+    assert_eq!(s.sync_points, 64 + 40 + 64);
+    let v = o.read::<f32>();
+    for t in 0..64usize {
+        let src = 63 - t;
+        let lane = src % 32;
+        let a = match lane % 3 {
+            0 => (0..32).filter(|l| l % 3 == 0).sum::<usize>() as f32,
+            1 => 31.0,
+            _ => 2.0,
+        };
+        let b = if src < 32 {
+            32.0
+        } else if src < 40 {
+            8.0
+        } else {
+            0.0
+        };
+        assert_eq!(v[t], a + 1000.0 * b, "thread {t} reads thread {src}");
+    }
+}
