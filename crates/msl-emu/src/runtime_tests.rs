@@ -437,7 +437,7 @@ fn three_way_divergence_then_a_partial_collective_then_a_barrier() {
     let s = dispatch_threadgroups(&pipe(&l, "k"), 1.into(), 64.into(), &[buf(0, &o)]).unwrap();
     assert_eq!(s.sync_points, 64 + 40 + 64);
     let v = o.read::<f32>();
-    for t in 0..64usize {
+    for (t, &got) in v.iter().enumerate() {
         let src = 63 - t;
         let lane = src % 32;
         let a = match lane % 3 {
@@ -452,6 +452,6 @@ fn three_way_divergence_then_a_partial_collective_then_a_barrier() {
         } else {
             0.0
         };
-        assert_eq!(v[t], a + 1000.0 * b, "thread {t} reads thread {src}");
+        assert_eq!(got, a + 1000.0 * b, "thread {t} reads thread {src}");
     }
 }
