@@ -455,3 +455,12 @@ fn three_way_divergence_then_a_partial_collective_then_a_barrier() {
         assert_eq!(got, a + 1000.0 * b, "thread {t} reads thread {src}");
     }
 }
+
+#[test]
+fn handles_are_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<Library>();
+    check::<Pipeline>();
+    check::<Buffer>();
+    check::<Error>();
+}
