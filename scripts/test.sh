@@ -20,6 +20,9 @@ python3 -m pip install --quiet --disable-pip-version-check -r scripts/requiremen
 step "data: the real SmolLM2-135M-Instruct Q4_1 GGUF"
 scripts/fetch_smollm2.sh
 
+step "fixtures: files match tests/fixtures/manifest.json"
+python3 scripts/make_fixtures.py --check
+
 step "format and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
