@@ -88,22 +88,15 @@ fn perf_q8_0_matvec_lm_head() {
         seed = seed.wrapping_mul(1664525).wrapping_add(1013904223);
         seed >> 8
     };
+    // Scales (1 + m/4) * 2^-6 are exact in half: bits 0x2400 + (m << 8).
     let mut scales = vec![0f32; rows * nb];
     for (bi, blk) in w.chunks_mut(34).enumerate() {
-        let d = 1.0f32 / 64.0 * (1 + rnd() % 4) as f32; // exact in half
-        scales[bi] = d;
-        let h: u16 = 0x3c00 - (6 << 10) + (((d * 64.0) as u16 - 1) << 8).min(3 << 8); // d = (1 + m/4) * 2^-6
-        blk[0..2].copy_from_slice(&h.to_le_bytes());
+        let m = (rnd() % 4) as u16;
+        blk[0..2].copy_from_slice(&(0x2400u16 + (m << 8)).to_le_bytes());
+        scales[bi] = (1.0 + m as f32 / 4.0) / 64.0;
         for q in &mut blk[2..] {
             *q = (rnd() % 255) as u8;
         }
-    }
-    // Recompute the scales from the half bits written, so the reference uses exactly what the kernel reads.
-    for (bi, blk) in w.chunks(34).enumerate() {
-        let h = u16::from_le_bytes([blk[0], blk[1]]);
-        let m = (h & 0x3ff) as f32 / 1024.0;
-        let e = ((h >> 10) & 0x1f) as i32 - 15;
-        scales[bi] = (1.0 + m) * 2f32.powi(e);
     }
     let x: Vec<f32> = (0..cols)
         .map(|i| ((i * 7919) % 97) as f32 / 97.0 - 0.5)
