@@ -464,3 +464,16 @@ fn handles_are_send_and_sync() {
     check::<Buffer>();
     check::<Error>();
 }
+
+#[test]
+fn one_thread_groups_run_collectives_without_fibers() {
+    let l = lib("constant float table[4] = {1.0f, 2.0f, 4.0f, 8.0f};\nkernel void k(device float* o [[buffer(0)]], uint g [[threadgroup_position_in_grid]]) {\n threadgroup float sh[1];\n sh[0] = table[g % 4];\n threadgroup_barrier(mem_flags::mem_threadgroup);\n o[g] = simd_sum(sh[0]) + simd_shuffle_down(sh[0], 1) + float(simd_is_first());\n}\n");
+    let o = Buffer::new(4 * 4);
+    let s = dispatch_threadgroups(&pipe(&l, "k"), 4.into(), 1.into(), &[buf(0, &o)]).unwrap();
+    assert_eq!(s.sync_points, 4 * 4);
+    assert_eq!(o.read::<f32>(), [3.0, 5.0, 9.0, 17.0]);
+    let strict = "constant float table[4] = {1.0f, 2.0f, 4.0f, 8.0f};\nfloat pick(constant float* t, uint i) { return t[i]; }\nkernel void k(device float* o [[buffer(0)]], uint i [[thread_position_in_grid]]) { o[i] = pick(table, i % 4) + 1.0h; }\n";
+    if let Err(d) = check_syntax_source("table.metal", strict) {
+        panic!("program-scope constant rejected:\n{d}");
+    }
+}
