@@ -20,7 +20,8 @@ typedef simdgroup_matrix<float, 8, 8> simdgroup_float8x8;
 typedef simdgroup_matrix<half, 8, 8> simdgroup_half8x8;
 typedef simdgroup_matrix<bfloat, 8, 8> simdgroup_bfloat8x8;
 
-template <class T, int Cols, int Rows> __MSL_INLINE simdgroup_matrix<T, Cols, Rows> make_filled_simdgroup_matrix(T v) {
+template <class T, int Cols, int Rows = Cols>
+__MSL_INLINE simdgroup_matrix<T, Cols, Rows> make_filled_simdgroup_matrix(T v) {
   simdgroup_matrix<T, Cols, Rows> m;
   for (int i = 0; i < Rows * Cols; i++) m.__e[i] = v;
   return m;
