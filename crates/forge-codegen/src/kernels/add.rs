@@ -1,0 +1,1 @@
+//! The `add` kernel family (templates/metal/add.metal.j2).

@@ -1,0 +1,1 @@
+//! The `argmax` kernel family (templates/metal/argmax.metal.j2).

@@ -1,0 +1,1 @@
+//! The `embedding` kernel family (templates/metal/embedding.metal.j2).

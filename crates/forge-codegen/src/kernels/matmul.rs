@@ -1,0 +1,1 @@
+//! The `matmul` kernel family (templates/metal/matmul.metal.j2).

@@ -1,0 +1,1 @@
+//! The `matvec` kernel family (templates/metal/matvec.metal.j2).
