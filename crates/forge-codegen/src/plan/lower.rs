@@ -1,0 +1,657 @@
+//! The graph walk that chooses kernels, fuses ops and lays out buffers and
+//! weights (see the module docs of `plan`).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use forge_ir::{DType, Model, Node, Op, TensorTransform, ValueId};
+use serde::Serialize;
+
+use super::options::{matrix_dtype, widest, CompileOptions};
+use super::steps::{act, arg, Arg, ArgSource, Row, Step};
+use super::weights::{PlannedTensor, WeightPlan};
+use crate::kernels::{
+    add, argmax, attention_decode, attention_prefill, embedding, matmul, matvec, rms_norm,
+    rope_store, top_candidates, KernelInstance,
+};
+
+/// Candidates the sampler gets back per decode step (the GPU keeps the rest).
+pub const TOP_CANDIDATES: u64 = 64;
+
+/// Tokens per prefill pass; longer prompts run in several.
+pub const PREFILL_CHUNK: u64 = 64;
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct LowerError(pub String);
+
+fn unsupported<T>(what: impl std::fmt::Display) -> Result<T, LowerError> {
+    Err(LowerError(what.to_string()))
+}
+
+/// Shape of each attention layer's KV cache (`[kv_heads, context, head_dim]`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AttentionCache {
+    pub kv_heads: u64,
+    pub head_dim: u64,
+    pub dtype: DType,
+}
+
+/// Layers that dispatch the same kernels with the same bindings share a kind
+/// and one pair of functions in the generated code.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LayerKind {
+    pub name: String,
+    pub decode: Vec<Step>,
+    pub prefill: Vec<Step>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LayerPlan {
+    pub index: u64,
+    pub kind: usize,
+    /// `Layer` struct field -> tensor name in the weights file.
+    pub tensors: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Plan {
+    pub kernels: Vec<KernelInstance>,
+    pub weights: WeightPlan,
+    /// Activation buffers: name -> f32 columns per token (rows = PREFILL_CHUNK).
+    pub buffers: BTreeMap<String, u64>,
+    /// Embedding lookup (same for both paths).
+    pub prologue: Vec<Step>,
+    pub layer_kinds: Vec<LayerKind>,
+    pub layers: Vec<LayerPlan>,
+    /// Model tensors outside the layers: field -> tensor name.
+    pub model_tensors: BTreeMap<String, String>,
+    /// Logits of the pass's last token into `logits` row 0.
+    pub logits_last: Vec<Step>,
+    /// Logits of every token of a prefill pass into `logits`.
+    pub logits_all: Vec<Step>,
+    pub argmax: Step,
+    pub top_candidates: Step,
+    pub cache: Option<AttentionCache>,
+    /// Bytes of split-attention scratch (0 without attention).
+    pub attention_scratch_bytes: u64,
+    pub context: u64,
+    pub vocab: u64,
+    pub hidden: u64,
+    pub prefill_chunk: u64,
+    pub top_candidates_count: u64,
+}
+
+/// Where a value lives: an activation buffer and its first column.
+#[derive(Clone, Debug, PartialEq)]
+struct Loc {
+    buffer: String,
+    column: u64,
+}
+
+/// An RMSNorm folded into the matvecs that read its output.
+#[derive(Clone, Debug)]
+struct FusedNorm {
+    input: ValueId,
+    weight_field: String,
+    eps: f32,
+}
+
+struct Lowering<'m> {
+    model: &'m Model,
+    options: &'m CompileOptions,
+    kv_dtype: DType,
+    context: u64,
+    kernels: Vec<KernelInstance>,
+    weights: WeightPlan,
+    buffers: BTreeMap<String, u64>,
+    locs: HashMap<ValueId, Loc>,
+    norms: HashMap<ValueId, FusedNorm>,
+    consumers: HashMap<ValueId, Vec<Node>>,
+    cache: Option<AttentionCache>,
+    scratch: u64,
+}
+
+/// The steps of one block (or the prologue/epilogue) in both paths.
+#[derive(Default)]
+struct Paths {
+    decode: Vec<Step>,
+    prefill: Vec<Step>,
+    /// Field -> tensor for `LayerTensor` arguments.
+    tensors: BTreeMap<String, String>,
+}
+
+pub fn lower(model: &Model, options: &CompileOptions) -> Result<Plan, LowerError> {
+    options.check().map_err(LowerError)?;
+    let graph = &model.graph;
+    let mut consumers: HashMap<ValueId, Vec<Node>> = HashMap::new();
+    let all_nodes = graph
+        .prologue
+        .iter()
+        .chain(graph.blocks.iter().flat_map(|b| b.nodes.iter()))
+        .chain(graph.epilogue.iter());
+    for node in all_nodes {
+        for input in &node.inputs {
+            consumers.entry(*input).or_default().push(node.clone());
+        }
+    }
+    let all_f32 = model
+        .tensors
+        .iter()
+        .all(|t| t.dtype == DType::F32 || t.shape.len() < 2);
+    let weights_f32 = options.dtype.map_or(all_f32, |d| d == DType::F32);
+    let kv_dtype = options
+        .kv_dtype
+        .unwrap_or(if weights_f32 { DType::F32 } else { DType::F16 });
+    let mut l = Lowering {
+        model,
+        options,
+        kv_dtype,
+        context: options.context_length(model),
+        kernels: Vec::new(),
+        weights: WeightPlan::default(),
+        buffers: BTreeMap::new(),
+        locs: HashMap::new(),
+        norms: HashMap::new(),
+        consumers,
+        cache: None,
+        scratch: 0,
+    };
+    let prologue = l.prologue()?;
+    let mut layer_kinds: Vec<LayerKind> = Vec::new();
+    let mut layers = Vec::new();
+    for block in &graph.blocks {
+        let paths = l.block(&block.nodes, block.index)?;
+        let kind = match layer_kinds
+            .iter()
+            .position(|k| k.decode == paths.decode && k.prefill == paths.prefill)
+        {
+            Some(k) => k,
+            None => {
+                layer_kinds.push(LayerKind {
+                    name: mixer_name(block.spec.mixer).to_string(),
+                    decode: paths.decode,
+                    prefill: paths.prefill,
+                });
+                layer_kinds.len() - 1
+            }
+        };
+        layers.push(LayerPlan {
+            index: block.index,
+            kind,
+            tensors: paths.tensors,
+        });
+    }
+    name_layer_kinds(&mut layer_kinds);
+    let (logits_last, logits_all, mut model_tensors) = l.epilogue()?;
+    model_tensors.extend(prologue.tensors);
+    let vocab = model.config.vocab_size;
+    let argmax_kernel = l.kernel(argmax::argmax(vocab));
+    let argmax = Step::new(
+        "greedy token of the last position",
+        &argmax_kernel,
+        vec![act(0, "logits", 0), act(1, "sampled", 0)],
+    );
+    let top_kernel = l.kernel(top_candidates::top_candidates(vocab, TOP_CANDIDATES));
+    let top_candidates = Step::new(
+        "the most likely tokens after the repeat penalty, for the sampler",
+        &top_kernel,
+        vec![
+            act(0, "logits", 0),
+            arg(1, ArgSource::Activation { buffer: "recent".into(), column: 0, row: Row::First }),
+            act(2, "candidates", 0),
+            arg(3, ArgSource::Penalty),
+        ],
+    );
+    Ok(Plan {
+        kernels: l.kernels,
+        weights: l.weights,
+        buffers: l.buffers,
+        prologue: prologue.decode,
+        layer_kinds,
+        layers,
+        model_tensors,
+        logits_last,
+        logits_all,
+        argmax,
+        top_candidates,
+        cache: l.cache,
+        attention_scratch_bytes: l.scratch,
+        context: l.context,
+        vocab,
+        hidden: model.config.hidden_size,
+        prefill_chunk: PREFILL_CHUNK,
+        top_candidates_count: TOP_CANDIDATES,
+    })
+}
+
+fn mixer_name(mixer: forge_ir::Mixer) -> &'static str {
+    match mixer {
+        forge_ir::Mixer::FullAttention => "attention",
+        forge_ir::Mixer::SlidingAttention => "sliding_attention",
+        forge_ir::Mixer::Mamba => "mamba",
+        forge_ir::Mixer::Mamba2 => "mamba2",
+    }
+}
+
+/// Kinds are named after their mixer; several kinds of one mixer get numbers.
+fn name_layer_kinds(kinds: &mut [LayerKind]) {
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for k in kinds.iter() {
+        *counts.entry(k.name.clone()).or_default() += 1;
+    }
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for k in kinds.iter_mut() {
+        if counts[&k.name] > 1 {
+            let i = seen.entry(k.name.clone()).or_default();
+            *i += 1;
+            k.name = format!("{}_{}", k.name, i);
+        }
+    }
+}
+
+/// `blk.3.attn_qkv.weight` -> `attn_qkv`; `blk.3.attn_qkv.bias` -> `attn_qkv_bias`.
+fn field_name(tensor: &str) -> String {
+    let rest = match tensor.strip_prefix("blk.") {
+        Some(r) => r.split_once('.').map_or(r, |p| p.1),
+        None => tensor,
+    };
+    match rest.strip_suffix(".weight") {
+        Some(base) => base.to_string(),
+        None => rest.replace('.', "_"),
+    }
+}
+
+/// The name of a fused tensor made of `parts` (`attn_q|attn_k|attn_v` -> `attn_qkv`).
+fn fused_name(parts: &[String]) -> String {
+    let fields: Vec<String> = parts.iter().map(|p| field_name(p)).collect();
+    let joined = fields.join("+");
+    let short = match joined.as_str() {
+        "attn_q+attn_k+attn_v" => "attn_qkv".to_string(),
+        "attn_q_bias+attn_k_bias+attn_v_bias" => "attn_qkv_bias".to_string(),
+        "ffn_gate+ffn_up" => "ffn_gate_up".to_string(),
+        _ => fields.join("_"),
+    };
+    match parts[0].strip_prefix("blk.").and_then(|r| r.split_once('.')) {
+        Some((layer, _)) => {
+            let kind = if short.ends_with("_bias") { "bias" } else { "weight" };
+            format!("blk.{layer}.{}.{kind}", short.trim_end_matches("_bias"))
+        }
+        None => format!("{short}.weight"),
+    }
+}
+
+impl Lowering<'_> {
+    fn kernel(&mut self, instance: KernelInstance) -> KernelInstance {
+        if !self.kernels.iter().any(|k| k.name == instance.name) {
+            self.kernels.push(instance.clone());
+        }
+        instance
+    }
+
+    fn value_name(&self, v: ValueId) -> &str {
+        &self.model.graph.values[v.0 as usize].name
+    }
+
+    fn width(&self, v: ValueId) -> u64 {
+        self.model.graph.values[v.0 as usize].width
+    }
+
+    /// A buffer named after the value's role (`blk.3.attn` -> `attn`).
+    fn own_buffer(&mut self, v: ValueId) -> Loc {
+        let name = self.value_name(v);
+        let role = match name.strip_prefix("blk.") {
+            Some(r) => r.split_once('.').map_or(r, |p| p.1),
+            None => name,
+        }
+        .replace('.', "_");
+        let width = self.width(v);
+        self.buffer(&role, width);
+        let loc = Loc { buffer: role, column: 0 };
+        self.locs.insert(v, loc.clone());
+        loc
+    }
+
+    fn buffer(&mut self, name: &str, width: u64) {
+        let w = self.buffers.entry(name.to_string()).or_insert(0);
+        *w = (*w).max(width);
+    }
+
+    fn loc(&self, v: ValueId) -> Result<Loc, LowerError> {
+        self.locs
+            .get(&v)
+            .cloned()
+            .ok_or_else(|| LowerError(format!("internal: value {} has no buffer", self.value_name(v))))
+    }
+
+    fn spec(&self, name: &str) -> Result<&forge_ir::TensorSpec, LowerError> {
+        self.model
+            .tensors
+            .get(name)
+            .ok_or_else(|| LowerError(format!("missing tensor {name}")))
+    }
+
+    /// Adds a tensor made of `parts` to the weight plan; returns its file name.
+    fn plan_tensor(&mut self, parts: Vec<String>, matrix: bool) -> Result<String, LowerError> {
+        let name = if parts.len() == 1 { parts[0].clone() } else { fused_name(&parts) };
+        if self.weights.get(&name).is_some() {
+            return Ok(name);
+        }
+        let mut rows = 0;
+        let mut cols = None;
+        let mut dtypes = Vec::new();
+        let mut interleaved = false;
+        for part in &parts {
+            let spec = self.spec(part)?;
+            interleaved |= spec
+                .transforms
+                .iter()
+                .any(|t| matches!(t, TensorTransform::UnpermuteRopeRows { .. }));
+            match (matrix, spec.shape.as_slice()) {
+                (true, [r, c]) => {
+                    if cols.is_some_and(|k| k != *c) {
+                        return unsupported(format!("cannot fuse {parts:?}: column counts differ"));
+                    }
+                    rows += r;
+                    cols = Some(*c);
+                    dtypes.push(matrix_dtype(self.options, spec, *c));
+                }
+                (false, [n]) => rows += n,
+                (_, shape) => {
+                    return unsupported(format!("tensor {part} has unexpected shape {shape:?}"))
+                }
+            }
+        }
+        let (dtype, shape) = match cols {
+            Some(c) => (widest(dtypes), vec![rows, c]),
+            None => (DType::F32, vec![rows]),
+        };
+        self.weights.tensors.push(PlannedTensor {
+            name: name.clone(),
+            dtype,
+            shape,
+            parts,
+            keep_interleaved_rope: interleaved,
+        });
+        Ok(name)
+    }
+
+    fn dtype_of(&self, planned: &str) -> DType {
+        self.weights.get(planned).map_or(DType::F32, |t| t.dtype)
+    }
+
+    fn prologue(&mut self) -> Result<Paths, LowerError> {
+        let mut paths = Paths::default();
+        let nodes = &self.model.graph.prologue;
+        let Some(first) = nodes.first() else {
+            return unsupported("the graph has no embedding");
+        };
+        let Op::Embedding { table } = &first.op else {
+            return unsupported(format!("the graph starts with {}, not an embedding", first.op.kind()));
+        };
+        let mut out = first.output;
+        let mut scale = None;
+        for node in &nodes[1..] {
+            match &node.op {
+                Op::Scale { factor } if node.inputs == [out] => {
+                    scale = Some(*factor);
+                    out = node.output;
+                }
+                other => return unsupported(format!("op {} before the first layer", other.kind())),
+            }
+        }
+        let tensor = self.plan_tensor(vec![table.clone()], true)?;
+        let hidden = self.width(out);
+        self.buffer("x", hidden);
+        self.locs.insert(out, Loc { buffer: "x".into(), column: 0 });
+        let k = self.kernel(embedding::embedding(
+            self.dtype_of(&tensor),
+            self.model.config.vocab_size,
+            hidden,
+            scale,
+        ));
+        paths.tensors.insert(field_name(&tensor), tensor);
+        let step = Step::new(
+            "token embeddings into the residual stream",
+            &k,
+            vec![
+                arg(0, ArgSource::ModelTensor { field: field_name(table) }),
+                arg(1, ArgSource::Tokens),
+                act(2, "x", 0),
+                arg(7, ArgSource::Step),
+            ],
+        );
+        paths.decode.push(step.clone());
+        paths.prefill.push(step);
+        Ok(paths)
+    }
+
+    fn block(&mut self, nodes: &[Node], layer: u64) -> Result<Paths, LowerError> {
+        let mut paths = Paths::default();
+        let mut done: HashSet<ValueId> = HashSet::new();
+        for (i, node) in nodes.iter().enumerate() {
+            if done.contains(&node.output) {
+                continue;
+            }
+            match &node.op {
+                Op::RmsNorm { weight, eps, group } => {
+                    self.norm(node, weight, *eps, *group, &mut paths)?
+                }
+                Op::Linear { .. } => self.linear_group(nodes, i, &mut done, &mut paths)?,
+                // Rotations (and per-head q/k norms) happen in the attention's rope_store.
+                Op::Rope { .. } => {}
+                Op::Attention { .. } => self.attention(nodes, node, layer, &mut paths)?,
+                Op::Add => self.add(node, &mut paths)?,
+                other => {
+                    return unsupported(format!(
+                        "op {} (layer {layer}) is not supported by forge compile yet",
+                        other.kind()
+                    ))
+                }
+            }
+        }
+        Ok(paths)
+    }
+
+    fn norm(
+        &mut self,
+        node: &Node,
+        weight: &str,
+        eps: f32,
+        group: u64,
+        paths: &mut Paths,
+    ) -> Result<(), LowerError> {
+        let width = self.width(node.output);
+        let consumers = self.consumers.get(&node.output).cloned().unwrap_or_default();
+        if group < width {
+            // A per-head norm: only before a rotation (Qwen3's q/k norm), fused there.
+            if consumers.iter().all(|c| matches!(c.op, Op::Rope { .. })) {
+                return Ok(());
+            }
+            return unsupported(format!("a grouped RMSNorm ({weight}) outside attention"));
+        }
+        let tensor = self.plan_tensor(vec![weight.to_string()], false)?;
+        let field = field_name(&tensor);
+        paths.tensors.insert(field.clone(), tensor);
+        let input = self.loc(node.inputs[0])?;
+        let out = self.own_buffer(node.output);
+        let k = self.kernel(rms_norm::rms_norm(width, width, eps));
+        let step = Step::new(
+            format!("{} = rms_norm({})", out.buffer, input.buffer),
+            &k,
+            vec![
+                act(0, &input.buffer, input.column),
+                arg(1, ArgSource::LayerTensor { field: field.clone() }),
+                act(2, &out.buffer, 0),
+                arg(7, ArgSource::Step),
+            ],
+        );
+        let feeds_linears = !consumers.is_empty()
+            && consumers.iter().all(|c| matches!(c.op, Op::Linear { .. }));
+        if feeds_linears {
+            self.norms.insert(
+                node.output,
+                FusedNorm { input: node.inputs[0], weight_field: field, eps },
+            );
+        } else {
+            paths.decode.push(step.clone());
+        }
+        paths.prefill.push(step);
+        Ok(())
+    }
+
+    fn linear_group(
+        &mut self,
+        nodes: &[Node],
+        first: usize,
+        done: &mut HashSet<ValueId>,
+        paths: &mut Paths,
+    ) -> Result<(), LowerError> {
+        let input = nodes[first].inputs[0];
+        let group: Vec<&Node> = nodes[first..]
+            .iter()
+            .take_while(|n| matches!(n.op, Op::Linear { .. }) && n.inputs[0] == input)
+            .collect();
+        let (weights, biases): (Vec<String>, Vec<Option<String>>) = group
+            .iter()
+            .map(|n| match &n.op {
+                Op::Linear { weight, bias } => (weight.clone(), bias.clone()),
+                _ => unreachable!("taken while linear"),
+            })
+            .unzip();
+        for n in &group {
+            done.insert(n.output);
+        }
+        let rows: u64 = group.iter().map(|n| self.width(n.output)).sum();
+        let cols = self.width(input);
+        let tensor = self.plan_tensor(weights, true)?;
+        let field = field_name(&tensor);
+        paths.tensors.insert(field.clone(), tensor.clone());
+        let dtype = self.dtype_of(&tensor);
+        let bias_field = if biases.iter().all(Option::is_some) {
+            let t = self.plan_tensor(biases.into_iter().flatten().collect(), false)?;
+            let f = field_name(&t);
+            paths.tensors.insert(f.clone(), t);
+            Some(f)
+        } else if biases.iter().any(Option::is_some) {
+            return unsupported(format!("linear layers {field} mix biased and unbiased parts"));
+        } else {
+            None
+        };
+
+        // What the group's output turns into decides the epilogue and where it goes.
+        let outputs: Vec<ValueId> = group.iter().map(|n| n.output).collect();
+        let only_consumer = |v: ValueId| -> Option<Node> {
+            match self.consumers.get(&v).map(Vec::as_slice) {
+                Some([one]) => Some(one.clone()),
+                _ => None,
+            }
+        };
+        let gated = match (outputs.as_slice(), only_consumer(outputs[0])) {
+            ([gate, up], Some(c))
+                if c.inputs == [*gate, *up] && only_consumer(*up).as_ref() == Some(&c) =>
+            {
+                match c.op {
+                    Op::GatedActivation { activation } => Some((c, activation)),
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        let residual = match (outputs.as_slice(), only_consumer(outputs[0])) {
+            ([out], Some(add)) if matches!(add.op, Op::Add) && gated.is_none() => {
+                let other = if add.inputs[1] == *out { add.inputs[0] } else { add.inputs[1] };
+                Some((add, other))
+            }
+            _ => None,
+        };
+        let (epilogue, out_loc, out_rows, comment) = if let Some((act_node, activation)) = gated {
+            done.insert(act_node.output);
+            let loc = self.own_buffer(act_node.output);
+            let comment = format!("{} = act(gate) * up, from {field}", loc.buffer);
+            (matvec::Epilogue::Gated(activation), loc, rows / 2, comment)
+        } else if let Some((add, other)) = residual {
+            done.insert(add.output);
+            let loc = self.loc(other)?;
+            self.locs.insert(add.output, loc.clone());
+            let e = if bias_field.is_some() { matvec::Epilogue::BiasResidual } else { matvec::Epilogue::Residual };
+            let comment = format!("{} += {field} projection", loc.buffer);
+            (e, loc, rows, comment)
+        } else {
+            let role = if group.len() == 1 {
+                self.own_buffer(outputs[0]).buffer
+            } else {
+                let name = field.trim_start_matches("attn_").trim_start_matches("ffn_").to_string();
+                self.buffer(&name, rows);
+                name
+            };
+            let mut column = 0;
+            for &v in &outputs {
+                self.locs.insert(v, Loc { buffer: role.clone(), column });
+                column += self.width(v);
+            }
+            let e = if bias_field.is_some() { matvec::Epilogue::Bias } else { matvec::Epilogue::None };
+            let loc = Loc { buffer: role, column: 0 };
+            let comment = format!("{} = {field} projection", loc.buffer);
+            (e, loc, rows, comment)
+        };
+
+        let mut args = vec![arg(0, ArgSource::LayerTensor { field: field.clone() })];
+        let mut out_args = vec![act(2, &out_loc.buffer, out_loc.column)];
+        if let Some(b) = &bias_field {
+            out_args.push(arg(3, ArgSource::LayerTensor { field: b.clone() }));
+        }
+        // Decode: fold a preceding RMSNorm into the matvec.
+        let norm = self.norms.get(&input).cloned();
+        let (decode_input, prenorm) = match &norm {
+            Some(n) => (self.loc(n.input)?, Some(n.eps)),
+            None => (self.loc(input)?, None),
+        };
+        let mv = self.kernel(matvec::matvec(dtype, out_rows, cols, epilogue, None, prenorm));
+        let mut decode_args = args.clone();
+        decode_args.push(act(1, &decode_input.buffer, decode_input.column));
+        decode_args.extend(out_args.iter().cloned());
+        if let Some(n) = &norm {
+            decode_args.push(arg(4, ArgSource::LayerTensor { field: n.weight_field.clone() }));
+        }
+        sort_args(&mut decode_args);
+        paths.decode.push(Step::new(comment.clone(), &mv, decode_args));
+
+        let prefill_input = self.loc(input)?;
+        let mm = self.kernel(matmul::matmul(dtype, out_rows, cols, epilogue, None));
+        args.push(act(1, &prefill_input.buffer, prefill_input.column));
+        args.extend(out_args);
+        args.push(arg(7, ArgSource::Step));
+        sort_args(&mut args);
+        paths.prefill.push(Step::new(comment, &mm, args));
+        Ok(())
+    }
+
+    fn add(&mut self, node: &Node, paths: &mut Paths) -> Result<(), LowerError> {
+        let a = self.loc(node.inputs[0])?;
+        let b = self.loc(node.inputs[1])?;
+        let k = self.kernel(add::add(self.width(node.output)));
+        let step = Step::new(
+            format!("{} += {}", a.buffer, b.buffer),
+            &k,
+            vec![
+                act(0, &a.buffer, a.column),
+                act(1, &b.buffer, b.column),
+                act(2, &a.buffer, a.column),
+                arg(7, ArgSource::Step),
+            ],
+        );
+        self.locs.insert(node.output, a);
+        paths.decode.push(step.clone());
+        paths.prefill.push(step);
+        Ok(())
+    }
+}
+
+fn sort_args(args: &mut [Arg]) {
+    args.sort_by_key(|a| a.index);
+}
+
+#[path = "lower_attention.rs"]
+mod attention;
+#[path = "lower_epilogue.rs"]
+mod epilogue;

@@ -1,0 +1,82 @@
+//! What the user chose on the `forge compile` command line, and the dtype
+//! rules that follow from it.
+
+use forge_ir::{DType, Model, TensorSpec};
+
+/// The weight dtypes the generated kernels read.
+pub const GPU_WEIGHT_DTYPES: [DType; 5] = [DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0];
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CompileOptions {
+    /// Weight dtype for every matrix; None keeps each tensor's own (see [`matrix_dtype`]).
+    pub dtype: Option<DType>,
+    /// KV-cache dtype; None picks f32 for all-f32 weights, else f16.
+    pub kv_dtype: Option<DType>,
+    /// Context length of the generated binary; None takes the model's,
+    /// capped at [`DEFAULT_CONTEXT_CAP`] to bound the KV cache.
+    pub context: Option<u64>,
+}
+
+/// llama.cpp's default context; a model advertising 128k positions would
+/// otherwise allocate a KV cache most runs never touch.
+pub const DEFAULT_CONTEXT_CAP: u64 = 4096;
+
+impl CompileOptions {
+    /// The error text for a dtype the GPU kernels do not read.
+    pub fn check(&self) -> Result<(), String> {
+        if let Some(d) = self.dtype {
+            if !GPU_WEIGHT_DTYPES.contains(&d) {
+                return Err(format!(
+                    "--dtype {} is not supported on the GPU (choose f32, f16, bf16, q8_0 or q4_0)",
+                    d.name()
+                ));
+            }
+        }
+        if let Some(d) = self.kv_dtype {
+            if d != DType::F32 && d != DType::F16 {
+                return Err(format!("--kv-dtype {} is not supported (choose f16 or f32)", d.name()));
+            }
+        }
+        if self.context == Some(0) {
+            return Err("--context must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    pub fn context_length(&self, model: &Model) -> u64 {
+        self.context
+            .unwrap_or_else(|| model.config.context_length.min(DEFAULT_CONTEXT_CAP))
+    }
+}
+
+/// The GPU dtype of a weight matrix with `cols` columns stored as `source`.
+///
+/// Without `--dtype`, formats the kernels read are kept as they are; other
+/// block formats (Q4_1, Q5_x, K-quants) become Q8_0, which holds their values
+/// almost exactly. Block formats need whole 32-value blocks per row; rows
+/// that are not fall back to f16, as llama.cpp does.
+pub fn matrix_dtype(options: &CompileOptions, source: &TensorSpec, cols: u64) -> DType {
+    let wanted = match options.dtype {
+        Some(d) => d,
+        None if GPU_WEIGHT_DTYPES.contains(&source.dtype) => source.dtype,
+        None if source.dtype.is_quantized() => DType::Q8_0,
+        None => DType::F16,
+    };
+    if wanted.is_quantized() && cols % wanted.block_elements() != 0 {
+        DType::F16
+    } else {
+        wanted
+    }
+}
+
+/// The widest of several dtypes, for a fused tensor whose parts differ.
+pub fn widest(dtypes: impl IntoIterator<Item = DType>) -> DType {
+    let rank = |d: DType| match d {
+        DType::Q4_0 => 0,
+        DType::Q8_0 => 1,
+        DType::BF16 => 2,
+        DType::F16 => 3,
+        _ => 4,
+    };
+    dtypes.into_iter().max_by_key(|d| rank(*d)).unwrap_or(DType::F32)
+}

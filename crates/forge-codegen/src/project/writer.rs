@@ -1,0 +1,156 @@
+//! Writes a generated project: every file rendered in memory first, then
+//! written to a temporary directory beside the target and renamed into
+//! place, so a failed compile leaves nothing half-written.
+
+use std::path::{Path, PathBuf};
+
+use forge_ir::Model;
+
+use super::host::{host_files, GeneratedFile, HostContext};
+use super::model_source::model_source;
+use crate::export::{export_weights, ExportProgress};
+use crate::plan::{lower, CompileOptions, Plan};
+
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct CompileError {
+    pub path: PathBuf,
+    pub message: String,
+}
+
+impl CompileError {
+    fn new(path: &Path, message: impl std::fmt::Display) -> CompileError {
+        CompileError { path: path.to_path_buf(), message: message.to_string() }
+    }
+}
+
+/// A project rendered in memory (without its weights).
+pub struct Project {
+    pub plan: Plan,
+    pub files: Vec<GeneratedFile>,
+}
+
+/// One line describing the compiled model, for the README and model.rs.
+pub fn describe(model: &Model, plan: &Plan) -> String {
+    let c = &model.config;
+    let attention = c.attention.as_ref().map_or(String::new(), |a| {
+        format!(", {} query / {} KV heads of {}", a.num_heads, a.num_kv_heads, a.head_dim)
+    });
+    let mut dtypes: Vec<&str> = plan
+        .weights
+        .tensors
+        .iter()
+        .filter(|t| t.shape.len() == 2)
+        .map(|t| t.dtype.name())
+        .collect();
+    dtypes.sort_unstable();
+    dtypes.dedup();
+    let cache = plan.cache.as_ref().map_or(String::new(), |k| {
+        format!(", {} KV cache", k.dtype.name())
+    });
+    format!(
+        "{} ({}), {} layers, hidden {}{attention}, vocabulary {}; {} weights{cache}, context {}.",
+        model.name,
+        c.architecture.name(),
+        c.num_layers,
+        c.hidden_size,
+        c.vocab_size,
+        dtypes.join("/"),
+        plan.context
+    )
+}
+
+/// Lowers the model and renders every file of its project.
+pub fn render_project(model: &Model, options: &CompileOptions) -> Result<Project, CompileError> {
+    let err = |e: &dyn std::fmt::Display| CompileError::new(&model.source, e);
+    let plan = lower(model, options).map_err(|e| err(&e))?;
+    let summary = describe(model, &plan);
+    let mut files = vec![
+        GeneratedFile {
+            path: "shaders/kernels.metal".into(),
+            contents: crate::render_kernels(&plan.kernels).map_err(|e| err(&format!("{e:#}")))?,
+        },
+        GeneratedFile {
+            path: "src/model.rs".into(),
+            contents: model_source(&plan, &model.name, &summary).map_err(|e| err(&e))?,
+        },
+        GeneratedFile {
+            path: "src/weights.rs".into(),
+            contents: crate::export::weights_reader_source(
+                &plan.weights.fingerprint(),
+                weight_dtype_flag(&plan),
+                &model.source.display().to_string(),
+            )
+            .map_err(|e| err(&format!("{e:#}")))?,
+        },
+    ];
+    let tokenizer = crate::tokenizer_json::tokenizer_json(model).map_err(|e| err(&e))?;
+    if let Some(json) = &tokenizer {
+        files.push(GeneratedFile { path: "tokenizer.json".into(), contents: json.clone() });
+    }
+    let context = HostContext::new(model, &plan, &summary, tokenizer.is_some());
+    files.extend(host_files(&context).map_err(|e| err(&format!("{e:#}")))?);
+    Ok(Project { plan, files })
+}
+
+/// The `--dtype` that reproduces the plan's matrices, for error messages.
+fn weight_dtype_flag(plan: &Plan) -> &'static str {
+    plan.weights
+        .tensors
+        .iter()
+        .find(|t| t.shape.len() == 2)
+        .map_or("f32", |t| t.dtype.name())
+}
+
+/// Renders the project and writes it (and, when `weights` is set, its
+/// `weights.gguf`) to `out`, which must not exist yet.
+pub fn write_project(
+    model: &Model,
+    options: &CompileOptions,
+    out: &Path,
+    weights: bool,
+    progress: &mut dyn FnMut(ExportProgress),
+) -> Result<Project, CompileError> {
+    if out.exists() {
+        return Err(CompileError::new(out, "already exists; choose a new output directory"));
+    }
+    let project = render_project(model, options)?;
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = out
+        .file_name()
+        .ok_or_else(|| CompileError::new(out, "is not a directory name"))?
+        .to_string_lossy()
+        .into_owned();
+    let temp = parent.join(format!(".{name}.forge-tmp-{}", std::process::id()));
+    let result = write_tree(&project, model, &temp, weights, progress)
+        .and_then(|()| std::fs::rename(&temp, out).map_err(|e| CompileError::new(out, e)));
+    if result.is_err() {
+        let _ = std::fs::remove_dir_all(&temp);
+    }
+    result.map(|()| project)
+}
+
+fn write_tree(
+    project: &Project,
+    model: &Model,
+    dir: &Path,
+    weights: bool,
+    progress: &mut dyn FnMut(ExportProgress),
+) -> Result<(), CompileError> {
+    for file in &project.files {
+        let path = dir.join(&file.path);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| CompileError::new(parent, e))?;
+        }
+        std::fs::write(&path, &file.contents).map_err(|e| CompileError::new(&path, e))?;
+    }
+    if weights {
+        let path = dir.join("weights.gguf");
+        export_weights(model, &project.plan.weights, &path, progress)
+            .map_err(|e| CompileError::new(&model.source, e))?;
+    }
+    Ok(())
+}
