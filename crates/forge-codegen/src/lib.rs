@@ -2,6 +2,7 @@
 //! plan, weight layout) and renders the generated Cargo project from the
 //! minijinja templates in `templates/`.
 
+pub mod export;
 pub mod kernels;
 pub mod plan;
 pub mod templates;
