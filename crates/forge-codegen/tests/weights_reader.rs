@@ -51,6 +51,21 @@ fn main() {
 }
 "#;
 
+/// Uses the reader as the generated model does (offsets and the map only), so
+/// fields that model does not read must not warn.
+const MINIMAL_MAIN: &str = r#"#![deny(warnings)]
+
+#[path = "../weights.rs"]
+mod weights;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let file = weights::WeightsFile::open(std::path::Path::new(&args[1])).unwrap();
+    let offset = file.tensor(&args[2]).unwrap().offset;
+    println!("{}", file.map[offset]);
+}
+"#;
+
 fn fnv(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
         (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
@@ -59,7 +74,7 @@ fn fnv(bytes: &[u8]) -> u64 {
 
 /// Writes the crate, checks the rendered reader is rustfmt-clean, builds it and returns the binary.
 fn build_reader(dir: &Path, source: &str) -> PathBuf {
-    std::fs::create_dir_all(dir.join("src")).unwrap();
+    std::fs::create_dir_all(dir.join("src/bin")).unwrap();
     std::fs::write(
         dir.join("Cargo.toml"),
         "[package]\nname = \"weights-reader-check\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\
@@ -68,6 +83,7 @@ fn build_reader(dir: &Path, source: &str) -> PathBuf {
     )
     .unwrap();
     std::fs::write(dir.join("src/main.rs"), HARNESS_MAIN).unwrap();
+    std::fs::write(dir.join("src/bin/minimal.rs"), MINIMAL_MAIN).unwrap();
     let reader = dir.join("src/weights.rs");
     std::fs::write(&reader, source).unwrap();
     let fmt = Command::new("rustfmt")
@@ -183,6 +199,17 @@ fn generated_reader_finds_tensors_and_explains_bad_files() {
         assert_eq!(line, want);
     }
     assert_eq!(out.lines().count(), names.len() + 1);
+    let minimal = binary.with_file_name("minimal");
+    let first = Command::new(minimal)
+        .arg(&good)
+        .arg(names[0])
+        .output()
+        .unwrap();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
 
     let err = read(&binary, &good, &["blk.9.nothing"]).unwrap_err();
     assert_eq!(
