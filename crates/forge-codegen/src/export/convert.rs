@@ -8,7 +8,7 @@ use rayon::prelude::*;
 
 /// A value-wise transform, applied after dequantising.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Elementwise {
+pub(super) enum Elementwise {
     AddOne,
     NegExp,
 }
@@ -24,7 +24,7 @@ impl Elementwise {
 
 /// How one part reaches the planned dtype.
 #[derive(Clone, Debug, PartialEq)]
-pub enum PartMode {
+pub(super) enum PartMode {
     /// Same dtype, no value change: stored rows are copied as bytes, in `rows` order.
     RawRows { rows: Vec<usize> },
     /// Stored rows `rows[i]` are dequantised, transformed and quantised one by one.
@@ -42,8 +42,7 @@ pub enum PartMode {
 
 /// One checkpoint tensor, checked and ready to convert.
 #[derive(Clone, Debug)]
-pub struct PreparedPart {
-    pub name: String,
+pub(super) struct PreparedPart {
     pub dtype: DType,
     /// Canonical rows and the values per row.
     pub rows: usize,
@@ -52,7 +51,7 @@ pub struct PreparedPart {
 }
 
 /// Rows of a tensor of `shape`: the outermost dimension, a vector being a column of 1-value rows.
-pub fn rows_and_len(shape: &[u64]) -> (u64, u64) {
+pub(super) fn rows_and_len(shape: &[u64]) -> (u64, u64) {
     match shape {
         [] => (1, 1),
         [rows, rest @ ..] => (*rows, rest.iter().product()),
@@ -79,7 +78,7 @@ fn unpermute_rope_rows(rows: usize, heads: u64) -> Result<Vec<usize>, String> {
 }
 
 /// Decides how `spec` becomes `target` rows; `keep_interleaved_rope` drops its rope unpermutation.
-pub fn prepare_part(
+pub(super) fn prepare_part(
     spec: &TensorSpec,
     target: DType,
     keep_interleaved_rope: bool,
@@ -170,7 +169,6 @@ pub fn prepare_part(
         }
     };
     Ok(PreparedPart {
-        name: spec.name.clone(),
         dtype: spec.dtype,
         rows,
         row_len,
@@ -198,7 +196,7 @@ fn rows_per_task(row_len: usize) -> usize {
 
 /// Writes `part`'s canonical rows in `target` to `out`, which is exactly their size;
 /// `stored` is the part's stored bytes.
-pub fn convert_part(part: &PreparedPart, stored: &[u8], target: DType, out: &mut [u8]) {
+pub(super) fn convert_part(part: &PreparedPart, stored: &[u8], target: DType, out: &mut [u8]) {
     let out_row = out.len() / part.rows.max(1);
     match &part.mode {
         PartMode::RawRows { rows } => {

@@ -15,7 +15,7 @@ use forge_weights::gguf::{GgufValue, GgufWriter};
 use memmap2::Mmap;
 
 use crate::plan::WeightPlan;
-pub use convert::{Elementwise, PartMode, PreparedPart};
+use convert::{PartMode, PreparedPart};
 pub use reader::weights_reader_source;
 
 /// Alignment of the data section, of every tensor and of the file length:
