@@ -1,0 +1,167 @@
+//! The `matvec` family under msl-emu against an f64 Rust reference, for every
+//! weight dtype and epilogue, at fixture shapes and one SmolLM2-like shape.
+
+mod kernel_support;
+mod linear_reference;
+
+use forge_codegen::kernels::matvec::{matvec, Epilogue};
+use forge_ir::{Activation, DType};
+use kernel_support::*;
+use linear_reference::*;
+use msl_emu::Buffer;
+
+const DTYPES: [DType; 5] = [
+    DType::F32,
+    DType::F16,
+    DType::BF16,
+    DType::Q8_0,
+    DType::Q4_0,
+];
+
+/// One matvec configuration: (rows, cols, epilogue, softcap, prenorm eps).
+type Case = (u64, u64, Epilogue, Option<f32>, Option<f32>);
+
+/// Fixture-model shapes (hidden 64, intermediate 128, vocab 384) with every
+/// epilogue, plus row counts that leave a partial simdgroup or threadgroup.
+fn fixture_cases() -> Vec<Case> {
+    let gated = |a| Epilogue::Gated(a);
+    vec![
+        (64, 64, Epilogue::None, None, None),
+        (192, 64, Epilogue::Bias, None, Some(1e-5)),
+        (128, 64, gated(Activation::Silu), None, Some(1e-6)),
+        (128, 64, gated(Activation::GeluTanh), None, None),
+        (128, 64, gated(Activation::Gelu), None, None),
+        (128, 64, gated(Activation::Relu), None, None),
+        (64, 128, Epilogue::Residual, None, None),
+        (64, 64, Epilogue::BiasResidual, None, None),
+        (384, 64, Epilogue::None, None, Some(1e-5)),
+        (384, 64, Epilogue::None, Some(30.0), Some(1e-6)),
+        (66, 64, Epilogue::Bias, None, None),
+        (12, 96, gated(Activation::Silu), None, None),
+    ]
+}
+
+/// Runs one case on prepared data and checks it against the reference.
+fn run_case(kernels: &Kernels, dtype: DType, case: Case, seed: u64) {
+    let (rows, cols, epilogue, softcap, eps) = case;
+    let k = matvec(dtype, rows, cols, epilogue, softcap, eps);
+    let problem = Problem::random(dtype, 1, rows as usize, cols as usize, epilogue, seed);
+    let (wb, xb) = (buffer(&problem.weight_bytes), buffer(&problem.x));
+    let (bb, nb) = (buffer(&problem.bias), buffer(&problem.norm));
+    // Sentinels past the last row catch stores outside y.
+    let yb = buffer(&problem.y_with_sentinels());
+    let mut bindings = vec![bind(0, &wb), bind(1, &xb), bind(2, &yb)];
+    if epilogue.has_bias() {
+        bindings.push(bind(3, &bb));
+    }
+    if eps.is_some() {
+        bindings.push(bind(4, &nb));
+    }
+    kernels.run(&k, 1, 0, &bindings);
+    let (want, tol) = problem.reference(epilogue, softcap, eps);
+    problem.check(&k.name, &read_f32(&yb), &want, &tol);
+}
+
+fn check_dtype(dtype: DType) {
+    let cases = fixture_cases();
+    let instances: Vec<_> = cases
+        .iter()
+        .map(|&(r, c, e, s, eps)| matvec(dtype, r, c, e, s, eps))
+        .collect();
+    let kernels = Kernels::build(&instances);
+    for (i, &case) in cases.iter().enumerate() {
+        run_case(&kernels, dtype, case, 1000 + i as u64);
+    }
+}
+
+#[test]
+fn matvec_f32() {
+    check_dtype(DType::F32);
+}
+
+#[test]
+fn matvec_f16() {
+    check_dtype(DType::F16);
+}
+
+#[test]
+fn matvec_bf16() {
+    check_dtype(DType::BF16);
+}
+
+#[test]
+fn matvec_q8_0() {
+    check_dtype(DType::Q8_0);
+}
+
+#[test]
+fn matvec_q4_0() {
+    check_dtype(DType::Q4_0);
+}
+
+/// A SmolLM2-135M-like decode projection: 576 hidden, q8_0, norm fused.
+#[test]
+fn matvec_smollm2_shape_q8_0_prenorm() {
+    let case = (1024, 576, Epilogue::None, None, Some(1e-5));
+    let k = matvec(DType::Q8_0, case.0, case.1, case.2, case.3, case.4);
+    run_case(&Kernels::build(&[k]), DType::Q8_0, case, 7);
+}
+
+/// Every weight byte is loaded exactly once per dispatch, for each dtype.
+#[test]
+fn matvec_reads_each_weight_byte_once() {
+    let (rows, cols) = (40u64, 576u64);
+    let instances: Vec<_> = DTYPES
+        .iter()
+        .map(|&d| {
+            matvec(
+                d,
+                rows,
+                cols,
+                Epilogue::Gated(Activation::Silu),
+                None,
+                Some(1e-5),
+            )
+        })
+        .collect();
+    let kernels = Kernels::build_counting(&instances);
+    for (&dtype, k) in DTYPES.iter().zip(&instances) {
+        let epilogue = Epilogue::Gated(Activation::Silu);
+        let problem = Problem::random(dtype, 1, rows as usize, cols as usize, epilogue, 3);
+        let (wb, xb, nb) = (
+            buffer(&problem.weight_bytes),
+            buffer(&problem.x),
+            buffer(&problem.norm),
+        );
+        let yb = Buffer::new(rows as usize * 4);
+        let stats = kernels.run(
+            k,
+            1,
+            0,
+            &[bind(0, &wb), bind(1, &xb), bind(2, &yb), bind(4, &nb)],
+        );
+        let traffic = |index| {
+            stats
+                .buffers
+                .iter()
+                .find(|b| b.index == index)
+                .unwrap()
+                .clone()
+        };
+        assert_eq!(
+            traffic(0).bytes_read,
+            problem.weight_bytes.len() as u64,
+            "{}: W bytes read",
+            k.name
+        );
+        assert_eq!(traffic(0).bytes_written, 0, "{}", k.name);
+        assert_eq!(
+            traffic(2).bytes_written,
+            rows * 4,
+            "{}: y written once per row",
+            k.name
+        );
+        let (want, tol) = problem.reference(epilogue, None, Some(1e-5));
+        problem.check(&k.name, &read_f32(&yb), &want, &tol);
+    }
+}
