@@ -1,1 +1,59 @@
-//! The `matmul` kernel family (templates/metal/matmul.metal.j2).
+//! The `matmul` kernel family (templates/metal/matmul.metal.j2): the prefill
+//! projection of n tokens, with the same epilogues as `matvec`.
+
+use super::matvec::{float_tag, weight_dtype_param, Epilogue};
+use super::KernelInstance;
+use forge_ir::DType;
+
+/// Tokens per threadgroup tile.
+const TILE_TOKENS: u64 = 16;
+/// Output rows per threadgroup tile.
+const TILE_ROWS: u64 = 32;
+/// 128 threads: each computes one token × four rows of the tile.
+const THREADS: u32 = (TILE_TOKENS * TILE_ROWS / 4) as u32;
+
+/// Prefill projection: `rows` outputs of a `[rows, cols]` matrix (`[2·rows,
+/// cols]` when gated) for each of `n` tokens of x `[n, cols]` into y `[n,
+/// rows]`, with `epilogue` and an optional logit `softcap`. Buffers: 0 W,
+/// 1 x, 2 y, 3 bias, 7 step. Grid: (⌈rows/32⌉, ⌈n/16⌉).
+pub fn matmul(
+    dtype: DType,
+    rows: u64,
+    cols: u64,
+    epilogue: Epilogue,
+    softcap: Option<f32>,
+) -> KernelInstance {
+    let dtype_param = weight_dtype_param(dtype);
+    assert!(rows > 0, "matmul: no rows");
+    assert!(
+        cols > 0 && cols.is_multiple_of(32),
+        "matmul {dtype_param}: cols = {cols} must be a positive multiple of 32"
+    );
+    let mut name = format!(
+        "matmul_{dtype_param}_{rows}x{cols}{}",
+        epilogue.name_suffix()
+    );
+    if let Some(c) = softcap {
+        name += &format!("_softcap{}", float_tag(c));
+    }
+    KernelInstance {
+        family: "matmul",
+        name,
+        params: serde_json::json!({
+            "dtype": dtype_param,
+            "rows": rows,
+            "cols": cols,
+            "epilogue": epilogue.param(),
+            "activation": epilogue.activation(),
+            "softcap": softcap,
+            "tile_tokens": TILE_TOKENS,
+            "tile_rows": TILE_ROWS,
+        }),
+        threads: [THREADS, 1, 1],
+        grid: [
+            rows.div_ceil(TILE_ROWS).to_string(),
+            format!("n.div_ceil({TILE_TOKENS})"),
+            "1".into(),
+        ],
+    }
+}

@@ -1,0 +1,110 @@
+//! The `matmul` family under msl-emu against an f64 Rust reference, for every
+//! weight dtype and epilogue, at token counts that fill, split and leave
+//! partial 16-token tiles.
+
+mod kernel_support;
+mod linear_reference;
+
+use forge_codegen::kernels::matmul::matmul;
+use forge_codegen::kernels::matvec::Epilogue;
+use forge_ir::{Activation, DType};
+use kernel_support::*;
+use linear_reference::*;
+
+/// Token counts: one, a few, a partial second tile, and three tiles.
+const TOKENS: [usize; 4] = [1, 3, 17, 40];
+
+/// One configuration: (rows, cols, epilogue, softcap).
+type Case = (u64, u64, Epilogue, Option<f32>);
+
+/// Fixture-model shapes with every epilogue, plus row counts that leave a
+/// partial 32-row tile.
+fn fixture_cases() -> Vec<Case> {
+    let gated = |a| Epilogue::Gated(a);
+    vec![
+        (64, 64, Epilogue::None, None),
+        (192, 64, Epilogue::Bias, None),
+        (128, 64, gated(Activation::Silu), None),
+        (128, 64, gated(Activation::GeluTanh), None),
+        (128, 64, gated(Activation::Gelu), None),
+        (128, 64, gated(Activation::Relu), None),
+        (64, 128, Epilogue::Residual, None),
+        (64, 64, Epilogue::BiasResidual, None),
+        (384, 64, Epilogue::None, Some(30.0)),
+        (70, 96, Epilogue::Bias, None),
+        (12, 64, gated(Activation::Silu), None),
+    ]
+}
+
+fn run_case(kernels: &Kernels, dtype: DType, case: Case, n: usize, seed: u64) {
+    let (rows, cols, epilogue, softcap) = case;
+    let k = matmul(dtype, rows, cols, epilogue, softcap);
+    let problem = Problem::random(dtype, n, rows as usize, cols as usize, epilogue, seed);
+    let (wb, xb, bb) = (
+        buffer(&problem.weight_bytes),
+        buffer(&problem.x),
+        buffer(&problem.bias),
+    );
+    // Sentinels past the last token's row catch stores outside y.
+    let yb = buffer(&problem.y_with_sentinels());
+    let step = step_bytes(n as u32, 5);
+    let mut bindings = vec![
+        bind(0, &wb),
+        bind(1, &xb),
+        bind(2, &yb),
+        step_binding(&step),
+    ];
+    if epilogue.has_bias() {
+        bindings.push(bind(3, &bb));
+    }
+    kernels.run(&k, n as u32, 5, &bindings);
+    let (want, tol) = problem.reference(epilogue, softcap, None);
+    problem.check(&format!("{} n={n}", k.name), &read_f32(&yb), &want, &tol);
+}
+
+fn check_dtype(dtype: DType) {
+    let cases = fixture_cases();
+    let instances: Vec<_> = cases
+        .iter()
+        .map(|&(r, c, e, s)| matmul(dtype, r, c, e, s))
+        .collect();
+    let kernels = Kernels::build(&instances);
+    for (i, &case) in cases.iter().enumerate() {
+        for n in TOKENS {
+            run_case(&kernels, dtype, case, n, 2000 + 10 * i as u64 + n as u64);
+        }
+    }
+}
+
+#[test]
+fn matmul_f32() {
+    check_dtype(DType::F32);
+}
+
+#[test]
+fn matmul_f16() {
+    check_dtype(DType::F16);
+}
+
+#[test]
+fn matmul_bf16() {
+    check_dtype(DType::BF16);
+}
+
+#[test]
+fn matmul_q8_0() {
+    check_dtype(DType::Q8_0);
+}
+
+#[test]
+fn matmul_q4_0() {
+    check_dtype(DType::Q4_0);
+}
+
+/// A SmolLM2-135M-like prefill projection: 576 hidden, q8_0, gated MLP.
+#[test]
+fn matmul_smollm2_shape_q8_0_gated() {
+    let case = (1536, 576, Epilogue::Gated(Activation::Silu), None);
+    let k = matmul(DType::Q8_0, case.0, case.1, case.2, case.3);
+    run_case(&Kernels::build(&[k]), DType::Q8_0, case, 17, 9);
+}
