@@ -6,6 +6,7 @@ pub mod export;
 pub mod kernels;
 pub mod plan;
 pub mod templates;
+pub mod tokenizer_json;
 
 pub use kernels::{render_kernels, KernelInstance};
 pub use plan::{PlannedTensor, WeightPlan};
