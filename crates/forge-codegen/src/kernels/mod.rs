@@ -47,4 +47,5 @@ pub mod matmul;
 pub mod matvec;
 pub mod rms_norm;
 pub mod rope_store;
+pub mod rope_tables;
 pub mod top_candidates;

@@ -1,0 +1,163 @@
+//! The `attention_decode` family (pass 1 and the reduce kernel) under msl-emu
+//! against a float64 reference over the same cache contents: GQA 4:2, 4:1,
+//! 9:3, MQA, head_dim 16, 64 and 128, f32/f16 caches, windows, softcap,
+//! one split (pass 1 writes the output) and several (the reduce combines).
+
+mod kernel_attention_reference;
+mod kernel_support;
+
+use forge_codegen::kernels::attention_decode::{
+    attention_decode, attention_decode_split, AttentionDecode, AttentionShape,
+};
+use forge_ir::DType;
+use kernel_attention_reference::*;
+use kernel_support::*;
+use msl_emu::Buffer;
+
+fn shape(a: &Attn) -> AttentionShape {
+    AttentionShape {
+        q_heads: a.q_heads as u64,
+        kv_heads: a.kv_heads as u64,
+        head_dim: a.head_dim as u64,
+        context: a.context as u64,
+        scale: a.scale,
+        window: a.window.map(|w| w as u64),
+        softcap: a.softcap,
+        kv_dtype: a.kv,
+    }
+}
+
+/// Scores are float32 dot products of at most 128 terms and the weights
+/// float32 exponentials; with unit-sized values the output's error is a few
+/// float32 ulps of the largest terms, far below 2e-5.
+const TOLERANCE: f64 = 2e-5;
+
+/// Runs the decode kernels for a query at `pos` and compares with the
+/// reference. Returns the number of splits pass 1 was dispatched with.
+fn check(a: &Attn, decode: &AttentionDecode, pos: usize) -> u32 {
+    let kernels = Kernels::build(&[decode.pass.clone(), decode.reduce.clone()]);
+    let d = a.head_dim;
+    let row = (a.q_heads + 2 * a.kv_heads) * d;
+    let mut rng = Rng::new((pos * 131 + d) as u64);
+    let qkv = rng.vec(row, 1.0);
+    // Only the attended positions hold numbers; NaN anywhere else would show in the output.
+    let live = a.first_key(pos)..pos + 1;
+    let k = random_cache(a, pos as u64 * 7 + 1, live.clone());
+    let v = random_cache(a, pos as u64 * 7 + 2, live);
+    let (qkv_b, k_b, v_b) = (buffer(&qkv), kv_buffer(a.kv, &k), kv_buffer(a.kv, &v));
+    let out = Buffer::new(a.q_heads * d * 4);
+    let scratch = Buffer::new(decode.scratch_bytes as usize);
+    let step = step_bytes(1, pos as u32);
+    let bindings = [
+        bind(0, &qkv_b),
+        bind(1, &k_b),
+        bind(2, &v_b),
+        bind(3, &out),
+        bind(4, &scratch),
+        step_binding(&step),
+    ];
+    kernels.run(&decode.pass, 1, pos as u32, &bindings);
+    let splits = eval_grid(&decode.pass.grid[1], 1, pos as u32);
+    if splits > 1 {
+        kernels.run(&decode.reduce, 1, pos as u32, &bindings);
+    }
+    let want = reference_attention(a, &qkv[..a.q_heads * d], &k, &v, pos);
+    let what = format!("{} at pos {pos} ({splits} splits)", decode.pass.name);
+    assert_close(&what, &read_f32(&out), &want, &vec![TOLERANCE; want.len()]);
+    splits
+}
+
+fn attn(q_heads: usize, kv_heads: usize, head_dim: usize, kv: DType) -> Attn {
+    Attn {
+        q_heads,
+        kv_heads,
+        head_dim,
+        context: 640,
+        scale: 1.0 / (head_dim as f32).sqrt(),
+        window: None,
+        softcap: None,
+        kv,
+    }
+}
+
+#[test]
+fn one_split_writes_the_output_directly() {
+    let a = attn(4, 2, 16, DType::F32);
+    let decode = attention_decode_split(&shape(&a), 64);
+    for pos in [0, 1, 20, 63] {
+        assert_eq!(check(&a, &decode, pos), 1);
+    }
+}
+
+#[test]
+fn several_splits_are_combined_f16_gqa() {
+    let a = attn(4, 2, 16, DType::F16);
+    let decode = attention_decode_split(&shape(&a), 8);
+    assert_eq!(check(&a, &decode, 8), 2);
+    assert_eq!(check(&a, &decode, 50), 7);
+}
+
+#[test]
+fn default_split_head_dim_64_gqa_9_3() {
+    let a = attn(9, 3, 64, DType::F16);
+    let decode = attention_decode(9, 3, 64, 640, a.scale, None, None, DType::F16);
+    assert_eq!(check(&a, &decode, 30), 1);
+    assert_eq!(check(&a, &decode, 300), 2);
+}
+
+#[test]
+fn mqa_with_softcap_head_dim_64() {
+    let a = Attn {
+        softcap: Some(2.0),
+        scale: 0.5,
+        ..attn(4, 1, 64, DType::F32)
+    };
+    let decode = attention_decode_split(&shape(&a), 32);
+    assert_eq!(check(&a, &decode, 100), 4);
+}
+
+#[test]
+fn window_includes_the_current_token() {
+    let a = Attn {
+        window: Some(4),
+        ..attn(4, 2, 16, DType::F16)
+    };
+    let decode = attention_decode_split(&shape(&a), 2);
+    // Before the window fills (positions 0..=pos), then sliding: 2 splits of 2.
+    assert_eq!(check(&a, &decode, 2), 2);
+    assert_eq!(check(&a, &decode, 40), 2);
+    let wide = Attn {
+        window: Some(33),
+        ..a.clone()
+    };
+    let decode = attention_decode_split(&shape(&wide), 16);
+    assert_eq!(check(&wide, &decode, 100), 3);
+    let one = attention_decode_split(&shape(&a), 64);
+    assert_eq!(check(&a, &one, 200), 1);
+}
+
+#[test]
+fn head_dim_128_mqa_f32_and_f16() {
+    for kv in [DType::F32, DType::F16] {
+        let a = attn(4, 1, 128, kv);
+        let decode = attention_decode_split(&shape(&a), 32);
+        assert_eq!(check(&a, &decode, 70), 3);
+    }
+}
+
+#[test]
+fn scratch_holds_every_split_of_the_context() {
+    let a = attn(4, 2, 16, DType::F32);
+    let decode = attention_decode_split(&shape(&a), 64);
+    // 640 positions in splits of 64: 10 partials of (max, sum, 16 values) per head.
+    assert_eq!(decode.scratch_bytes, 4 * 10 * 18 * 4);
+    assert_eq!(check(&a, &decode, 639), 10);
+    let windowed = Attn {
+        window: Some(100),
+        ..a
+    };
+    assert_eq!(
+        attention_decode_split(&shape(&windowed), 64).scratch_bytes,
+        4 * 2 * 18 * 4
+    );
+}
