@@ -1,6 +1,6 @@
 //! The `attention_decode` family (pass 1 and the reduce kernel) under msl-emu
 //! against a float64 reference over the same cache contents: GQA 4:2, 4:1,
-//! 9:3, MQA, head_dim 16, 64 and 128, f32/f16 caches, windows, softcap,
+//! 9:3, MQA, head_dim 16, 64, 128 and 256, f32/f16 caches, windows, softcap,
 //! one split (pass 1 writes the output) and several (the reduce combines).
 
 mod kernel_attention_reference;
@@ -160,4 +160,16 @@ fn scratch_holds_every_split_of_the_context() {
         attention_decode_split(&shape(&windowed), 64).scratch_bytes,
         4 * 2 * 18 * 4
     );
+}
+
+/// Gemma's head size, with a window and softcap, over several splits.
+#[test]
+fn head_dim_256_window_softcap() {
+    let a = Attn {
+        window: Some(40),
+        softcap: Some(50.0),
+        ..attn(2, 1, 256, DType::F16)
+    };
+    let decode = attention_decode_split(&shape(&a), 16);
+    assert_eq!(check(&a, &decode, 90), 3);
 }

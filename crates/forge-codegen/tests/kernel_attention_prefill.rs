@@ -2,7 +2,7 @@
 //! over the same cache contents: each of the pass's n queries at positions
 //! pos..pos+n attends causally to the cache; n and pos cross the query and
 //! key tile sizes; GQA, MQA, windows, softcap, f32/f16 caches, head_dim 16,
-//! 64 and 128.
+//! 64, 128 and 256.
 
 mod kernel_attention_reference;
 mod kernel_support;
@@ -128,4 +128,14 @@ fn head_dim_128_gqa_4_1() {
     let a = attn(4, 1, 128, DType::F32);
     check(&a, 20, 0);
     check(&a, 9, 40);
+}
+
+/// Gemma's head size: 8-key tiles and two simdgroups (16-query tiles).
+#[test]
+fn head_dim_256_with_window() {
+    let a = Attn {
+        window: Some(12),
+        ..attn(2, 1, 256, DType::F16)
+    };
+    check(&a, 17, 3);
 }
