@@ -4,7 +4,7 @@
 mod kernel_support;
 mod linear_reference;
 
-use forge_codegen::kernels::matvec::{matvec, Epilogue};
+use forge_codegen::kernels::matvec::{matvec, rows_per_simdgroup, Epilogue};
 use forge_ir::{Activation, DType};
 use kernel_support::*;
 use linear_reference::*;
@@ -159,6 +159,16 @@ fn matvec_reads_each_weight_byte_once() {
             traffic(2).bytes_written,
             rows * 4,
             "{}: y written once per row",
+            k.name
+        );
+        // One vector simd_sum per four packed sums (R gate, R up, Σx²) in
+        // each simdgroup that owns rows: nothing else synchronises.
+        let r = rows_per_simdgroup(true, true);
+        let per_simdgroup = 32 * (2 * r + 1).div_ceil(4);
+        assert_eq!(
+            stats.sync_points,
+            rows.div_ceil(r) * per_simdgroup,
+            "{}: sync points",
             k.name
         );
         let (want, tol) = problem.reference(epilogue, None, Some(1e-5));

@@ -94,8 +94,23 @@ pub fn float_tag(value: f32) -> String {
     text.replace('-', "m").replace('.', "p").replace('+', "")
 }
 
-/// Simdgroups per threadgroup; each owns four output rows.
+/// Simdgroups per threadgroup.
 const SIMDGROUPS: u64 = 2;
+
+/// Output rows per simdgroup: the partial sums (R rows, R more for the up
+/// projection, one Σx² for a prenorm) are reduced four at a time by vector
+/// simd_sums, so pick the R in 3..=8 with the fewest reductions per row
+/// (ties: more rows, which loads x and launches lanes fewer times per row).
+pub fn rows_per_simdgroup(gated: bool, prenorm: bool) -> u64 {
+    let reductions = |r: u64| (r * if gated { 2 } else { 1 } + u64::from(prenorm)).div_ceil(4);
+    (3..=8u64)
+        .min_by(|&a, &b| {
+            (reductions(a) * b)
+                .cmp(&(reductions(b) * a))
+                .then(b.cmp(&a))
+        })
+        .expect("non-empty range")
+}
 
 /// Decode projection: `rows` outputs of a `[rows, cols]` matrix (`[2·rows,
 /// cols]` when gated) times one token's `x`, with `epilogue`, an optional
@@ -125,7 +140,11 @@ pub fn matvec(
     if let Some(eps) = prenorm_eps {
         name += &format!("_prenorm{}", float_tag(eps));
     }
-    let rows_per_group = 4 * SIMDGROUPS;
+    let per_simdgroup = rows_per_simdgroup(
+        matches!(epilogue, Epilogue::Gated(_)),
+        prenorm_eps.is_some(),
+    );
+    let rows_per_group = per_simdgroup * SIMDGROUPS;
     KernelInstance {
         family: "matvec",
         name,
@@ -138,6 +157,7 @@ pub fn matvec(
             "softcap": softcap,
             "prenorm_eps": prenorm_eps,
             "simdgroups": SIMDGROUPS,
+            "rows_per_simdgroup": per_simdgroup,
         }),
         threads: [32 * SIMDGROUPS as u32, 1, 1],
         grid: [
@@ -156,7 +176,8 @@ mod tests {
     fn names_tell_shape_epilogue_and_options() {
         let k = matvec(DType::Q8_0, 960, 576, Epilogue::None, None, Some(1e-5));
         assert_eq!(k.name, "matvec_q8_0_960x576_prenorm1em5");
-        assert_eq!(k.grid[0], "120");
+        // 7 rows + Σx² fill two float4 reductions: ⌈960 / 14⌉ threadgroups.
+        assert_eq!(k.grid[0], "69");
         let k = matvec(
             DType::F16,
             128,
@@ -166,6 +187,14 @@ mod tests {
             None,
         );
         assert_eq!(k.name, "matvec_f16_128x64_gated_gelu_tanh_softcap30");
+    }
+
+    #[test]
+    fn rows_per_simdgroup_fill_whole_float4_reductions() {
+        assert_eq!(rows_per_simdgroup(false, false), 8);
+        assert_eq!(rows_per_simdgroup(false, true), 7);
+        assert_eq!(rows_per_simdgroup(true, false), 8);
+        assert_eq!(rows_per_simdgroup(true, true), 7);
     }
 
     #[test]
