@@ -28,16 +28,14 @@ struct __msl_thread {
 };
 
 // What a lane sees after a SIMD collective resolved: the values every
-// participating lane contributed (32 bytes per lane) and which lanes took part.
-// What a lane sees after a SIMD collective resolved: the values every
-// participating lane contributed (32 bytes per lane) and which lanes took part.
-// Reductions give every lane the same result: the first lane to compute it
-// leaves it in `memo` for the others.
+// participating lane contributed (32 bytes per lane, in a table the runtime
+// owns) and which lanes took part. Reductions give every lane the same result:
+// the first lane to compute it leaves it in `memo` for the others.
 struct __msl_simd_group {
-  __msl_u8 values[32 * __MSL_SLOT_BYTES];
-  __msl_u8 memo[__MSL_SLOT_BYTES];
-  __msl_u32 memo_ready;
+  __msl_u8* values;
   __msl_u32 active;
+  __msl_u32 memo_ready;
+  __msl_u8 memo[__MSL_SLOT_BYTES];
 };
 struct __msl_simd_view {
   struct __msl_simd_group* g;
@@ -48,6 +46,7 @@ struct __msl_simd_view {
 // Callbacks into the Rust runtime, installed once per loaded library.
 struct __msl_runtime {
   void (*barrier)(void);
+  // `value` points to __MSL_SLOT_BYTES readable bytes; the first `size` are the lane's value.
   const __msl_simd_view* (*simd_exchange)(const void* value, __msl_u32 size, __msl_u32 site);
   void* (*tg_alloc)(__msl_u32 site, __msl_u64 size, __msl_u64 align);
   void (*fail)(const char* message);
@@ -96,4 +95,4 @@ struct __msl_site {
 #define __MSL_SITE(n) (::__msl_site{n##u})
 #define __MSL_NOSITE (::__msl_site{0xFFFFFFFFu})
 
-#define __MSL_ABI_VERSION 2u
+#define __MSL_ABI_VERSION 3u

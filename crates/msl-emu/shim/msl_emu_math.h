@@ -189,8 +189,21 @@ __MSL_CLASSIFY(signbit, __builtin_signbit(x))
 
 // ---- geometric ---------------------------------------------------------------
 template <class V> __MSL_INLINE __msl_scalar_of<V> dot(V a, V b) {
-  __msl_scalar_of<V> s = (__msl_scalar_of<V>)0;
-  for (int i = 0; i < __msl_vt<V>::n; i++) s += a[i] * b[i];
+  typedef __msl_scalar_of<V> E;
+  E s = (E)0;
+  if constexpr (__is_same(E, float) && !__is_class(V) && sizeof(V) == 16) {
+    V p = a * b;
+    // Keeps the products one (128-bit) vector register: otherwise clang scalarises
+    // them and rebuilds the operands lane by lane (e.g. an int8 vector byte by byte).
+#if defined(__x86_64__)
+    __asm__("" : "+x"(p));
+#elif defined(__aarch64__)
+    __asm__("" : "+w"(p));
+#endif
+    for (int i = 0; i < __msl_vt<V>::n; i++) s += p[i];
+  } else {
+    for (int i = 0; i < __msl_vt<V>::n; i++) s += a[i] * b[i];
+  }
   return s;
 }
 template <class V> __MSL_INLINE __msl_scalar_of<V> length_squared(V a) { return dot(a, a); }

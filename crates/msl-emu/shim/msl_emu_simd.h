@@ -20,7 +20,10 @@ __MSL_INLINE void threadgroup_barrier(mem_flags) { __msl_rt.barrier(); }
 
 template <class T> __MSL_INLINE const __msl_simd_view* __msl_exchange(const T& v, __msl_site s) {
   static_assert(sizeof(T) <= __MSL_SLOT_BYTES, "SIMD collective on a type larger than 32 bytes");
-  return __msl_rt.simd_exchange(&v, sizeof(T), s.id);
+  // A whole slot, so the runtime copies a fixed size.
+  alignas(16) __msl_u8 slot[__MSL_SLOT_BYTES];
+  __builtin_memcpy(slot, &v, sizeof(T));
+  return __msl_rt.simd_exchange(slot, sizeof(T), s.id);
 }
 template <class T> __MSL_INLINE T __msl_lane_value(const __msl_simd_view* v, uint lane) {
   T r;
@@ -202,7 +205,7 @@ void simdgroup_barrier(__msl_site s, mem_flags flags);
 void simdgroup_barrier(mem_flags flags);
 #else
 __MSL_INLINE void simdgroup_barrier(__msl_site s, mem_flags = mem_flags::mem_none) {
-  __msl_rt.simd_exchange(nullptr, 0, s.id);
+  __msl_exchange(false, s);
 }
 __MSL_INLINE void simdgroup_barrier(mem_flags f = mem_flags::mem_none) { simdgroup_barrier(__MSL_NOSITE, f); }
 #endif

@@ -4,7 +4,7 @@ use std::ffi::c_char;
 
 pub const MAX_BINDINGS: usize = 31;
 pub const SLOT_BYTES: usize = 32;
-pub const ABI_VERSION: u32 = 2;
+pub const ABI_VERSION: u32 = 3;
 
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -28,10 +28,11 @@ pub struct ThreadArgs {
 /// The values of one resolved SIMD collective, shared by its participants.
 #[repr(C, align(64))]
 pub struct SimdGroup {
-    pub values: [[u8; SLOT_BYTES]; 32],
-    pub memo: [u8; SLOT_BYTES],
-    pub memo_ready: u32,
+    /// `SLOT_BYTES` per lane, for 32 lanes.
+    pub values: *mut u8,
     pub active: u32,
+    pub memo_ready: u32,
+    pub memo: [u8; SLOT_BYTES],
 }
 
 /// A lane's handle on its simdgroup's resolved collective (constant per lane).

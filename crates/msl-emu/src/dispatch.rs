@@ -171,18 +171,23 @@ fn run_worker(shared: &SharedPlan) -> WorkerResult {
     }
     let g = shared.grid;
     let total = g.count();
-    loop {
-        let start = shared.next.fetch_add(shared.chunk, Ordering::Relaxed);
-        if start >= total || runner.error.is_some() {
-            break;
+    // Chunks of group ids taken from the shared counter, handed out one at a time.
+    let (mut id, mut end) = (0u64, 0u64);
+    runner.run_groups(&mut || {
+        if id == end {
+            id = shared.next.fetch_add(shared.chunk, Ordering::Relaxed);
+            if id >= total {
+                end = id;
+                return None;
+            }
+            end = (id + shared.chunk).min(total);
         }
-        for id in start..(start + shared.chunk).min(total) {
-            let x = (id % g.x as u64) as u32;
-            let y = ((id / g.x as u64) % g.y as u64) as u32;
-            let z = (id / (g.x as u64 * g.y as u64)) as u32;
-            runner.run_group([x, y, z]);
-        }
-    }
+        let x = (id % g.x as u64) as u32;
+        let y = ((id / g.x as u64) % g.y as u64) as u32;
+        let z = (id / (g.x as u64 * g.y as u64)) as u32;
+        id += 1;
+        Some([x, y, z])
+    });
     if let Some(set) = shared.set_traffic {
         unsafe { set(std::ptr::null_mut()) };
     }

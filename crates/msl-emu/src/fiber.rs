@@ -1,8 +1,8 @@
 //! Fibers: each GPU thread of a threadgroup with sync points runs on its own
-//! stack and switches to the scheduler at barriers and SIMD collectives.
-//! The switch is a few instructions of assembly on x86-64 and aarch64 (only
-//! callee-saved registers move); other targets, or the `ucontext` feature, use
-//! the slower libc ucontext calls.
+//! stack and switches to another fiber at barriers and SIMD collectives.
+//! The switch is a few instructions of assembly on x86-64 (inline) and aarch64
+//! (only callee-saved registers move); other targets, or the `ucontext`
+//! feature, use the slower libc ucontext calls.
 
 use std::ffi::c_void;
 
@@ -99,13 +99,12 @@ mod imp {
         pub unsafe fn init(&mut self, top: *mut u8, entry: FiberEntry, arg: *mut c_void) {
             #[cfg(target_arch = "x86_64")]
             {
-                // Popped by switch_context: r15 r14 r13 r12 rbx rbp, then `ret` to the trampoline
-                // with rsp 16-byte aligned, so its `call` enters `entry` as the ABI requires.
-                let sp = top.sub(72) as *mut usize;
-                sp.add(2).write(entry as usize); // r13
-                sp.add(3).write(arg as usize); // r12
-                sp.add(5).write(0); // rbp
-                sp.add(6).write(trampoline as *const () as usize);
+                // `switch` returns into the trampoline, which pops `entry` and `arg`;
+                // rsp is then 16-byte aligned, so its `call` enters `entry` as the ABI requires.
+                let sp = top.sub(40) as *mut usize;
+                sp.write(trampoline as *const () as usize);
+                sp.add(1).write(entry as usize);
+                sp.add(2).write(arg as usize);
                 self.sp = sp as *mut u8;
             }
             #[cfg(target_arch = "aarch64")]
@@ -122,39 +121,53 @@ mod imp {
 
     /// Saves the current registers into `from` and resumes `to`.
     ///
+    /// Inline, so only the registers live across the switch are saved: all but
+    /// rbx and rbp are declared clobbered (the compiler saves what it needs), and
+    /// those two, which cannot be declared, are pushed here. The `call`/`ret` pair
+    /// keeps the return-address predictor right when both fibers switch from the
+    /// same place, which is the common case (lanes blocking at the same sync point).
+    ///
     /// # Safety
     /// `to` must hold a context saved by `switch` or prepared by `init`.
+    #[cfg(target_arch = "x86_64")]
     #[inline(always)]
     pub unsafe fn switch(from: *mut Context, to: *const Context) {
-        switch_context(&mut (*from).sp, (*to).sp);
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[unsafe(naked)]
-    unsafe extern "C" fn switch_context(save: *mut *mut u8, load: *mut u8) {
-        core::arch::naked_asm!(
+        core::arch::asm!(
             "push rbp",
             "push rbx",
-            "push r12",
-            "push r13",
-            "push r14",
-            "push r15",
+            "call 2f",
+            "jmp 3f",
+            "2:",
             "mov [rdi], rsp",
             "mov rsp, rsi",
-            "pop r15",
-            "pop r14",
-            "pop r13",
-            "pop r12",
+            "ret",
+            "3:",
             "pop rbx",
             "pop rbp",
-            "ret",
-        )
+            in("rdi") &mut (*from).sp,
+            in("rsi") (*to).sp,
+            out("r12") _,
+            out("r13") _,
+            out("r14") _,
+            out("r15") _,
+            clobber_abi("C"),
+        );
     }
 
     #[cfg(target_arch = "x86_64")]
     #[unsafe(naked)]
     unsafe extern "C" fn trampoline() {
-        core::arch::naked_asm!("mov rdi, r12", "call r13", "ud2")
+        core::arch::naked_asm!("pop rax", "pop rdi", "xor ebp, ebp", "call rax", "ud2")
+    }
+
+    /// Saves the current registers into `from` and resumes `to`.
+    ///
+    /// # Safety
+    /// `to` must hold a context saved by `switch` or prepared by `init`.
+    #[cfg(target_arch = "aarch64")]
+    #[inline(always)]
+    pub unsafe fn switch(from: *mut Context, to: *const Context) {
+        switch_context(&mut (*from).sp, (*to).sp);
     }
 
     #[cfg(target_arch = "aarch64")]

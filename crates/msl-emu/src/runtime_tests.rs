@@ -477,3 +477,48 @@ fn one_thread_groups_run_collectives_without_fibers() {
         panic!("program-scope constant rejected:\n{d}");
     }
 }
+
+#[test]
+fn consecutive_threadgroups_keep_their_own_memory_and_collectives() {
+    // A worker overlaps consecutive groups: a finishing thread starts the next
+    // group's. Threads that leave early make the next group start while this one
+    // still uses its threadgroup memory, barriers and collectives, so any state
+    // the two shared would show; exits and divergence differ per group.
+    let l = lib("kernel void k(device float* o [[buffer(0)]], uint g [[threadgroup_position_in_grid]], uint t [[thread_index_in_threadgroup]], uint lane [[thread_index_in_simdgroup]]) {\n threadgroup float sh[96];\n const uint live = 96u - g % 5u;\n if (t >= live) { o[g * 96u + t] = -2.0f; return; }\n sh[t] = float(g * 1000u + t);\n threadgroup_barrier(mem_flags::mem_threadgroup);\n float v = sh[(t + 1u + g) % live];\n threadgroup_barrier(mem_flags::mem_threadgroup);\n if (lane >= 32u - g % 7u) { o[g * 96u + t] = -1.0f; return; }\n float s = (lane % 2u == 0u) ? simd_sum(v) : simd_max(v);\n o[g * 96u + t] = s;\n}\n");
+    let groups = 40usize;
+    let o = Buffer::new(groups * 96 * 4);
+    let s = dispatch_threadgroups(
+        &pipe(&l, "k"),
+        (groups as u32).into(),
+        96.into(),
+        &[buf(0, &o)],
+    )
+    .unwrap();
+    let live = |g: usize| 96 - g % 5;
+    let active = |g: usize, t: usize| t < live(g) && t % 32 < 32 - g % 7;
+    let syncs: usize = (0..groups)
+        .map(|g| 2 * live(g) + (0..96).filter(|&t| active(g, t)).count())
+        .sum();
+    assert_eq!(s.sync_points, syncs as u64);
+    let got = o.read::<f32>();
+    for g in 0..groups {
+        let v = |t: usize| (g * 1000 + (t + 1 + g) % live(g)) as f32;
+        for t in 0..96 {
+            let want = if t >= live(g) {
+                -2.0
+            } else if !active(g, t) {
+                -1.0
+            } else {
+                let sg = t / 32;
+                let partners = (sg * 32..sg * 32 + 32).filter(|&u| active(g, u) && u % 2 == t % 2);
+                let values = partners.map(v);
+                if t % 2 == 0 {
+                    values.sum()
+                } else {
+                    values.fold(f32::MIN, f32::max)
+                }
+            };
+            assert_eq!(got[g * 96 + t], want, "group {g} thread {t}");
+        }
+    }
+}
