@@ -34,16 +34,29 @@ fn embed(name: &str, root: &Path, dirs: &[&str], code: &mut String) {
     for file in files {
         let rel = file.to_string_lossy().replace('\\', "/");
         let abs = root.join(&file);
-        writeln!(code, "    ({rel:?}, include_str!({:?})),", abs.display().to_string()).unwrap();
+        writeln!(
+            code,
+            "    ({rel:?}, include_str!({:?})),",
+            abs.display().to_string()
+        )
+        .unwrap();
     }
     writeln!(code, "];").unwrap();
 }
 
 fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets it"));
-    let repo = manifest.join("../..").canonicalize().expect("repository root");
+    let repo = manifest
+        .join("../..")
+        .canonicalize()
+        .expect("repository root");
     let mut code = String::new();
-    embed("TEMPLATES", &repo.join("templates"), &["metal", "host", "project"], &mut code);
+    embed(
+        "TEMPLATES",
+        &repo.join("templates"),
+        &["metal", "host", "project"],
+        &mut code,
+    );
     embed(
         "MSL_EMU_SOURCES",
         &repo.join("crates/msl-emu"),

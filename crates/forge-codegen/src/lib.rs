@@ -5,6 +5,7 @@
 pub mod export;
 pub mod kernels;
 pub mod plan;
+pub mod project;
 pub mod templates;
 pub mod tokenizer_json;
 

@@ -25,9 +25,16 @@ pub fn environment() -> &'static Environment<'static> {
                 .unwrap_or_else(|e| panic!("template {name} does not parse: {e:#}"));
         }
         env.add_filter("f32", format_f32);
-        env.add_function("raise", |message: String| -> Result<String, minijinja::Error> {
-            Err(minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, message))
-        });
+        env.add_filter("rust_str", |s: String| format!("{s:?}"));
+        env.add_function(
+            "raise",
+            |message: String| -> Result<String, minijinja::Error> {
+                Err(minijinja::Error::new(
+                    minijinja::ErrorKind::InvalidOperation,
+                    message,
+                ))
+            },
+        );
         env
     })
 }
@@ -36,7 +43,11 @@ pub fn environment() -> &'static Environment<'static> {
 fn format_f32(value: f64) -> String {
     let v = value as f32;
     if v.is_infinite() {
-        return if v > 0.0 { "INFINITY".into() } else { "(-INFINITY)".into() };
+        return if v > 0.0 {
+            "INFINITY".into()
+        } else {
+            "(-INFINITY)".into()
+        };
     }
     let text = format!("{v:?}");
     if text.contains('.') || text.contains('e') {

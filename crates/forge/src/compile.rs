@@ -18,7 +18,9 @@ pub fn compile(
     options: &CompileOptions,
     weights: bool,
 ) -> Result<(), String> {
-    options.check().map_err(|e| format!("{}: {e}", model_path.display()))?;
+    options
+        .check()
+        .map_err(|e| format!("{}: {e}", model_path.display()))?;
     let model = forge_frontend::load_model(model_path).map_err(|e| e.to_string())?;
     if model.tokenizer.is_none() {
         eprintln!(
@@ -38,8 +40,15 @@ pub fn compile(
         project.plan.kernels.len(),
         project.plan.weights.tensors.len(),
         project.plan.weights.fingerprint(),
-        if weights { "" } else { ", no weights.gguf (--no-weights)" }
+        if weights {
+            ""
+        } else {
+            ", no weights.gguf (--no-weights)"
+        }
     );
-    println!("run it: cargo run --release --manifest-path {}/Cargo.toml -- generate --prompt \"Hello\"", out.display());
+    println!(
+        "run it: cargo run --release --manifest-path {}/Cargo.toml -- generate --prompt \"Hello\"",
+        out.display()
+    );
     Ok(())
 }

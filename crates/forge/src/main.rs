@@ -1,7 +1,10 @@
 //! The `forge` command line. Thin: argument parsing, progress and error
 //! reporting; the work is done by the library crates.
 
+mod compile;
+mod export_weights;
 mod inspect;
+mod progress;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -21,12 +24,41 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Compile a checkpoint into a standalone Cargo project (kernels, host
+    /// code and weights.gguf) in OUT_DIR, which must not exist yet.
+    Compile {
+        model: PathBuf,
+        out_dir: PathBuf,
+        /// Weight dtype on the GPU: f32, f16, bf16, q8_0 or q4_0 (default: the
+        /// checkpoint's own; other block formats become q8_0).
+        #[arg(long)]
+        dtype: Option<String>,
+        /// KV-cache dtype: f16 or f32 (default: f32 for f32 weights, else f16).
+        #[arg(long)]
+        kv_dtype: Option<String>,
+        /// Positions the KV cache holds (default: the model's, at most 4096).
+        #[arg(long)]
+        context: Option<u64>,
+        /// Write the project without weights.gguf (make it later with `forge export-weights`).
+        #[arg(long)]
+        no_weights: bool,
+    },
     /// Describe a checkpoint: a Hugging Face model directory or a GGUF file.
     Inspect {
         model: PathBuf,
         /// Print the summary as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Write the weights file a project compiled with the same --dtype reads
+    /// (GGUF, 16 KiB-aligned, in the project's layout).
+    ExportWeights {
+        model: PathBuf,
+        out_file: PathBuf,
+        /// Weight dtype of the matrices: f32, f16, bf16, q8_0 or q4_0 (default:
+        /// the checkpoint's own when the GPU reads it, else q8_0).
+        #[arg(long)]
+        dtype: Option<String>,
     },
     /// Check Metal source files as the Metal compiler would (address spaces, no
     /// double), printing file:line diagnostics.
@@ -38,6 +70,21 @@ enum Command {
 
 fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
+        Command::Compile {
+            model,
+            out_dir,
+            dtype,
+            kv_dtype,
+            context,
+            no_weights,
+        } => {
+            let options = forge_codegen::plan::CompileOptions {
+                dtype: compile::parse_dtype("--dtype", dtype.as_deref())?,
+                kv_dtype: compile::parse_dtype("--kv-dtype", kv_dtype.as_deref())?,
+                context,
+            };
+            compile::compile(&model, &out_dir, &options, !no_weights)
+        }
         Command::Inspect { model, json } => {
             let model = forge_frontend::load_model(&model).map_err(|e| e.to_string())?;
             let summary = inspect::summarize(&model);
@@ -49,6 +96,11 @@ fn run(cli: Cli) -> Result<(), String> {
             }
             Ok(())
         }
+        Command::ExportWeights {
+            model,
+            out_file,
+            dtype,
+        } => export_weights::export_weights(&model, &out_file, dtype.as_deref()),
         Command::CheckMsl { files } => {
             let mut failed = 0;
             for file in &files {

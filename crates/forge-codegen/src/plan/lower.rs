@@ -197,7 +197,14 @@ pub fn lower(model: &Model, options: &CompileOptions) -> Result<Plan, LowerError
         &top_kernel,
         vec![
             act(0, "logits", 0),
-            arg(1, ArgSource::Activation { buffer: "recent".into(), column: 0, row: Row::First }),
+            arg(
+                1,
+                ArgSource::Activation {
+                    buffer: "recent".into(),
+                    column: 0,
+                    row: Row::First,
+                },
+            ),
             act(2, "candidates", 0),
             arg(3, ArgSource::Penalty),
         ],
@@ -271,9 +278,16 @@ fn fused_name(parts: &[String]) -> String {
         "ffn_gate+ffn_up" => "ffn_gate_up".to_string(),
         _ => fields.join("_"),
     };
-    match parts[0].strip_prefix("blk.").and_then(|r| r.split_once('.')) {
+    match parts[0]
+        .strip_prefix("blk.")
+        .and_then(|r| r.split_once('.'))
+    {
         Some((layer, _)) => {
-            let kind = if short.ends_with("_bias") { "bias" } else { "weight" };
+            let kind = if short.ends_with("_bias") {
+                "bias"
+            } else {
+                "weight"
+            };
             format!("blk.{layer}.{}.{kind}", short.trim_end_matches("_bias"))
         }
         None => format!("{short}.weight"),
@@ -306,7 +320,10 @@ impl Lowering<'_> {
         .replace('.', "_");
         let width = self.width(v);
         self.buffer(&role, width);
-        let loc = Loc { buffer: role, column: 0 };
+        let loc = Loc {
+            buffer: role,
+            column: 0,
+        };
         self.locs.insert(v, loc.clone());
         loc
     }
@@ -317,10 +334,12 @@ impl Lowering<'_> {
     }
 
     fn loc(&self, v: ValueId) -> Result<Loc, LowerError> {
-        self.locs
-            .get(&v)
-            .cloned()
-            .ok_or_else(|| LowerError(format!("internal: value {} has no buffer", self.value_name(v))))
+        self.locs.get(&v).cloned().ok_or_else(|| {
+            LowerError(format!(
+                "internal: value {} has no buffer",
+                self.value_name(v)
+            ))
+        })
     }
 
     fn spec(&self, name: &str) -> Result<&forge_ir::TensorSpec, LowerError> {
@@ -332,7 +351,11 @@ impl Lowering<'_> {
 
     /// Adds a tensor made of `parts` to the weight plan; returns its file name.
     fn plan_tensor(&mut self, parts: Vec<String>, matrix: bool) -> Result<String, LowerError> {
-        let name = if parts.len() == 1 { parts[0].clone() } else { fused_name(&parts) };
+        let name = if parts.len() == 1 {
+            parts[0].clone()
+        } else {
+            fused_name(&parts)
+        };
         if self.weights.get(&name).is_some() {
             return Ok(name);
         }
@@ -386,7 +409,10 @@ impl Lowering<'_> {
             return unsupported("the graph has no embedding");
         };
         let Op::Embedding { table } = &first.op else {
-            return unsupported(format!("the graph starts with {}, not an embedding", first.op.kind()));
+            return unsupported(format!(
+                "the graph starts with {}, not an embedding",
+                first.op.kind()
+            ));
         };
         let mut out = first.output;
         let mut scale = None;
@@ -402,7 +428,13 @@ impl Lowering<'_> {
         let tensor = self.plan_tensor(vec![table.clone()], true)?;
         let hidden = self.width(out);
         self.buffer("x", hidden);
-        self.locs.insert(out, Loc { buffer: "x".into(), column: 0 });
+        self.locs.insert(
+            out,
+            Loc {
+                buffer: "x".into(),
+                column: 0,
+            },
+        );
         let k = self.kernel(embedding::embedding(
             self.dtype_of(&tensor),
             self.model.config.vocab_size,
@@ -414,7 +446,12 @@ impl Lowering<'_> {
             "token embeddings into the residual stream",
             &k,
             vec![
-                arg(0, ArgSource::ModelTensor { field: field_name(table) }),
+                arg(
+                    0,
+                    ArgSource::ModelTensor {
+                        field: field_name(table),
+                    },
+                ),
                 arg(1, ArgSource::Tokens),
                 act(2, "x", 0),
                 arg(7, ArgSource::Step),
@@ -461,7 +498,11 @@ impl Lowering<'_> {
         paths: &mut Paths,
     ) -> Result<(), LowerError> {
         let width = self.width(node.output);
-        let consumers = self.consumers.get(&node.output).cloned().unwrap_or_default();
+        let consumers = self
+            .consumers
+            .get(&node.output)
+            .cloned()
+            .unwrap_or_default();
         if group < width {
             // A per-head norm: only before a rotation (Qwen3's q/k norm), fused there.
             if consumers.iter().all(|c| matches!(c.op, Op::Rope { .. })) {
@@ -480,17 +521,26 @@ impl Lowering<'_> {
             &k,
             vec![
                 act(0, &input.buffer, input.column),
-                arg(1, ArgSource::LayerTensor { field: field.clone() }),
+                arg(
+                    1,
+                    ArgSource::LayerTensor {
+                        field: field.clone(),
+                    },
+                ),
                 act(2, &out.buffer, 0),
                 arg(7, ArgSource::Step),
             ],
         );
-        let feeds_linears = !consumers.is_empty()
-            && consumers.iter().all(|c| matches!(c.op, Op::Linear { .. }));
+        let feeds_linears =
+            !consumers.is_empty() && consumers.iter().all(|c| matches!(c.op, Op::Linear { .. }));
         if feeds_linears {
             self.norms.insert(
                 node.output,
-                FusedNorm { input: node.inputs[0], weight_field: field, eps },
+                FusedNorm {
+                    input: node.inputs[0],
+                    weight_field: field,
+                    eps,
+                },
             );
         } else {
             paths.decode.push(step.clone());
@@ -533,7 +583,9 @@ impl Lowering<'_> {
             paths.tensors.insert(f.clone(), t);
             Some(f)
         } else if biases.iter().any(Option::is_some) {
-            return unsupported(format!("linear layers {field} mix biased and unbiased parts"));
+            return unsupported(format!(
+                "linear layers {field} mix biased and unbiased parts"
+            ));
         } else {
             None
         };
@@ -559,7 +611,11 @@ impl Lowering<'_> {
         };
         let residual = match (outputs.as_slice(), only_consumer(outputs[0])) {
             ([out], Some(add)) if matches!(add.op, Op::Add) && gated.is_none() => {
-                let other = if add.inputs[1] == *out { add.inputs[0] } else { add.inputs[1] };
+                let other = if add.inputs[1] == *out {
+                    add.inputs[0]
+                } else {
+                    add.inputs[1]
+                };
                 Some((add, other))
             }
             _ => None,
@@ -573,29 +629,54 @@ impl Lowering<'_> {
             done.insert(add.output);
             let loc = self.loc(other)?;
             self.locs.insert(add.output, loc.clone());
-            let e = if bias_field.is_some() { matvec::Epilogue::BiasResidual } else { matvec::Epilogue::Residual };
+            let e = if bias_field.is_some() {
+                matvec::Epilogue::BiasResidual
+            } else {
+                matvec::Epilogue::Residual
+            };
             let comment = format!("{} += {field} projection", loc.buffer);
             (e, loc, rows, comment)
         } else {
             let role = if group.len() == 1 {
                 self.own_buffer(outputs[0]).buffer
             } else {
-                let name = field.trim_start_matches("attn_").trim_start_matches("ffn_").to_string();
+                let name = field
+                    .trim_start_matches("attn_")
+                    .trim_start_matches("ffn_")
+                    .to_string();
                 self.buffer(&name, rows);
                 name
             };
             let mut column = 0;
             for &v in &outputs {
-                self.locs.insert(v, Loc { buffer: role.clone(), column });
+                self.locs.insert(
+                    v,
+                    Loc {
+                        buffer: role.clone(),
+                        column,
+                    },
+                );
                 column += self.width(v);
             }
-            let e = if bias_field.is_some() { matvec::Epilogue::Bias } else { matvec::Epilogue::None };
-            let loc = Loc { buffer: role, column: 0 };
+            let e = if bias_field.is_some() {
+                matvec::Epilogue::Bias
+            } else {
+                matvec::Epilogue::None
+            };
+            let loc = Loc {
+                buffer: role,
+                column: 0,
+            };
             let comment = format!("{} = {field} projection", loc.buffer);
             (e, loc, rows, comment)
         };
 
-        let mut args = vec![arg(0, ArgSource::LayerTensor { field: field.clone() })];
+        let mut args = vec![arg(
+            0,
+            ArgSource::LayerTensor {
+                field: field.clone(),
+            },
+        )];
         let mut out_args = vec![act(2, &out_loc.buffer, out_loc.column)];
         if let Some(b) = &bias_field {
             out_args.push(arg(3, ArgSource::LayerTensor { field: b.clone() }));
@@ -606,15 +687,24 @@ impl Lowering<'_> {
             Some(n) => (self.loc(n.input)?, Some(n.eps)),
             None => (self.loc(input)?, None),
         };
-        let mv = self.kernel(matvec::matvec(dtype, out_rows, cols, epilogue, None, prenorm));
+        let mv = self.kernel(matvec::matvec(
+            dtype, out_rows, cols, epilogue, None, prenorm,
+        ));
         let mut decode_args = args.clone();
         decode_args.push(act(1, &decode_input.buffer, decode_input.column));
         decode_args.extend(out_args.iter().cloned());
         if let Some(n) = &norm {
-            decode_args.push(arg(4, ArgSource::LayerTensor { field: n.weight_field.clone() }));
+            decode_args.push(arg(
+                4,
+                ArgSource::LayerTensor {
+                    field: n.weight_field.clone(),
+                },
+            ));
         }
         sort_args(&mut decode_args);
-        paths.decode.push(Step::new(comment.clone(), &mv, decode_args));
+        paths
+            .decode
+            .push(Step::new(comment.clone(), &mv, decode_args));
 
         let prefill_input = self.loc(input)?;
         let mm = self.kernel(matmul::matmul(dtype, out_rows, cols, epilogue, None));

@@ -5,8 +5,8 @@
 use forge_ir::{Node, Op, RopeConfig, RopeLayout, TensorTransform, ValueId};
 
 use super::{
-    act, arg, attention_decode, attention_prefill, field_name, rope_store, unsupported,
-    ArgSource, AttentionCache, LowerError, Lowering, Paths, Step,
+    act, arg, attention_decode, attention_prefill, field_name, rope_store, unsupported, ArgSource,
+    AttentionCache, LowerError, Lowering, Paths, Step,
 };
 
 /// A rotated input of the attention, traced back to the projection.
@@ -23,17 +23,30 @@ fn producer(nodes: &[Node], v: ValueId) -> Option<&Node> {
 }
 
 fn rotated(nodes: &[Node], v: ValueId, what: &str) -> Result<Rotated, LowerError> {
-    let Some(Node { op: Op::Rope { rope, .. }, inputs, .. }) = producer(nodes, v) else {
+    let Some(Node {
+        op: Op::Rope { rope, .. },
+        inputs,
+        ..
+    }) = producer(nodes, v)
+    else {
         return unsupported(format!("attention {what} is not rotated by RoPE"));
     };
     let input = inputs[0];
     match producer(nodes, input) {
-        Some(Node { op: Op::RmsNorm { weight, eps, .. }, inputs, .. }) => Ok(Rotated {
+        Some(Node {
+            op: Op::RmsNorm { weight, eps, .. },
+            inputs,
+            ..
+        }) => Ok(Rotated {
             rope: rope.clone(),
             norm: Some((weight.clone(), *eps)),
             raw: inputs[0],
         }),
-        _ => Ok(Rotated { rope: rope.clone(), norm: None, raw: input }),
+        _ => Ok(Rotated {
+            rope: rope.clone(),
+            norm: None,
+            raw: input,
+        }),
     }
 }
 
@@ -45,7 +58,14 @@ impl Lowering<'_> {
         layer: u64,
         paths: &mut Paths,
     ) -> Result<(), LowerError> {
-        let Op::Attention { heads, kv_heads, head_dim, scale, window, softcap } = node.op.clone()
+        let Op::Attention {
+            heads,
+            kv_heads,
+            head_dim,
+            scale,
+            window,
+            softcap,
+        } = node.op.clone()
         else {
             unreachable!("called for attention nodes")
         };
@@ -66,18 +86,30 @@ impl Lowering<'_> {
         }
         // GGUF llama checkpoints store q/k rows for interleaved rotation; keep them.
         let mut rope = q.rope.clone();
-        if let Some(Node { op: Op::Linear { weight, .. }, .. }) = producer(nodes, q.raw) {
-            let kept = self.spec(weight)?.transforms.iter().any(|t| {
-                matches!(t, TensorTransform::UnpermuteRopeRows { .. })
-            });
+        if let Some(Node {
+            op: Op::Linear { weight, .. },
+            ..
+        }) = producer(nodes, q.raw)
+        {
+            let kept = self
+                .spec(weight)?
+                .transforms
+                .iter()
+                .any(|t| matches!(t, TensorTransform::UnpermuteRopeRows { .. }));
             if kept {
                 rope.layout = RopeLayout::Interleaved;
             }
         }
-        let cache = AttentionCache { kv_heads, head_dim, dtype: self.kv_dtype };
+        let cache = AttentionCache {
+            kv_heads,
+            head_dim,
+            dtype: self.kv_dtype,
+        };
         match &self.cache {
             Some(c) if *c != cache => {
-                return unsupported(format!("layer {layer}: KV cache shape differs between layers"))
+                return unsupported(format!(
+                    "layer {layer}: KV cache shape differs between layers"
+                ))
             }
             _ => self.cache = Some(cache),
         }
@@ -110,7 +142,11 @@ impl Lowering<'_> {
             self.kv_dtype,
             self.context,
         ));
-        let rope_step = Step::new("rotate q and k, append k and v to the cache", &rs, rope_args);
+        let rope_step = Step::new(
+            "rotate q and k, append k and v to the cache",
+            &rs,
+            rope_args,
+        );
         paths.decode.push(rope_step.clone());
         paths.prefill.push(rope_step);
 
@@ -141,10 +177,16 @@ impl Lowering<'_> {
         self.scratch = self.scratch.max(decode.scratch_bytes);
         let pass = self.kernel(decode.pass);
         let reduce = self.kernel(decode.reduce);
-        paths.decode.push(Step::new("attention over the cache, split over positions", &pass, args(true)));
+        paths.decode.push(Step::new(
+            "attention over the cache, split over positions",
+            &pass,
+            args(true),
+        ));
         let mut combine = Step::new("combine the splits", &reduce, args(true));
         combine.condition = Some(format!("{} > 1", pass.grid[1]));
-        combine.condition = combine.condition.map(|c| super::super::steps::qualify_pass_vars(&c));
+        combine.condition = combine
+            .condition
+            .map(|c| super::super::steps::qualify_pass_vars(&c));
         paths.decode.push(combine);
         let prefill = self.kernel(attention_prefill::attention_prefill(
             heads,
@@ -156,7 +198,11 @@ impl Lowering<'_> {
             softcap,
             self.kv_dtype,
         ));
-        paths.prefill.push(Step::new("causal attention of the chunk over the cache", &prefill, args(false)));
+        paths.prefill.push(Step::new(
+            "causal attention of the chunk over the cache",
+            &prefill,
+            args(false),
+        ));
         Ok(())
     }
 }

@@ -19,8 +19,14 @@ impl Lowering<'_> {
         let [norm, head] = nodes.as_slice() else {
             return unsupported("the graph does not end in a final norm and an LM head");
         };
-        let (Op::RmsNorm { weight: norm_weight, eps, .. }, Op::LmHead { weight, softcap }) =
-            (&norm.op, &head.op)
+        let (
+            Op::RmsNorm {
+                weight: norm_weight,
+                eps,
+                ..
+            },
+            Op::LmHead { weight, softcap },
+        ) = (&norm.op, &head.op)
         else {
             return unsupported("the graph does not end in a final norm and an LM head");
         };
@@ -51,19 +57,39 @@ impl Lowering<'_> {
             "logits of the last token (final norm fused)",
             &mv,
             vec![
-                arg(0, ArgSource::ModelTensor { field: head_field.clone() }),
+                arg(
+                    0,
+                    ArgSource::ModelTensor {
+                        field: head_field.clone(),
+                    },
+                ),
                 arg(
                     1,
-                    ArgSource::Activation { buffer: x.buffer.clone(), column: x.column, row: Row::Last },
+                    ArgSource::Activation {
+                        buffer: x.buffer.clone(),
+                        column: x.column,
+                        row: Row::Last,
+                    },
                 ),
                 act(2, "logits", 0),
-                arg(4, ArgSource::ModelTensor { field: norm_field.clone() }),
+                arg(
+                    4,
+                    ArgSource::ModelTensor {
+                        field: norm_field.clone(),
+                    },
+                ),
             ],
         )];
 
         self.buffer("final_norm", hidden);
         let rn = self.kernel(rms_norm::rms_norm(hidden, hidden, *eps));
-        let mm = self.kernel(matmul::matmul(dtype, vocab, hidden, matvec::Epilogue::None, *softcap));
+        let mm = self.kernel(matmul::matmul(
+            dtype,
+            vocab,
+            hidden,
+            matvec::Epilogue::None,
+            *softcap,
+        ));
         let all = vec![
             Step::new(
                 "final norm of every token",

@@ -4,7 +4,13 @@
 use forge_ir::{DType, Model, TensorSpec};
 
 /// The weight dtypes the generated kernels read.
-pub const GPU_WEIGHT_DTYPES: [DType; 5] = [DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0];
+pub const GPU_WEIGHT_DTYPES: [DType; 5] = [
+    DType::F32,
+    DType::F16,
+    DType::BF16,
+    DType::Q8_0,
+    DType::Q4_0,
+];
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct CompileOptions {
@@ -34,7 +40,10 @@ impl CompileOptions {
         }
         if let Some(d) = self.kv_dtype {
             if d != DType::F32 && d != DType::F16 {
-                return Err(format!("--kv-dtype {} is not supported (choose f16 or f32)", d.name()));
+                return Err(format!(
+                    "--kv-dtype {} is not supported (choose f16 or f32)",
+                    d.name()
+                ));
             }
         }
         if self.context == Some(0) {
@@ -62,7 +71,7 @@ pub fn matrix_dtype(options: &CompileOptions, source: &TensorSpec, cols: u64) ->
         None if source.dtype.is_quantized() => DType::Q8_0,
         None => DType::F16,
     };
-    if wanted.is_quantized() && cols % wanted.block_elements() != 0 {
+    if wanted.is_quantized() && !cols.is_multiple_of(wanted.block_elements()) {
         DType::F16
     } else {
         wanted
@@ -78,5 +87,8 @@ pub fn widest(dtypes: impl IntoIterator<Item = DType>) -> DType {
         DType::F16 => 3,
         _ => 4,
     };
-    dtypes.into_iter().max_by_key(|d| rank(*d)).unwrap_or(DType::F32)
+    dtypes
+        .into_iter()
+        .max_by_key(|d| rank(*d))
+        .unwrap_or(DType::F32)
 }

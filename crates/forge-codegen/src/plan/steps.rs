@@ -10,11 +10,19 @@ use serde::Serialize;
 pub enum ArgSource {
     /// An activation buffer, at `column` (f32 columns), on the row `row`
     /// (`first`, or `last` = the pass's last token).
-    Activation { buffer: String, column: u64, row: Row },
+    Activation {
+        buffer: String,
+        column: u64,
+        row: Row,
+    },
     /// A tensor of the current layer (`Layer` struct field).
-    LayerTensor { field: String },
+    LayerTensor {
+        field: String,
+    },
     /// A tensor outside the layers (`token_embd`, `output_norm`, ...).
-    ModelTensor { field: String },
+    ModelTensor {
+        field: String,
+    },
     /// The current layer's key or value cache.
     KeyCache,
     ValueCache,
@@ -116,7 +124,13 @@ mod tests {
     #[test]
     fn pass_variables_are_qualified_as_whole_words() {
         assert_eq!(qualify_pass_vars("(n + 7) / 8"), "(pass.n + 7) / 8");
-        assert_eq!(qualify_pass_vars("(pos + 1).div_ceil(256)"), "(pass.pos + 1).div_ceil(256)");
-        assert_eq!(qualify_pass_vars("n_rows + npos + x.n"), "n_rows + npos + x.n");
+        assert_eq!(
+            qualify_pass_vars("(pos + 1).div_ceil(256)"),
+            "(pass.pos + 1).div_ceil(256)"
+        );
+        assert_eq!(
+            qualify_pass_vars("n_rows + npos + x.n"),
+            "n_rows + npos + x.n"
+        );
     }
 }

@@ -25,7 +25,8 @@ fn camel_case(snake: &str) -> String {
         .split('_')
         .map(|w| {
             let mut c = w.chars();
-            c.next().map_or(String::new(), |f| f.to_uppercase().chain(c).collect())
+            c.next()
+                .map_or(String::new(), |f| f.to_uppercase().chain(c).collect())
         })
         .collect()
 }
@@ -40,9 +41,14 @@ fn layer_fields(plan: &Plan) -> Result<Vec<LayerField>, LowerError> {
     let mut fields = Vec::new();
     for (name, tensor) in &first.tensors {
         let rest = tensor.strip_prefix(&prefix).ok_or_else(|| {
-            LowerError(format!("layer tensor {tensor} is not named after its layer"))
+            LowerError(format!(
+                "layer tensor {tensor} is not named after its layer"
+            ))
         })?;
-        fields.push(LayerField { name: name.clone(), pattern: format!("blk.{{i}}.{rest}") });
+        fields.push(LayerField {
+            name: name.clone(),
+            pattern: format!("blk.{{i}}.{rest}"),
+        });
     }
     for layer in &plan.layers {
         let same = layer.tensors.len() == fields.len()

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use forge_ir::Model;
 
-use super::host::{host_files, GeneratedFile, HostContext};
+use super::host::{host_files, GeneratedFile, HostContext, HostPlan};
 use super::model_source::model_source;
 use crate::export::{export_weights, ExportProgress};
 use crate::plan::{lower, CompileOptions, Plan};
@@ -20,7 +20,10 @@ pub struct CompileError {
 
 impl CompileError {
     fn new(path: &Path, message: impl std::fmt::Display) -> CompileError {
-        CompileError { path: path.to_path_buf(), message: message.to_string() }
+        CompileError {
+            path: path.to_path_buf(),
+            message: message.to_string(),
+        }
     }
 }
 
@@ -34,7 +37,10 @@ pub struct Project {
 pub fn describe(model: &Model, plan: &Plan) -> String {
     let c = &model.config;
     let attention = c.attention.as_ref().map_or(String::new(), |a| {
-        format!(", {} query / {} KV heads of {}", a.num_heads, a.num_kv_heads, a.head_dim)
+        format!(
+            ", {} query / {} KV heads of {}",
+            a.num_heads, a.num_kv_heads, a.head_dim
+        )
     });
     let mut dtypes: Vec<&str> = plan
         .weights
@@ -45,9 +51,10 @@ pub fn describe(model: &Model, plan: &Plan) -> String {
         .collect();
     dtypes.sort_unstable();
     dtypes.dedup();
-    let cache = plan.cache.as_ref().map_or(String::new(), |k| {
-        format!(", {} KV cache", k.dtype.name())
-    });
+    let cache = plan
+        .cache
+        .as_ref()
+        .map_or(String::new(), |k| format!(", {} KV cache", k.dtype.name()));
     format!(
         "{} ({}), {} layers, hidden {}{attention}, vocabulary {}; {} weights{cache}, context {}.",
         model.name,
@@ -86,9 +93,18 @@ pub fn render_project(model: &Model, options: &CompileOptions) -> Result<Project
     ];
     let tokenizer = crate::tokenizer_json::tokenizer_json(model).map_err(|e| err(&e))?;
     if let Some(json) = &tokenizer {
-        files.push(GeneratedFile { path: "tokenizer.json".into(), contents: json.clone() });
+        files.push(GeneratedFile {
+            path: "tokenizer.json".into(),
+            contents: json.clone(),
+        });
     }
-    let context = HostContext::new(model, &plan, &summary, tokenizer.is_some());
+    let host_plan = HostPlan {
+        dtype: HostPlan::weights_dtype(&plan.weights),
+        kv_dtype: plan.cache.as_ref().map(|c| c.dtype.name().to_lowercase()),
+        context_length: plan.context,
+        vocab_size: plan.vocab,
+    };
+    let context = HostContext::new(model, &host_plan, &summary, tokenizer.is_some());
     files.extend(host_files(&context).map_err(|e| err(&format!("{e:#}")))?);
     Ok(Project { plan, files })
 }
@@ -112,7 +128,10 @@ pub fn write_project(
     progress: &mut dyn FnMut(ExportProgress),
 ) -> Result<Project, CompileError> {
     if out.exists() {
-        return Err(CompileError::new(out, "already exists; choose a new output directory"));
+        return Err(CompileError::new(
+            out,
+            "already exists; choose a new output directory",
+        ));
     }
     let project = render_project(model, options)?;
     let parent = match out.parent() {

@@ -60,7 +60,10 @@ pub fn build(project: &Path) -> PathBuf {
 
 /// `cargo check --target aarch64-apple-darwin`: the Metal host code type-checks.
 pub fn check_macos(project: &Path) {
-    let out = cargo(project, &["check", "--quiet", "--target", "aarch64-apple-darwin"]);
+    let out = cargo(
+        project,
+        &["check", "--quiet", "--target", "aarch64-apple-darwin"],
+    );
     assert!(
         out.status.success(),
         "cargo check --target aarch64-apple-darwin of {} failed:\n{}",
@@ -73,12 +76,20 @@ pub fn check_macos(project: &Path) {
 pub fn check_msl(project: &Path) {
     let kernels = project.join("shaders/kernels.metal");
     let (code, stdout, stderr) = forge(&["check-msl", kernels.to_str().unwrap()]);
-    assert_eq!(code, 0, "check-msl {}:\n{stdout}\n{stderr}", kernels.display());
+    assert_eq!(
+        code,
+        0,
+        "check-msl {}:\n{stdout}\n{stderr}",
+        kernels.display()
+    );
 }
 
 /// Runs the generated binary; panics with its stderr on failure.
 pub fn run(binary: &Path, args: &[&str]) -> String {
-    let out = Command::new(binary).args(args).output().expect("the generated binary runs");
+    let out = Command::new(binary)
+        .args(args)
+        .output()
+        .expect("the generated binary runs");
     assert!(
         out.status.success(),
         "{} {args:?} failed:\n{}",
@@ -100,12 +111,29 @@ pub fn read_npy(path: &Path) -> Npy {
     assert_eq!(&bytes[..6], b"\x93NUMPY", "{} is not .npy", path.display());
     let (header_len, start) = match bytes[6] {
         1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-        _ => (u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize, 12),
+        _ => (
+            u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize,
+            12,
+        ),
     };
     let header = std::str::from_utf8(&bytes[start..start + header_len]).unwrap();
-    assert!(header.contains("'descr': '<f4'"), "{}: not f32: {header}", path.display());
-    assert!(header.contains("'fortran_order': False"), "{}: {header}", path.display());
-    let shape = header.split("'shape': (").nth(1).unwrap().split(')').next().unwrap();
+    assert!(
+        header.contains("'descr': '<f4'"),
+        "{}: not f32: {header}",
+        path.display()
+    );
+    assert!(
+        header.contains("'fortran_order': False"),
+        "{}: {header}",
+        path.display()
+    );
+    let shape = header
+        .split("'shape': (")
+        .nth(1)
+        .unwrap()
+        .split(')')
+        .next()
+        .unwrap();
     let dims: Vec<usize> = shape
         .split(',')
         .filter(|s| !s.trim().is_empty())
@@ -116,14 +144,28 @@ pub fn read_npy(path: &Path) -> Npy {
         .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
         .collect();
     assert_eq!(dims.len(), 2, "{}: shape {dims:?}", path.display());
-    assert_eq!(data.len(), dims[0] * dims[1], "{}: truncated", path.display());
-    Npy { rows: dims[0], cols: dims[1], data }
+    assert_eq!(
+        data.len(),
+        dims[0] * dims[1],
+        "{}: truncated",
+        path.display()
+    );
+    Npy {
+        rows: dims[0],
+        cols: dims[1],
+        data,
+    }
 }
 
 /// The largest |a - b| over all elements, and the largest |b|.
 pub fn max_abs_diff(a: &Npy, b: &Npy) -> (f32, f32) {
     assert_eq!((a.rows, a.cols), (b.rows, b.cols), "logit shapes differ");
-    let diff = a.data.iter().zip(&b.data).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
+    let diff = a
+        .data
+        .iter()
+        .zip(&b.data)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max);
     let scale = b.data.iter().map(|y| y.abs()).fold(0.0, f32::max);
     (diff, scale)
 }
@@ -151,7 +193,11 @@ pub fn mean_kl(ours: &Npy, reference: &Npy) -> f64 {
         let span = r * reference.cols..(r + 1) * reference.cols;
         let p = softmax(&reference.data[span.clone()]);
         let q = softmax(&ours.data[span]);
-        total += p.iter().zip(&q).map(|(p, q)| if *p > 0.0 { p * (p / q).ln() } else { 0.0 }).sum::<f64>();
+        total += p
+            .iter()
+            .zip(&q)
+            .map(|(p, q)| if *p > 0.0 { p * (p / q).ln() } else { 0.0 })
+            .sum::<f64>();
     }
     total / reference.rows as f64
 }
