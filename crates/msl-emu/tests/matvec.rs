@@ -178,35 +178,40 @@ fn matvec_q8_0_matches_reference() {
     assert_eq!(packed.len(), rows * cols / QK8_0 * Q8_0_BLOCK_BYTES);
     let x = rng.vec_f32(cols, -1.0, 1.0);
     let lib = load_with("matvec_q8_0.metal", &q8_options(rows, cols, true));
-    let pipe = lib
-        .pipeline("matvec_q8_0", &FunctionConstants::default())
-        .unwrap();
-    let wb = Buffer::from_slice(&packed);
-    let xb = Buffer::from_slice(&x);
-    let yb = Buffer::new(rows * 4);
-    let rows_per_tg = Q8_ROWS_PER_SIMDGROUP * (Q8_THREADS as usize / 32);
-    let groups = rows.div_ceil(rows_per_tg) as u32;
-    let stats = dispatch_threadgroups(
-        &pipe,
-        groups.into(),
-        Q8_THREADS.into(),
-        &[buf(0, &wb), buf(1, &xb), buf(2, &yb)],
-    )
-    .unwrap();
     let (want, mag) = reference_matvec(&dequant, &x, rows, cols);
-    // Dequantization d*q is exact in f32 (8-bit q times an f16 d), so the error is
-    // f32 summation plus one product per block: (cols + blocks) * u * sum|w*x|.
-    let bound = (cols + cols / QK8_0) as f64 * F32_U;
-    assert_within("matvec_q8_0", &yb.read::<f32>(), &want, |i| bound * mag[i]);
-    assert_eq!(stats.threads, groups as u64 * Q8_THREADS as u64);
-    // Quants are read once; the four lanes sharing a block each read its 2-byte d.
-    let blocks = (rows * cols / QK8_0) as u64;
-    assert_eq!(
-        traffic(&stats, 0),
-        (blocks * (32 + 4 * 2), 0),
-        "Q8_0 weights"
-    );
-    assert_eq!(traffic(&stats, 2), (0, (rows * 4) as u64), "y written once");
+    // One simd_sum per row, and all four rows in one simd_sum of a float4.
+    for kernel in ["matvec_q8_0", "matvec_q8_0_rows_reduced_together"] {
+        let pipe = lib.pipeline(kernel, &FunctionConstants::default()).unwrap();
+        let wb = Buffer::from_slice(&packed);
+        let xb = Buffer::from_slice(&x);
+        let yb = Buffer::new(rows * 4);
+        let rows_per_tg = Q8_ROWS_PER_SIMDGROUP * (Q8_THREADS as usize / 32);
+        let groups = rows.div_ceil(rows_per_tg) as u32;
+        let stats = dispatch_threadgroups(
+            &pipe,
+            groups.into(),
+            Q8_THREADS.into(),
+            &[buf(0, &wb), buf(1, &xb), buf(2, &yb)],
+        )
+        .unwrap();
+        // Dequantization d*q is exact in f32 (8-bit q times an f16 d), so the error is
+        // f32 summation plus one product per block: (cols + blocks) * u * sum|w*x|.
+        let bound = (cols + cols / QK8_0) as f64 * F32_U;
+        assert_within(kernel, &yb.read::<f32>(), &want, |i| bound * mag[i]);
+        assert_eq!(stats.threads, groups as u64 * Q8_THREADS as u64);
+        // Quants are read once; the four lanes sharing a block each read its 2-byte d.
+        let blocks = (rows * cols / QK8_0) as u64;
+        assert_eq!(
+            traffic(&stats, 0),
+            (blocks * (32 + 4 * 2), 0),
+            "{kernel}: Q8_0 weights"
+        );
+        assert_eq!(
+            traffic(&stats, 2),
+            (0, (rows * 4) as u64),
+            "{kernel}: y written once"
+        );
+    }
 }
 
 #[test]
