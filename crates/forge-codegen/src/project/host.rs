@@ -1,0 +1,317 @@
+//! The host side of a generated project: its Cargo.toml, README, command line
+//! (`src/main.rs`), device layer (`src/gpu/`), sampler, text and `.npy`
+//! modules, and the vendored msl-emu crate. `model.rs`, `weights.rs` and
+//! `shaders/kernels.metal` are rendered elsewhere.
+
+use std::path::PathBuf;
+
+use forge_ir::{Model, SourceFormat};
+use serde::Serialize;
+
+use crate::plan::WeightPlan;
+use crate::templates::{render, MSL_EMU_SOURCES};
+
+/// One file of the generated project, its path relative to the project root.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GeneratedFile {
+    pub path: PathBuf,
+    pub contents: String,
+}
+
+/// llama.cpp's sampling defaults, used where the checkpoint names none.
+const LLAMA_CPP_TEMPERATURE: f32 = 0.8;
+const LLAMA_CPP_TOP_K: u32 = 40;
+const LLAMA_CPP_TOP_P: f32 = 0.95;
+const LLAMA_CPP_MIN_P: f32 = 0.05;
+const LLAMA_CPP_REPEAT_PENALTY: f32 = 1.0;
+
+/// What the host templates need from the lowering's plan.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct HostPlan {
+    /// Storage dtype(s) of the weight matrices, lower case (`q8_0`, or `f16/q8_0` when mixed).
+    pub dtype: String,
+    /// Dtype of the KV cache, lower case (`f16`); `None` for models without attention.
+    pub kv_dtype: Option<String>,
+    /// Positions the KV cache holds (`model::CONTEXT_LENGTH`).
+    pub context_length: u64,
+    /// Rows of the logits (`model::VOCAB_SIZE`).
+    pub vocab_size: u64,
+}
+
+impl HostPlan {
+    /// The lower-case dtype names of the plan's matrices, sorted and joined with `/`.
+    pub fn weights_dtype(weights: &WeightPlan) -> String {
+        let mut names: Vec<String> = weights
+            .tensors
+            .iter()
+            .filter(|t| t.shape.len() == 2)
+            .map(|t| t.dtype.name().to_lowercase())
+            .collect();
+        names.sort();
+        names.dedup();
+        names.join("/")
+    }
+}
+
+/// Everything the host and project templates read. Public fields, so a
+/// caller can adjust what `new` derives (e.g. add `measurements`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct HostContext {
+    /// Cargo package and binary name.
+    pub package_name: String,
+    /// The checkpoint's human name.
+    pub model_name: String,
+    /// One line: architecture, sizes, dtypes (Cargo description and README).
+    pub description: String,
+    pub architecture: String,
+    /// Where the model came from, without machine-specific paths.
+    pub source: String,
+    pub dtype: String,
+    /// `none` for models without a KV cache.
+    pub kv_dtype: String,
+    pub has_tokenizer: bool,
+    pub vocab_size: u64,
+    pub context_length: u64,
+    /// Ids that end generation (tokenizer and generation config), in order, without repeats.
+    pub eos_ids: Vec<u32>,
+    pub bos_id: Option<u32>,
+    /// Prepend `bos_id` to prompts.
+    pub add_bos: bool,
+    pub temperature: f32,
+    pub top_k: u32,
+    pub top_p: f32,
+    pub min_p: f32,
+    pub repeat_penalty: f32,
+    /// Which sampling defaults came from the checkpoint, for the docs.
+    pub defaults_origin: String,
+    /// Markdown for the README's "Measured" section, when numbers exist.
+    pub measurements: Option<String>,
+    pub forge_version: String,
+}
+
+impl HostContext {
+    pub fn new(model: &Model, plan: &HostPlan, summary: &str, has_tokenizer: bool) -> HostContext {
+        let g = &model.generation;
+        let vocab = plan.vocab_size;
+        let mut eos_ids: Vec<u32> = Vec::new();
+        for &id in &g.eos_token_ids {
+            if (id as u64) < vocab && !eos_ids.contains(&id) {
+                eos_ids.push(id);
+            }
+        }
+        let bos_id = g.bos_token_id.filter(|&id| (id as u64) < vocab);
+        let mut from_checkpoint = Vec::new();
+        let temperature = match g.temperature.filter(|t| t.is_finite() && *t >= 0.0) {
+            Some(t) => {
+                from_checkpoint.push("temperature");
+                t
+            }
+            None => LLAMA_CPP_TEMPERATURE,
+        };
+        let top_k = match g.top_k {
+            Some(k) => {
+                from_checkpoint.push("top-k");
+                k
+            }
+            None => LLAMA_CPP_TOP_K,
+        };
+        let top_p = match g.top_p.filter(|p| *p > 0.0 && *p <= 1.0) {
+            Some(p) => {
+                from_checkpoint.push("top-p");
+                p
+            }
+            None => LLAMA_CPP_TOP_P,
+        };
+        let defaults_origin = match from_checkpoint.len() {
+            0 => "llama.cpp's defaults".to_string(),
+            3 => {
+                "the checkpoint's generation config; min-p and repeat penalty: llama.cpp's defaults"
+                    .to_string()
+            }
+            _ => format!(
+                "{} from the checkpoint's generation config, the rest llama.cpp's defaults",
+                from_checkpoint.join(" and ")
+            ),
+        };
+        let source = match model.format {
+            SourceFormat::HuggingFace => "a Hugging Face checkpoint (safetensors)".to_string(),
+            SourceFormat::Gguf => match model.source.file_name() {
+                Some(name) => format!("the GGUF file `{}`", name.to_string_lossy()),
+                None => "a GGUF file".to_string(),
+            },
+        };
+        HostContext {
+            package_name: package_name(&model.name),
+            model_name: one_line(&model.name),
+            description: one_line(summary),
+            architecture: model.config.architecture.name().to_string(),
+            source,
+            dtype: plan.dtype.clone(),
+            kv_dtype: plan.kv_dtype.clone().unwrap_or_else(|| "none".to_string()),
+            has_tokenizer,
+            vocab_size: vocab,
+            context_length: plan.context_length,
+            eos_ids,
+            bos_id,
+            add_bos: g.add_bos && bos_id.is_some(),
+            temperature,
+            top_k,
+            top_p,
+            min_p: LLAMA_CPP_MIN_P,
+            repeat_penalty: LLAMA_CPP_REPEAT_PENALTY,
+            defaults_origin,
+            measurements: None,
+            forge_version: env!("CARGO_PKG_VERSION").to_string(),
+        }
+    }
+}
+
+/// The context as the templates see it: the fields, plus the same values
+/// escaped for the languages they are pasted into.
+#[derive(Serialize)]
+struct TemplateContext<'a> {
+    #[serde(flatten)]
+    host: &'a HostContext,
+    temperature_literal: String,
+    top_p_literal: String,
+    min_p_literal: String,
+    repeat_penalty_literal: String,
+    eos_ids_literal: String,
+    description_toml: String,
+}
+
+/// An f32 as a Rust literal that reads back exactly (`0.8`, `1.0`).
+fn rust_f32(v: f32) -> String {
+    format!("{v:?}")
+}
+
+/// A `&[u32]` literal laid out as rustfmt lays it out after `const X: &[u32] = `:
+/// on one line up to 60 columns, else packed lines of at most 100 columns.
+fn rust_u32_slice(ids: &[u32]) -> String {
+    let items: Vec<String> = ids.iter().map(|id| id.to_string()).collect();
+    let one_line = format!("[{}]", items.join(", "));
+    if one_line.len() <= 60 {
+        return format!("&{one_line}");
+    }
+    let mut out = String::from("&[\n");
+    let mut line = String::new();
+    for item in items {
+        if !line.is_empty() && 4 + line.len() + 2 + item.len() + 1 > 100 {
+            out.push_str(&format!("    {line},\n"));
+            line.clear();
+        }
+        if !line.is_empty() {
+            line.push_str(", ");
+        }
+        line.push_str(&item);
+    }
+    out.push_str(&format!("    {line},\n]"));
+    out
+}
+
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// A TOML basic string.
+fn toml_string(text: &str) -> String {
+    let mut out = String::from("\"");
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Names Cargo refuses for a package or binary, or that clash with the standard crates.
+const RESERVED: &[&str] = &[
+    "alloc",
+    "build",
+    "core",
+    "deps",
+    "examples",
+    "incremental",
+    "proc-macro",
+    "proc_macro",
+    "std",
+    "test",
+    "self",
+    "super",
+    "crate",
+    "con",
+    "aux",
+    "nul",
+    "prn",
+];
+
+/// A Cargo package name from a model name: lower case ASCII letters, digits
+/// and single dashes, starting with a letter (`SmolLM2 135M Instruct` ->
+/// `smollm2-135m-instruct`).
+pub fn package_name(model_name: &str) -> String {
+    let mut name = String::new();
+    for c in model_name.chars() {
+        if c.is_ascii_alphanumeric() {
+            name.push(c.to_ascii_lowercase());
+        } else if !name.is_empty() && !name.ends_with('-') {
+            name.push('-');
+        }
+    }
+    while name.ends_with('-') {
+        name.pop();
+    }
+    if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
+        name.insert_str(0, if name.is_empty() { "model" } else { "model-" });
+    }
+    if RESERVED.contains(&name.as_str()) {
+        name.push_str("-model");
+    }
+    name
+}
+
+/// Template -> output path of every rendered host and project file.
+const RENDERED: &[(&str, &str)] = &[
+    ("project/Cargo.toml.j2", "Cargo.toml"),
+    ("project/README.md.j2", "README.md"),
+    ("project/gitignore.j2", ".gitignore"),
+    ("project/msl-emu.Cargo.toml.j2", "msl-emu/Cargo.toml"),
+    ("host/main.rs.j2", "src/main.rs"),
+    ("host/gpu/mod.rs.j2", "src/gpu/mod.rs"),
+    ("host/gpu/metal.rs.j2", "src/gpu/metal.rs"),
+    ("host/gpu/emu.rs.j2", "src/gpu/emu.rs"),
+    ("host/sampler.rs.j2", "src/sampler.rs"),
+    ("host/text.rs.j2", "src/text.rs"),
+    ("host/npy.rs.j2", "src/npy.rs"),
+];
+
+/// Renders the host and project files and copies in the msl-emu sources
+/// (under `msl-emu/`), in a fixed order.
+pub fn host_files(ctx: &HostContext) -> Result<Vec<GeneratedFile>, minijinja::Error> {
+    let view = TemplateContext {
+        host: ctx,
+        temperature_literal: rust_f32(ctx.temperature),
+        top_p_literal: rust_f32(ctx.top_p),
+        min_p_literal: rust_f32(ctx.min_p),
+        repeat_penalty_literal: rust_f32(ctx.repeat_penalty),
+        eos_ids_literal: rust_u32_slice(&ctx.eos_ids),
+        description_toml: toml_string(&ctx.description),
+    };
+    let mut files = Vec::new();
+    for (template, path) in RENDERED {
+        files.push(GeneratedFile {
+            path: PathBuf::from(path),
+            contents: render(template, &view)?,
+        });
+    }
+    for (path, contents) in MSL_EMU_SOURCES {
+        files.push(GeneratedFile {
+            path: PathBuf::from("msl-emu").join(path),
+            contents: contents.to_string(),
+        });
+    }
+    Ok(files)
+}
