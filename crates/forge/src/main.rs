@@ -39,6 +39,9 @@ enum Command {
         /// Positions the KV cache holds (default: the model's, at most 4096).
         #[arg(long)]
         context: Option<u64>,
+        /// Cargo package and binary name (default: from the model's name).
+        #[arg(long)]
+        name: Option<String>,
         /// Write the project without weights.gguf (make it later with `forge export-weights`).
         #[arg(long)]
         no_weights: bool,
@@ -76,12 +79,14 @@ fn run(cli: Cli) -> Result<(), String> {
             dtype,
             kv_dtype,
             context,
+            name,
             no_weights,
         } => {
             let options = forge_codegen::plan::CompileOptions {
                 dtype: compile::parse_dtype("--dtype", dtype.as_deref())?,
                 kv_dtype: compile::parse_dtype("--kv-dtype", kv_dtype.as_deref())?,
                 context,
+                name,
             };
             compile::compile(&model, &out_dir, &options, !no_weights)
         }

@@ -167,7 +167,7 @@ fn run_case(case: Case) {
         .join("tests/fixtures")
         .join(case.fixture)
         .join(case.input);
-    compile(&model, &project, case.flags);
+    compile(&model, &project, case.name, case.flags);
     check_msl(&project);
     let binary = build(&project);
     check_macos(&project);
@@ -214,4 +214,43 @@ cases! {
     gemma_hf_bf16: "gemma", "hf", ["--dtype", "bf16"], Tolerance::Half;
     phi3_hf_f32: "phi3", "hf", [], Tolerance::F32;
     phi3_longrope_hf_bf16: "phi3_longrope", "hf", [], Tolerance::Half;
+}
+
+/// An architecture whose ops have no kernels yet fails with one line naming
+/// the checkpoint and the op, and leaves no output directory behind.
+#[test]
+fn unsupported_architecture_fails_cleanly() {
+    let dir = case_dir("unsupported_architecture");
+    let out = dir.join("project");
+    let model = repo_root().join("tests/fixtures/mixtral/hf");
+    let (code, _, stderr) =
+        support::forge(&["compile", model.to_str().unwrap(), out.to_str().unwrap()]);
+    assert_ne!(code, 0);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("mixtral/hf") && stderr.contains("moe_router"),
+        "{stderr}"
+    );
+    assert!(!out.exists());
+    assert_eq!(
+        std::fs::read_dir(&dir).unwrap().count(),
+        0,
+        "temporary files left in {}",
+        dir.display()
+    );
+}
+
+/// Compiling into an existing directory is refused rather than mixing two projects.
+#[test]
+fn existing_output_directory_is_refused() {
+    let dir = case_dir("existing_output");
+    let model = repo_root().join("tests/fixtures/llama3/hf");
+    let (code, _, stderr) = support::forge(&[
+        "compile",
+        model.to_str().unwrap(),
+        dir.to_str().unwrap(),
+        "--no-weights",
+    ]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("already exists"), "{stderr}");
 }

@@ -6,12 +6,12 @@ use serde::Serialize;
 #[derive(Serialize)]
 struct ReaderContext {
     fingerprint_literal: String,
-    dtype_literal: String,
+    flags_literal: String,
     model_hint_literal: String,
 }
 
 /// The source of `src/weights.rs` for a project whose plan has `fingerprint`;
-/// `dtype` (as `--dtype` takes it) and `model_hint` (the checkpoint path) go
+/// `dtype` (as `--dtype` takes it, empty when the compile used the default) and `model_hint` (the checkpoint path) go
 /// into the message that tells how to re-create mismatched weights.
 pub fn weights_reader_source(
     fingerprint: &str,
@@ -21,7 +21,10 @@ pub fn weights_reader_source(
     // Debug formatting of a str is a valid Rust string literal with every escape it needs.
     let context = ReaderContext {
         fingerprint_literal: format!("{fingerprint:?}"),
-        dtype_literal: format!("{dtype:?}"),
+        flags_literal: match dtype {
+            "" => "\"\"".to_string(),
+            d => format!("{:?}", format!(" --dtype {d}")),
+        },
         model_hint_literal: format!("{model_hint:?}"),
     };
     crate::templates::render("host/weights.rs.j2", context)

@@ -182,7 +182,11 @@ pub fn lower(model: &Model, options: &CompileOptions) -> Result<Plan, LowerError
         });
     }
     name_layer_kinds(&mut layer_kinds);
-    let (logits_last, logits_all, mut model_tensors) = l.epilogue()?;
+    let epilogue::Epilogue {
+        last: logits_last,
+        all: logits_all,
+        tensors: mut model_tensors,
+    } = l.epilogue()?;
     model_tensors.extend(prologue.tensors);
     let vocab = model.config.vocab_size;
     let argmax_kernel = l.kernel(argmax::argmax(vocab));

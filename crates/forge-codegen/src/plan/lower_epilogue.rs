@@ -10,11 +10,15 @@ use super::{
     Row, Step,
 };
 
+pub(super) struct Epilogue {
+    pub last: Vec<Step>,
+    pub all: Vec<Step>,
+    pub tensors: BTreeMap<String, String>,
+}
+
 impl Lowering<'_> {
-    /// Returns (last-token steps, all-token steps, model tensor fields).
-    pub(super) fn epilogue(
-        &mut self,
-    ) -> Result<(Vec<Step>, Vec<Step>, BTreeMap<String, String>), LowerError> {
+    /// Returns the last-token steps, the all-token steps and the model tensor fields.
+    pub(super) fn epilogue(&mut self) -> Result<Epilogue, LowerError> {
         let nodes = &self.model.graph.epilogue;
         let [norm, head] = nodes.as_slice() else {
             return unsupported("the graph does not end in a final norm and an LM head");
@@ -112,6 +116,6 @@ impl Lowering<'_> {
                 ],
             ),
         ];
-        Ok((last, all, tensors))
+        Ok(Epilogue { last, all, tensors })
     }
 }

@@ -21,6 +21,8 @@ pub struct CompileOptions {
     /// Context length of the generated binary; None takes the model's,
     /// capped at [`DEFAULT_CONTEXT_CAP`] to bound the KV cache.
     pub context: Option<u64>,
+    /// Cargo package (and binary) name; None derives it from the model's name.
+    pub name: Option<String>,
 }
 
 /// llama.cpp's default context; a model advertising 128k positions would

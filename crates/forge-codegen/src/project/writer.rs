@@ -85,7 +85,9 @@ pub fn render_project(model: &Model, options: &CompileOptions) -> Result<Project
             path: "src/weights.rs".into(),
             contents: crate::export::weights_reader_source(
                 &plan.weights.fingerprint(),
-                weight_dtype_flag(&plan),
+                &options
+                    .dtype
+                    .map_or(String::new(), |d| d.name().to_lowercase()),
                 &model.source.display().to_string(),
             )
             .map_err(|e| err(&format!("{e:#}")))?,
@@ -104,18 +106,12 @@ pub fn render_project(model: &Model, options: &CompileOptions) -> Result<Project
         context_length: plan.context,
         vocab_size: plan.vocab,
     };
-    let context = HostContext::new(model, &host_plan, &summary, tokenizer.is_some());
+    let mut context = HostContext::new(model, &host_plan, &summary, tokenizer.is_some());
+    if let Some(name) = &options.name {
+        context.package_name = super::host::package_name(name);
+    }
     files.extend(host_files(&context).map_err(|e| err(&format!("{e:#}")))?);
     Ok(Project { plan, files })
-}
-
-/// The `--dtype` that reproduces the plan's matrices, for error messages.
-fn weight_dtype_flag(plan: &Plan) -> &'static str {
-    plan.weights
-        .tensors
-        .iter()
-        .find(|t| t.shape.len() == 2)
-        .map_or("f32", |t| t.dtype.name())
 }
 
 /// Renders the project and writes it (and, when `weights` is set, its

@@ -21,9 +21,17 @@ pub fn case_dir(name: &str) -> PathBuf {
     dir
 }
 
-/// `forge compile` with extra flags; panics with forge's stderr on failure.
-pub fn compile(model: &Path, out: &Path, flags: &[&str]) {
-    let mut args = vec!["compile", model.to_str().unwrap(), out.to_str().unwrap()];
+/// `forge compile` with extra flags, naming the package after the case (so
+/// binaries in the shared target directory do not overwrite each other);
+/// panics with forge's stderr on failure.
+pub fn compile(model: &Path, out: &Path, name: &str, flags: &[&str]) {
+    let mut args = vec![
+        "compile",
+        model.to_str().unwrap(),
+        out.to_str().unwrap(),
+        "--name",
+        name,
+    ];
     args.extend_from_slice(flags);
     let (code, stdout, stderr) = forge(&args);
     assert_eq!(code, 0, "forge {args:?} failed:\n{stdout}\n{stderr}");
@@ -40,9 +48,11 @@ fn cargo(project: &Path, args: &[&str]) -> std::process::Output {
         .expect("cargo runs")
 }
 
-/// Builds the project in release mode (warnings are errors) and returns its binary.
+/// Builds the project (warnings are errors) and returns its binary. The dev
+/// profile: it compiles several times faster than release, and the project's
+/// Cargo.toml optimises msl-emu, the hot code, in dev builds too.
 pub fn build(project: &Path) -> PathBuf {
-    let out = cargo(project, &["build", "--release", "--quiet"]);
+    let out = cargo(project, &["build", "--quiet"]);
     assert!(
         out.status.success(),
         "building {} failed:\n{}",
@@ -55,7 +65,7 @@ pub fn build(project: &Path) -> PathBuf {
         .find_map(|l| l.strip_prefix("name = \""))
         .and_then(|l| l.strip_suffix('"'))
         .expect("package name in the generated Cargo.toml");
-    shared_target_dir().join("release").join(name)
+    shared_target_dir().join("debug").join(name)
 }
 
 /// `cargo check --target aarch64-apple-darwin`: the Metal host code type-checks.

@@ -1,0 +1,120 @@
+//! Golden files: the generated tree of two fixtures, committed under
+//! `tests/golden/<case>/` and compared byte for byte. `FORGE_BLESS=1`
+//! rewrites them (review the diff and explain it in the commit).
+//!
+//! Verbatim copies are left out: `msl-emu/` (the vendored crate, checked
+//! against its source below), `tokenizer.json` (the checkpoint's own file)
+//! and `weights.gguf` (binary, covered by the end-to-end tests).
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use forge_codegen::plan::CompileOptions;
+use forge_ir::DType;
+
+fn golden_dir(case: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/golden")
+        .join(case)
+}
+
+fn is_copy(path: &Path) -> bool {
+    path.starts_with("msl-emu") || path == Path::new("tokenizer.json")
+}
+
+fn committed_files(dir: &Path, root: &Path, out: &mut BTreeSet<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            committed_files(&path, root, out);
+        } else {
+            out.insert(path.strip_prefix(root).unwrap().to_path_buf());
+        }
+    }
+}
+
+fn check(case: &str, fixture: &str, options: CompileOptions) {
+    // A relative path, as a user would type it, so the rendered hints do not depend on the checkout.
+    let source = PathBuf::from("../../tests/fixtures")
+        .join(fixture)
+        .join("hf");
+    let model = forge_frontend::load_model(&source).unwrap();
+    let project = forge_codegen::project::render_project(&model, &options).unwrap();
+    let dir = golden_dir(case);
+    let generated: Vec<_> = project.files.iter().filter(|f| !is_copy(&f.path)).collect();
+
+    if std::env::var_os("FORGE_BLESS").is_some() {
+        let _ = std::fs::remove_dir_all(&dir);
+        for file in &generated {
+            let path = dir.join(&file.path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, &file.contents).unwrap();
+        }
+        return;
+    }
+    let mut committed = BTreeSet::new();
+    committed_files(&dir, &dir, &mut committed);
+    let rendered: BTreeSet<PathBuf> = generated.iter().map(|f| f.path.clone()).collect();
+    assert_eq!(
+        rendered, committed,
+        "{case}: the generated file list differs from tests/golden/{case} (FORGE_BLESS=1 regenerates)"
+    );
+    for file in generated {
+        let golden = std::fs::read_to_string(dir.join(&file.path)).unwrap();
+        assert!(
+            golden == file.contents,
+            "{case}: {} differs from its golden copy (FORGE_BLESS=1 regenerates; review the diff)",
+            file.path.display()
+        );
+    }
+}
+
+#[test]
+fn golden_llama3_f32() {
+    check("llama3_f32", "llama3", CompileOptions::default());
+}
+
+#[test]
+fn golden_qwen2_q8_0() {
+    check(
+        "qwen2_q8_0",
+        "qwen2",
+        CompileOptions {
+            dtype: Some(DType::Q8_0),
+            ..CompileOptions::default()
+        },
+    );
+}
+
+/// The vendored emulator is a verbatim copy of crates/msl-emu, so the golden
+/// tree can leave it out.
+#[test]
+fn vendored_msl_emu_is_the_workspace_crate() {
+    let model = forge_frontend::load_model(Path::new("../../tests/fixtures/llama3/hf")).unwrap();
+    let project =
+        forge_codegen::project::render_project(&model, &CompileOptions::default()).unwrap();
+    let emu_root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../msl-emu");
+    let mut copied = 0;
+    for file in project
+        .files
+        .iter()
+        .filter(|f| f.path.starts_with("msl-emu"))
+    {
+        let rel = file.path.strip_prefix("msl-emu").unwrap();
+        if rel == Path::new("Cargo.toml") {
+            continue; // rendered standalone, not copied
+        }
+        let source = std::fs::read_to_string(emu_root.join(rel)).unwrap();
+        assert_eq!(
+            source,
+            file.contents,
+            "msl-emu/{} is not a verbatim copy",
+            rel.display()
+        );
+        copied += 1;
+    }
+    assert!(copied > 10, "only {copied} msl-emu files were vendored");
+}

@@ -1,0 +1,107 @@
+//! The device layer: compiled kernels, buffers and command batches, on Metal
+//! (macOS, `metal.rs`) or on the CPU through msl-emu (every other host, `emu.rs`).
+//! Both backends expose the same types, so `model.rs` is written once.
+
+// Every generated model uses a different subset of this layer (and Metal never builds `Stats`).
+#![allow(dead_code)]
+
+#[cfg(not(target_os = "macos"))]
+mod emu;
+#[cfg(target_os = "macos")]
+mod metal;
+
+// A model may not name every type (e.g. it never spells `Batch`).
+#[cfg(not(target_os = "macos"))]
+#[allow(unused_imports)]
+pub use emu::{Batch, Buffer, Gpu, Pipeline};
+#[cfg(target_os = "macos")]
+#[allow(unused_imports)]
+pub use metal::{Batch, Buffer, Gpu, Pipeline};
+
+/// What a kernel argument index is bound to (Metal's setBuffer, setBytes and
+/// setThreadgroupMemoryLength).
+#[derive(Clone, Copy)]
+pub enum Arg<'a> {
+    /// A buffer from this byte offset on.
+    Buffer(&'a Buffer, usize),
+    /// A small constant block copied into the command (at most 4 KiB on Metal).
+    Bytes(&'a [u8]),
+    /// Threadgroup memory of this many bytes.
+    Threadgroup(usize),
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GpuOptions {
+    /// msl-emu only: build the kernels with load/store counters so `take_stats`
+    /// reports bytes read and written (several times slower). Ignored on Metal.
+    pub count_traffic: bool,
+}
+
+/// Work done by the dispatches since the last `Gpu::take_stats` (msl-emu only).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub dispatches: u64,
+    pub threads: u64,
+    /// Bytes kernels loaded from bound buffers (setBytes data not included).
+    pub bytes_read: u64,
+    /// Bytes kernels stored to bound buffers.
+    pub bytes_written: u64,
+}
+
+/// Bytes per Metal `setBytes` argument: larger constant data belongs in a buffer.
+pub const MAX_BYTES_ARG: usize = 4096;
+
+impl Buffer {
+    /// The pointer to byte `offset_bytes` after checking that `bytes` more fit.
+    fn span(&self, offset_bytes: usize, bytes: usize, what: &str) -> *mut u8 {
+        let end = offset_bytes.checked_add(bytes);
+        assert!(
+            end.is_some_and(|end| end <= self.len()),
+            "{what} of {bytes} bytes at offset {offset_bytes} is outside the {}-byte buffer",
+            self.len()
+        );
+        // The assertion above keeps the result inside the buffer's memory.
+        unsafe { self.contents().add(offset_bytes) }
+    }
+
+    fn read<T: Copy + Default>(&self, offset_bytes: usize, len: usize) -> Vec<T> {
+        let size = std::mem::size_of::<T>();
+        let src = self.span(offset_bytes, len * size, "read");
+        let mut out = vec![T::default(); len];
+        // The source range is inside the buffer (checked by `span`); no kernel
+        // runs while the host reads, because `Batch::finish` waits for completion.
+        unsafe { std::ptr::copy_nonoverlapping(src, out.as_mut_ptr() as *mut u8, len * size) };
+        out
+    }
+
+    fn write<T: Copy>(&self, offset_bytes: usize, data: &[T]) {
+        let bytes = std::mem::size_of_val(data);
+        let dst = self.span(offset_bytes, bytes, "write");
+        // Same reasoning as `read`: in bounds, and no batch is in flight.
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr() as *const u8, dst, bytes) };
+    }
+
+    /// `len` f32 values from byte `offset_bytes`. Panics when out of bounds (a caller bug).
+    pub fn read_f32(&self, offset_bytes: usize, len: usize) -> Vec<f32> {
+        self.read(offset_bytes, len)
+    }
+
+    /// `len` u32 values from byte `offset_bytes`. Panics when out of bounds (a caller bug).
+    pub fn read_u32(&self, offset_bytes: usize, len: usize) -> Vec<u32> {
+        self.read(offset_bytes, len)
+    }
+
+    /// Copies `data` in at byte `offset_bytes`. Panics when out of bounds (a caller bug).
+    pub fn write_f32(&self, offset_bytes: usize, data: &[f32]) {
+        self.write(offset_bytes, data)
+    }
+
+    /// Copies `data` in at byte `offset_bytes`. Panics when out of bounds (a caller bug).
+    pub fn write_u32(&self, offset_bytes: usize, data: &[u32]) {
+        self.write(offset_bytes, data)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

@@ -1,0 +1,197 @@
+//! Text in and out: loading tokenizer.json, encoding a prompt, and turning
+//! generated ids into text as they arrive without ever splitting a character.
+
+use anyhow::{anyhow, Result};
+use std::path::Path;
+
+pub struct Tokenizer {
+    inner: tokenizers::Tokenizer,
+}
+
+impl Tokenizer {
+    pub fn load(path: &Path) -> Result<Tokenizer> {
+        if !path.is_file() {
+            return Err(anyhow!(
+                "{}: no such file (the tokenizer forge wrote next to Cargo.toml)",
+                path.display()
+            ));
+        }
+        let inner = tokenizers::Tokenizer::from_file(path)
+            .map_err(|e| anyhow!("{}: not a usable tokenizer.json: {e}", path.display()))?;
+        Ok(Tokenizer { inner })
+    }
+
+    /// The ids of `text` alone: special tokens written in the text are
+    /// recognised, but none are added (the caller decides about BOS).
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        let encoding = self
+            .inner
+            .encode(text, false)
+            .map_err(|e| anyhow!("cannot tokenize the prompt: {e}"))?;
+        Ok(encoding.get_ids().to_vec())
+    }
+}
+
+/// Anything that turns ids into text, special tokens left out.
+pub trait Decode {
+    fn decode(&self, ids: &[u32]) -> Result<String>;
+}
+
+impl Decode for Tokenizer {
+    fn decode(&self, ids: &[u32]) -> Result<String> {
+        self.inner
+            .decode(ids, true)
+            .map_err(|e| anyhow!("cannot decode token ids {ids:?}: {e}"))
+    }
+}
+
+/// Incremental detokenisation. Text is decoded from a window starting one
+/// emitted token back (so decoders that treat the first token specially, e.g.
+/// by dropping its leading space, see the same context every time), and a new
+/// piece is released only when it ends in a complete character: a byte-level
+/// or byte-fallback token carrying part of a UTF-8 sequence decodes to U+FFFD
+/// until the rest arrives.
+pub struct TextStream {
+    ids: Vec<u32>,
+    /// Start of the decoding window.
+    prefix: usize,
+    /// End of the ids whose text has been released.
+    read: usize,
+}
+
+impl TextStream {
+    /// `context`: ids already shown (e.g. the prompt's last token), decoded only for context.
+    pub fn new(context: &[u32]) -> TextStream {
+        TextStream {
+            ids: context.to_vec(),
+            prefix: 0,
+            read: context.len(),
+        }
+    }
+
+    /// Adds one id and returns the text that is now complete (often empty).
+    pub fn push(&mut self, decoder: &impl Decode, id: u32) -> Result<String> {
+        self.ids.push(id);
+        let released = decoder.decode(&self.ids[self.prefix..self.read])?;
+        let text = decoder.decode(&self.ids[self.prefix..])?;
+        if text.len() <= released.len() || text.ends_with('\u{FFFD}') {
+            return Ok(String::new());
+        }
+        // A decoder that rewrites earlier text (not a plain extension) waits for `finish`.
+        match text.get(released.len()..) {
+            Some(piece) if text.starts_with(released.as_str()) => {
+                let piece = piece.to_string();
+                self.prefix = self.read;
+                self.read = self.ids.len();
+                Ok(piece)
+            }
+            _ => Ok(String::new()),
+        }
+    }
+
+    /// The text still held back at the end of generation (an incomplete
+    /// character comes out as U+FFFD, as in a whole decode).
+    pub fn finish(&mut self, decoder: &impl Decode) -> Result<String> {
+        let released = decoder.decode(&self.ids[self.prefix..self.read])?;
+        let text = decoder.decode(&self.ids[self.prefix..])?;
+        self.prefix = self.read;
+        self.read = self.ids.len();
+        Ok(match text.get(released.len()..) {
+            Some(piece) if text.starts_with(released.as_str()) => piece.to_string(),
+            _ => String::new(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Ids are bytes; decoding is lossy UTF-8 like a byte-level BPE decoder.
+    struct Bytes;
+
+    impl Decode for Bytes {
+        fn decode(&self, ids: &[u32]) -> Result<String> {
+            let bytes: Vec<u8> = ids.iter().map(|&id| id as u8).collect();
+            Ok(String::from_utf8_lossy(&bytes).into_owned())
+        }
+    }
+
+    /// Word pieces with SentencePiece's convention: a piece's leading space is
+    /// dropped when it starts the decoded text.
+    struct Pieces(&'static [&'static str]);
+
+    impl Decode for Pieces {
+        fn decode(&self, ids: &[u32]) -> Result<String> {
+            let text: String = ids.iter().map(|&id| self.0[id as usize]).collect();
+            Ok(text.strip_prefix(' ').map(str::to_string).unwrap_or(text))
+        }
+    }
+
+    fn stream_bytes(text: &str) -> Vec<String> {
+        let mut stream = TextStream::new(&[]);
+        let mut pieces: Vec<String> = text
+            .bytes()
+            .map(|b| stream.push(&Bytes, b as u32).unwrap())
+            .collect();
+        pieces.push(stream.finish(&Bytes).unwrap());
+        pieces
+    }
+
+    #[test]
+    fn multi_byte_characters_split_over_tokens_come_out_whole() {
+        let text = "aé世🎉b";
+        let pieces = stream_bytes(text);
+        assert_eq!(pieces.concat(), text);
+        assert!(pieces.iter().all(|p| !p.contains('\u{FFFD}')), "{pieces:?}");
+        // One piece per character, released by the token that completes it.
+        let released: Vec<&str> = pieces
+            .iter()
+            .filter(|p| !p.is_empty())
+            .map(|p| p.as_str())
+            .collect();
+        assert_eq!(released, ["a", "é", "世", "🎉", "b"]);
+        // 'é' is 2 bytes: nothing after its first byte, the character after its second.
+        assert_eq!(pieces[1], "");
+        assert_eq!(pieces[2], "é");
+    }
+
+    #[test]
+    fn an_incomplete_character_at_the_end_is_flushed_as_a_replacement() {
+        let mut stream = TextStream::new(&[]);
+        assert_eq!(stream.push(&Bytes, b'x' as u32).unwrap(), "x");
+        assert_eq!(stream.push(&Bytes, 0xE4).unwrap(), "");
+        assert_eq!(stream.finish(&Bytes).unwrap(), "\u{FFFD}");
+    }
+
+    #[test]
+    fn context_keeps_the_leading_space_of_the_first_generated_piece() {
+        let vocab = Pieces(&[" The", " cat", " sat"]);
+        let mut stream = TextStream::new(&[0]);
+        assert_eq!(stream.push(&vocab, 1).unwrap(), " cat");
+        assert_eq!(stream.push(&vocab, 2).unwrap(), " sat");
+        // Without context the first piece starts the text, as a whole decode would have it.
+        let mut stream = TextStream::new(&[]);
+        assert_eq!(stream.push(&vocab, 1).unwrap(), "cat");
+        assert_eq!(stream.push(&vocab, 2).unwrap(), " sat");
+    }
+
+    #[test]
+    fn this_models_tokenizer_streams_the_same_text_as_a_whole_decode() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tokenizer.json");
+        let tokenizer = Tokenizer::load(&path).unwrap();
+        let text = "Grüße aus Köln, 東京 and 🎉 — ok.";
+        let ids = tokenizer.encode(text).unwrap();
+        let mut stream = TextStream::new(&[]);
+        let mut pieces = Vec::new();
+        for &id in &ids {
+            pieces.push(stream.push(&tokenizer, id).unwrap());
+        }
+        pieces.push(stream.finish(&tokenizer).unwrap());
+        let whole = tokenizer.decode(&ids).unwrap();
+        assert_eq!(pieces.concat(), whole);
+        if !whole.contains('\u{FFFD}') {
+            assert!(pieces.iter().all(|p| !p.contains('\u{FFFD}')), "{pieces:?}");
+        }
+    }
+}
