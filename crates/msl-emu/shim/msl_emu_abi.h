@@ -56,6 +56,11 @@ struct __msl_runtime {
 struct __msl_traffic_range {
   __msl_uptr begin, end;
   __msl_u64 read, written;
+  // One bit per 64-byte line of the range, shared by all workers of the
+  // dispatch: a read of a line no thread has read before adds one to
+  // lines_read, the traffic a GPU cache would fetch from device memory.
+  __msl_u64* lines;
+  __msl_u64 lines_read;
 };
 struct __msl_traffic {
   __msl_u32 count;
@@ -95,4 +100,4 @@ struct __msl_site {
 #define __MSL_SITE(n) (::__msl_site{n##u})
 #define __MSL_NOSITE (::__msl_site{0xFFFFFFFFu})
 
-#define __MSL_ABI_VERSION 3u
+#define __MSL_ABI_VERSION 4u

@@ -27,8 +27,16 @@ __attribute__((no_sanitize("coverage"), always_inline)) static inline void __msl
   for (__msl_u32 i = 0; i < t->count; i++) {
     struct __msl_traffic_range* r = &t->r[i];
     if (a >= r->begin && a < r->end) {
-      if (written) r->written += size;
-      else r->read += size;
+      if (written) {
+        r->written += size;
+        return;
+      }
+      r->read += size;
+      __msl_uptr last = a + size - 1 < r->end ? a + size - 1 : r->end - 1;
+      for (__msl_uptr line = (a - r->begin) >> 6; line <= (last - r->begin) >> 6; line++) {
+        __msl_u64 bit = 1ull << (line & 63);
+        if (!(__atomic_fetch_or(&r->lines[line >> 6], bit, __ATOMIC_RELAXED) & bit)) r->lines_read++;
+      }
       return;
     }
   }

@@ -4,7 +4,7 @@ use std::ffi::c_char;
 
 pub const MAX_BINDINGS: usize = 31;
 pub const SLOT_BYTES: usize = 32;
-pub const ABI_VERSION: u32 = 3;
+pub const ABI_VERSION: u32 = 4;
 
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -53,12 +53,32 @@ pub struct RuntimeTable {
 }
 
 #[repr(C)]
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy)]
 pub struct TrafficRange {
     pub begin: usize,
     pub end: usize,
     pub read: u64,
     pub written: u64,
+    /// Bitmap of the 64-byte lines read so far in this dispatch (shared by the workers).
+    pub lines: *mut u64,
+    pub lines_read: u64,
+}
+
+// The line bitmap is owned by the dispatch, outlives its workers and is only
+// touched with atomic operations.
+unsafe impl Send for TrafficRange {}
+
+impl Default for TrafficRange {
+    fn default() -> Self {
+        TrafficRange {
+            begin: 0,
+            end: 0,
+            read: 0,
+            written: 0,
+            lines: std::ptr::null_mut(),
+            lines_read: 0,
+        }
+    }
 }
 
 #[repr(C)]

@@ -77,8 +77,12 @@ impl From<(u32, u32, u32)> for Size3 {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BufferTraffic {
     pub index: u32,
+    /// Every executed load, repeats included.
     pub bytes_read: u64,
     pub bytes_written: u64,
+    /// Distinct 64-byte lines read during the dispatch, times 64: what a GPU
+    /// whose caches hold the re-read data fetches from device memory.
+    pub line_bytes_read: u64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -259,8 +263,7 @@ pub fn dispatch_threadgroups(
                     TrafficRange {
                         begin,
                         end: begin + buffer.len() - offset,
-                        read: 0,
-                        written: 0,
+                        ..TrafficRange::default()
                     },
                 ));
             }
@@ -284,8 +287,7 @@ pub fn dispatch_threadgroups(
                     TrafficRange {
                         begin,
                         end: begin + data.len(),
-                        read: 0,
-                        written: 0,
+                        ..TrafficRange::default()
                     },
                 ));
             }
@@ -347,6 +349,16 @@ pub fn dispatch_threadgroups(
     }
     let workers = (max_workers() as u64).min(groups).max(1) as usize;
     let count_traffic = pipeline.counts_traffic();
+    // The line bitmaps live until every worker has finished.
+    let mut line_maps: Vec<Vec<u64>> = Vec::new();
+    if count_traffic {
+        for (_, r) in ranges.iter_mut() {
+            let lines = (r.end - r.begin).div_ceil(64);
+            let mut map = vec![0u64; lines.div_ceil(64).max(1)];
+            r.lines = map.as_mut_ptr();
+            line_maps.push(map);
+        }
+    }
     let shared = SharedPlan {
         plan: GroupPlan {
             entry: kernel.entry,
@@ -378,6 +390,7 @@ pub fn dispatch_threadgroups(
             .collect()
     };
     drop(bytes_copies);
+    drop(line_maps);
     let mut traffic: Vec<BufferTraffic> = Vec::new();
     for r in &results {
         if let Some(e) = &r.error {
@@ -390,11 +403,13 @@ pub fn dispatch_threadgroups(
                 Some(b) => {
                     b.bytes_read += t.read;
                     b.bytes_written += t.written;
+                    b.line_bytes_read += 64 * t.lines_read;
                 }
                 None => traffic.push(BufferTraffic {
                     index,
                     bytes_read: t.read,
                     bytes_written: t.written,
+                    line_bytes_read: 64 * t.lines_read,
                 }),
             }
         }

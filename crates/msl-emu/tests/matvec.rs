@@ -43,6 +43,12 @@ fn traffic(stats: &DispatchStats, index: u32) -> (u64, u64) {
     (entry.bytes_read, entry.bytes_written)
 }
 
+/// Distinct 64-byte lines read from the binding, in bytes.
+fn line_bytes(stats: &DispatchStats, index: u32) -> u64 {
+    let entry = stats.buffers.iter().find(|b| b.index == index);
+    entry.map_or(0, |b| b.line_bytes_read)
+}
+
 fn run_f32(
     rows: usize,
     cols: usize,
@@ -113,6 +119,11 @@ fn matvec_f32_reads_each_weight_once() {
         (0, (rows * 4) as u64),
         "y: written once, never read"
     );
+    // As device-memory traffic (distinct lines), x counts once however many
+    // simdgroups re-read it; the weights' lines are all distinct.
+    assert_eq!(line_bytes(&stats, 0), (rows * cols * 4) as u64, "weight lines");
+    assert_eq!(line_bytes(&stats, 1), (cols * 4) as u64, "x lines");
+    assert_eq!(line_bytes(&stats, 2), 0, "y is never read");
 }
 
 #[test]

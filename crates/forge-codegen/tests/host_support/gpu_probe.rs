@@ -107,6 +107,8 @@ fn main() -> anyhow::Result<()> {
         threads: 2 * n as u64,
         bytes_read: 2 * 4 * n as u64,
         bytes_written: 2 * 4 * n as u64,
+        // Each element is read once and the buffers are whole 64-byte lines.
+        line_bytes_read: 2 * 4 * n as u64,
     };
     check("stats", stats == Some(want), format!("{stats:?} vs {want:?}"));
     check("stats_reset", gpu.take_stats() == Some(Stats::default()), "not reset".into());

@@ -239,6 +239,8 @@ fn generate(args: GenerateArgs) -> Result<()> {
     }
     out.write_all(stream.finish(&tokenizer)?.as_bytes())?;
     writeln!(out)?;
+    // The summary goes to stderr: flush first so it never lands mid-line.
+    out.flush()?;
     if context_full {
         eprintln!("stopped: the context of {CONTEXT_LENGTH} tokens is full");
     }
@@ -431,6 +433,10 @@ fn bench(args: BenchArgs) -> Result<()> {
             d.threads as f64 / n,
             d.bytes_read as f64 / n,
             d.bytes_written as f64 / n
+        );
+        println!(
+            "decode per token: {:.0} bytes of device memory (distinct 64-byte lines per dispatch)",
+            d.line_bytes_read as f64 / n
         );
         if !counting {
             println!("(bytes are not counted without traffic instrumentation)");

@@ -167,6 +167,7 @@ impl Batch<'_> {
         {
             total.bytes_read += traffic.bytes_read;
             total.bytes_written += traffic.bytes_written;
+            total.line_bytes_read += traffic.line_bytes_read;
         }
         Ok(())
     }

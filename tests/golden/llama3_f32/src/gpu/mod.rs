@@ -46,6 +46,9 @@ pub struct Stats {
     pub bytes_read: u64,
     /// Bytes kernels stored to bound buffers.
     pub bytes_written: u64,
+    /// Distinct 64-byte lines each dispatch read, in bytes: device-memory
+    /// traffic when caches keep what a dispatch re-reads.
+    pub line_bytes_read: u64,
 }
 
 /// Bytes per Metal `setBytes` argument: larger constant data belongs in a buffer.
