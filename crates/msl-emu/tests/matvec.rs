@@ -121,7 +121,11 @@ fn matvec_f32_reads_each_weight_once() {
     );
     // As device-memory traffic (distinct lines), x counts once however many
     // simdgroups re-read it; the weights' lines are all distinct.
-    assert_eq!(line_bytes(&stats, 0), (rows * cols * 4) as u64, "weight lines");
+    assert_eq!(
+        line_bytes(&stats, 0),
+        (rows * cols * 4) as u64,
+        "weight lines"
+    );
     assert_eq!(line_bytes(&stats, 1), (cols * 4) as u64, "x lines");
     assert_eq!(line_bytes(&stats, 2), 0, "y is never read");
 }
