@@ -212,6 +212,8 @@ cases! {
     mistral_hf_f32: "mistral", "hf", [], Tolerance::F32;
     gemma_hf_f32: "gemma", "hf", [], Tolerance::F32;
     gemma_hf_bf16: "gemma", "hf", ["--dtype", "bf16"], Tolerance::Half;
+    gemma2_hf_f32_softcaps_sandwich_norms: "gemma2", "hf", [], Tolerance::F32;
+    gemma3_hf_bf16_local_global_rope: "gemma3_text", "hf", [], Tolerance::Half;
     phi3_hf_f32: "phi3", "hf", [], Tolerance::F32;
     phi3_longrope_hf_bf16: "phi3_longrope", "hf", [], Tolerance::Half;
 }
