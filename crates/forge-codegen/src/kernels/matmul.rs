@@ -1,7 +1,7 @@
 //! The `matmul` kernel family (templates/metal/matmul.metal.j2): the prefill
 //! projection of n tokens, with the same epilogues as `matvec`.
 
-use super::matvec::{float_tag, weight_dtype_param, Epilogue};
+use super::matvec::{linear_name, Epilogue};
 use super::KernelInstance;
 use forge_ir::DType;
 
@@ -23,19 +23,7 @@ pub fn matmul(
     epilogue: Epilogue,
     softcap: Option<f32>,
 ) -> KernelInstance {
-    let dtype_param = weight_dtype_param(dtype);
-    assert!(rows > 0, "matmul: no rows");
-    assert!(
-        cols > 0 && cols.is_multiple_of(32),
-        "matmul {dtype_param}: cols = {cols} must be a positive multiple of 32"
-    );
-    let mut name = format!(
-        "matmul_{dtype_param}_{rows}x{cols}{}",
-        epilogue.name_suffix()
-    );
-    if let Some(c) = softcap {
-        name += &format!("_softcap{}", float_tag(c));
-    }
+    let (dtype_param, name) = linear_name("matmul", dtype, rows, cols, epilogue, softcap);
     KernelInstance {
         family: "matmul",
         name,

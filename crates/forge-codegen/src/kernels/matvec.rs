@@ -112,6 +112,33 @@ pub fn rows_per_simdgroup(gated: bool, prenorm: bool) -> u64 {
         .expect("non-empty range")
 }
 
+/// Checks the shape shared by `matvec` and `matmul` and names the instance
+/// (`<family>_<dtype>_<rows>x<cols><epilogue>[_softcap<c>]`); returns the
+/// dtype parameter too.
+pub(super) fn linear_name(
+    family: &str,
+    dtype: DType,
+    rows: u64,
+    cols: u64,
+    epilogue: Epilogue,
+    softcap: Option<f32>,
+) -> (&'static str, String) {
+    let dtype_param = weight_dtype_param(dtype);
+    assert!(rows > 0, "{family}: no rows");
+    assert!(
+        cols > 0 && cols.is_multiple_of(32),
+        "{family} {dtype_param}: cols = {cols} must be a positive multiple of 32"
+    );
+    let mut name = format!(
+        "{family}_{dtype_param}_{rows}x{cols}{}",
+        epilogue.name_suffix()
+    );
+    if let Some(c) = softcap {
+        name += &format!("_softcap{}", float_tag(c));
+    }
+    (dtype_param, name)
+}
+
 /// Decode projection: `rows` outputs of a `[rows, cols]` matrix (`[2·rows,
 /// cols]` when gated) times one token's `x`, with `epilogue`, an optional
 /// logit `softcap`, and `prenorm_eps` to RMS-normalise x on the fly with the
@@ -124,19 +151,7 @@ pub fn matvec(
     softcap: Option<f32>,
     prenorm_eps: Option<f32>,
 ) -> KernelInstance {
-    let dtype_param = weight_dtype_param(dtype);
-    assert!(rows > 0, "matvec: no rows");
-    assert!(
-        cols > 0 && cols.is_multiple_of(32),
-        "matvec {dtype_param}: cols = {cols} must be a positive multiple of 32"
-    );
-    let mut name = format!(
-        "matvec_{dtype_param}_{rows}x{cols}{}",
-        epilogue.name_suffix()
-    );
-    if let Some(c) = softcap {
-        name += &format!("_softcap{}", float_tag(c));
-    }
+    let (dtype_param, mut name) = linear_name("matvec", dtype, rows, cols, epilogue, softcap);
     if let Some(eps) = prenorm_eps {
         name += &format!("_prenorm{}", float_tag(eps));
     }
