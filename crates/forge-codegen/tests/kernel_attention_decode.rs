@@ -7,25 +7,12 @@ mod kernel_attention_reference;
 mod kernel_support;
 
 use forge_codegen::kernels::attention_decode::{
-    attention_decode, attention_decode_split, AttentionDecode, AttentionShape,
+    attention_decode, attention_decode_split, AttentionDecode,
 };
 use forge_ir::DType;
 use kernel_attention_reference::*;
 use kernel_support::*;
 use msl_emu::Buffer;
-
-fn shape(a: &Attn) -> AttentionShape {
-    AttentionShape {
-        q_heads: a.q_heads as u64,
-        kv_heads: a.kv_heads as u64,
-        head_dim: a.head_dim as u64,
-        context: a.context as u64,
-        scale: a.scale,
-        window: a.window.map(|w| w as u64),
-        softcap: a.softcap,
-        kv_dtype: a.kv,
-    }
-}
 
 /// Scores are float32 dot products of at most 128 terms and the weights
 /// float32 exponentials; with unit-sized values the output's error is a few
@@ -83,7 +70,7 @@ fn attn(q_heads: usize, kv_heads: usize, head_dim: usize, kv: DType) -> Attn {
 #[test]
 fn one_split_writes_the_output_directly() {
     let a = attn(4, 2, 16, DType::F32);
-    let decode = attention_decode_split(&shape(&a), 64);
+    let decode = attention_decode_split(&a.shape(), 64);
     for pos in [0, 1, 20, 63] {
         assert_eq!(check(&a, &decode, pos), 1);
     }
@@ -92,7 +79,7 @@ fn one_split_writes_the_output_directly() {
 #[test]
 fn several_splits_are_combined_f16_gqa() {
     let a = attn(4, 2, 16, DType::F16);
-    let decode = attention_decode_split(&shape(&a), 8);
+    let decode = attention_decode_split(&a.shape(), 8);
     assert_eq!(check(&a, &decode, 8), 2);
     assert_eq!(check(&a, &decode, 50), 7);
 }
@@ -100,7 +87,7 @@ fn several_splits_are_combined_f16_gqa() {
 #[test]
 fn default_split_head_dim_64_gqa_9_3() {
     let a = attn(9, 3, 64, DType::F16);
-    let decode = attention_decode(9, 3, 64, 640, a.scale, None, None, DType::F16);
+    let decode = attention_decode(&a.shape());
     assert_eq!(check(&a, &decode, 30), 1);
     assert_eq!(check(&a, &decode, 300), 2);
 }
@@ -112,7 +99,7 @@ fn mqa_with_softcap_head_dim_64() {
         scale: 0.5,
         ..attn(4, 1, 64, DType::F32)
     };
-    let decode = attention_decode_split(&shape(&a), 32);
+    let decode = attention_decode_split(&a.shape(), 32);
     assert_eq!(check(&a, &decode, 100), 4);
 }
 
@@ -122,7 +109,7 @@ fn window_includes_the_current_token() {
         window: Some(4),
         ..attn(4, 2, 16, DType::F16)
     };
-    let decode = attention_decode_split(&shape(&a), 2);
+    let decode = attention_decode_split(&a.shape(), 2);
     // Before the window fills (positions 0..=pos), then sliding: 2 splits of 2.
     assert_eq!(check(&a, &decode, 2), 2);
     assert_eq!(check(&a, &decode, 40), 2);
@@ -130,9 +117,9 @@ fn window_includes_the_current_token() {
         window: Some(33),
         ..a.clone()
     };
-    let decode = attention_decode_split(&shape(&wide), 16);
+    let decode = attention_decode_split(&wide.shape(), 16);
     assert_eq!(check(&wide, &decode, 100), 3);
-    let one = attention_decode_split(&shape(&a), 64);
+    let one = attention_decode_split(&a.shape(), 64);
     assert_eq!(check(&a, &one, 200), 1);
 }
 
@@ -140,7 +127,7 @@ fn window_includes_the_current_token() {
 fn head_dim_128_mqa_f32_and_f16() {
     for kv in [DType::F32, DType::F16] {
         let a = attn(4, 1, 128, kv);
-        let decode = attention_decode_split(&shape(&a), 32);
+        let decode = attention_decode_split(&a.shape(), 32);
         assert_eq!(check(&a, &decode, 70), 3);
     }
 }
@@ -148,7 +135,7 @@ fn head_dim_128_mqa_f32_and_f16() {
 #[test]
 fn scratch_holds_every_split_of_the_context() {
     let a = attn(4, 2, 16, DType::F32);
-    let decode = attention_decode_split(&shape(&a), 64);
+    let decode = attention_decode_split(&a.shape(), 64);
     // 640 positions in splits of 64: 10 partials of (max, sum, 16 values) per head.
     assert_eq!(decode.scratch_bytes, 4 * 10 * 18 * 4);
     assert_eq!(check(&a, &decode, 639), 10);
@@ -157,7 +144,7 @@ fn scratch_holds_every_split_of_the_context() {
         ..a
     };
     assert_eq!(
-        attention_decode_split(&shape(&windowed), 64).scratch_bytes,
+        attention_decode_split(&windowed.shape(), 64).scratch_bytes,
         4 * 2 * 18 * 4
     );
 }
@@ -170,6 +157,6 @@ fn head_dim_256_window_softcap() {
         softcap: Some(50.0),
         ..attn(2, 1, 256, DType::F16)
     };
-    let decode = attention_decode_split(&shape(&a), 16);
+    let decode = attention_decode_split(&a.shape(), 16);
     assert_eq!(check(&a, &decode, 90), 3);
 }

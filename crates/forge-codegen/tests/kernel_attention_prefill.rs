@@ -20,16 +20,7 @@ use msl_emu::Buffer;
 const TOLERANCE: f64 = 2e-5;
 
 fn check(a: &Attn, n: usize, pos: usize) {
-    let k = attention_prefill(
-        a.q_heads as u64,
-        a.kv_heads as u64,
-        a.head_dim as u64,
-        a.context as u64,
-        a.scale,
-        a.window.map(|w| w as u64),
-        a.softcap,
-        a.kv,
-    );
+    let k = attention_prefill(&a.shape());
     let kernels = Kernels::build(std::slice::from_ref(&k));
     let d = a.head_dim;
     let row = (a.q_heads + 2 * a.kv_heads) * d;

@@ -47,14 +47,20 @@ fn instances() -> Vec<KernelInstance> {
             (Some(4), None, DType::F16),
             (None, Some(50.0), DType::F16),
         ] {
-            let scale = 1.0 / (head_dim as f32).sqrt();
-            let decode =
-                attention_decode(heads, kv_heads, head_dim, 1024, scale, window, softcap, kv);
+            let shape = AttentionShape {
+                q_heads: heads,
+                kv_heads,
+                head_dim,
+                context: 1024,
+                scale: 1.0 / (head_dim as f32).sqrt(),
+                window,
+                softcap,
+                kv_dtype: kv,
+            };
+            let decode = attention_decode(&shape);
             all.push(decode.pass);
             all.push(decode.reduce);
-            all.push(attention_prefill(
-                heads, kv_heads, head_dim, 1024, scale, window, softcap, kv,
-            ));
+            all.push(attention_prefill(&shape));
         }
     }
     let small = attention_decode_split(

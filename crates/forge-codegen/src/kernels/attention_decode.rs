@@ -36,28 +36,8 @@ pub struct AttentionDecode {
 /// `q_heads·head_dim` columns of row 0), 1 k cache, 2 v cache (both
 /// `[kv_heads, context, head_dim]` of `kv_dtype`), 3 out `float[q_heads·head_dim]`,
 /// 4 partials scratch, 7 step (`pos` = the query's position).
-#[allow(clippy::too_many_arguments)]
-pub fn attention_decode(
-    q_heads: u64,
-    kv_heads: u64,
-    head_dim: u64,
-    context: u64,
-    scale: f32,
-    window: Option<u64>,
-    softcap: Option<f32>,
-    kv_dtype: DType,
-) -> AttentionDecode {
-    let shape = AttentionShape {
-        q_heads,
-        kv_heads,
-        head_dim,
-        context,
-        scale,
-        window,
-        softcap,
-        kv_dtype,
-    };
-    attention_decode_split(&shape, DEFAULT_SPLIT)
+pub fn attention_decode(shape: &AttentionShape) -> AttentionDecode {
+    attention_decode_split(shape, DEFAULT_SPLIT)
 }
 
 /// Everything an attention kernel is specialised on.

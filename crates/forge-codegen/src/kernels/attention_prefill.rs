@@ -5,8 +5,6 @@
 //! tiles staged in threadgroup memory and keeps a running softmax, so no
 //! `[n, n]` score matrix ever exists in device memory.
 
-use forge_ir::DType;
-
 use super::attention_decode::AttentionShape;
 use super::KernelInstance;
 
@@ -28,31 +26,12 @@ fn tiling(head_dim: u64) -> (u64, u64) {
 /// When `head_dim` is not a multiple of 8 (the tiles are 8×8 simdgroup
 /// matrices) or above 256, the heads do not group, the window is 0 or the KV
 /// dtype is not a cache dtype.
-#[allow(clippy::too_many_arguments)]
-pub fn attention_prefill(
-    q_heads: u64,
-    kv_heads: u64,
-    head_dim: u64,
-    context: u64,
-    scale: f32,
-    window: Option<u64>,
-    softcap: Option<f32>,
-    kv_dtype: DType,
-) -> KernelInstance {
+pub fn attention_prefill(shape: &AttentionShape) -> KernelInstance {
+    let head_dim = shape.head_dim;
     assert!(
         head_dim.is_multiple_of(8) && (8..=256).contains(&head_dim),
         "attention_prefill: head dimension {head_dim} is not a multiple of 8 in 8..=256"
     );
-    let shape = AttentionShape {
-        q_heads,
-        kv_heads,
-        head_dim,
-        context,
-        scale,
-        window,
-        softcap,
-        kv_dtype,
-    };
     let (keys, simdgroups) = tiling(head_dim);
     let queries = 8 * simdgroups;
     let mut params = shape.params();
@@ -64,7 +43,7 @@ pub fn attention_prefill(
         params: serde_json::Value::Object(params),
         threads: [32 * simdgroups as u32, 1, 1],
         grid: [
-            q_heads.to_string(),
+            shape.q_heads.to_string(),
             format!("n.div_ceil({queries})"),
             "1".into(),
         ],

@@ -4,6 +4,8 @@
 
 use forge_ir::{Node, Op, RopeConfig, RopeLayout, TensorTransform, ValueId};
 
+use crate::kernels::attention_decode::AttentionShape;
+
 use super::{
     act, arg, attention_decode, attention_prefill, field_name, rope_store, unsupported, ArgSource,
     AttentionCache, LowerError, Lowering, Paths, Step,
@@ -164,40 +166,31 @@ impl Lowering<'_> {
             a.push(arg(7, ArgSource::Step));
             a
         };
-        let decode = attention_decode::attention_decode(
-            heads,
+        let shape = AttentionShape {
+            q_heads: heads,
             kv_heads,
             head_dim,
-            self.context,
+            context: self.context,
             scale,
             window,
             softcap,
-            self.kv_dtype,
-        );
+            kv_dtype: self.kv_dtype,
+        };
+        let decode = attention_decode::attention_decode(&shape);
         self.scratch = self.scratch.max(decode.scratch_bytes);
         let pass = self.kernel(decode.pass);
         let reduce = self.kernel(decode.reduce);
-        paths.decode.push(Step::new(
+        let pass_step = Step::new(
             "attention over the cache, split over positions",
             &pass,
             args(true),
-        ));
+        );
+        // The reduce runs only when pass 1 had more than one split (grid y).
         let mut combine = Step::new("combine the splits", &reduce, args(true));
-        combine.condition = Some(format!("{} > 1", pass.grid[1]));
-        combine.condition = combine
-            .condition
-            .map(|c| super::super::steps::qualify_pass_vars(&c));
+        combine.condition = Some(format!("{} > 1", pass_step.grid[1]));
+        paths.decode.push(pass_step);
         paths.decode.push(combine);
-        let prefill = self.kernel(attention_prefill::attention_prefill(
-            heads,
-            kv_heads,
-            head_dim,
-            self.context,
-            scale,
-            window,
-            softcap,
-            self.kv_dtype,
-        ));
+        let prefill = self.kernel(attention_prefill::attention_prefill(&shape));
         paths.prefill.push(Step::new(
             "causal attention of the chunk over the cache",
             &prefill,

@@ -3,6 +3,7 @@
 //! and a straightforward float64 attention over a cache's contents.
 #![allow(dead_code)]
 
+use forge_codegen::kernels::attention_decode::AttentionShape;
 use forge_ir::DType;
 use half::f16;
 use msl_emu::Buffer;
@@ -64,6 +65,20 @@ pub struct Attn {
 }
 
 impl Attn {
+    /// The kernels' view of the same specialisation.
+    pub fn shape(&self) -> AttentionShape {
+        AttentionShape {
+            q_heads: self.q_heads as u64,
+            kv_heads: self.kv_heads as u64,
+            head_dim: self.head_dim as u64,
+            context: self.context as u64,
+            scale: self.scale,
+            window: self.window.map(|w| w as u64),
+            softcap: self.softcap,
+            kv_dtype: self.kv,
+        }
+    }
+
     /// First cache position a query at `position` attends.
     pub fn first_key(&self, position: usize) -> usize {
         self.window.map_or(0, |w| (position + 1).saturating_sub(w))
