@@ -1,4 +1,4 @@
-//! Embeds `templates/` and the msl-emu sources into the crate, so the forge
+//! Embeds `templates/` and the forge-runtime and msl-emu sources into the crate, so the forge
 //! binary renders projects from anywhere without the source tree.
 
 use std::fmt::Write as _;
@@ -55,6 +55,12 @@ fn main() {
         "TEMPLATES",
         &repo.join("templates"),
         &["metal", "host", "project"],
+        &mut code,
+    );
+    embed(
+        "FORGE_RUNTIME_SOURCES",
+        &repo.join("crates/forge-runtime"),
+        &["Cargo.toml", "README.md", "src"],
         &mut code,
     );
     embed(

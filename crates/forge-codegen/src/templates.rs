@@ -8,7 +8,7 @@ mod embedded {
     include!(concat!(env!("OUT_DIR"), "/embedded.rs"));
 }
 
-pub use embedded::MSL_EMU_SOURCES;
+pub use embedded::{FORGE_RUNTIME_SOURCES, MSL_EMU_SOURCES};
 
 /// The shared environment. Undefined variables are errors, so a template that
 /// asks for a parameter the planner did not provide fails loudly.

@@ -1,15 +1,47 @@
-//! The host side of generated projects (`project::host`): what it renders,
-//! that the rendered Rust is rustfmt-clean, and that the device layer
-//! (`src/gpu/`) runs kernels on msl-emu and type-checks for
-//! aarch64-apple-darwin (through the TEST PROBE crate, see `host_support`).
+//! The host side of generated projects (`project::host`): what it renders
+//! from the checkpoint, that the rendered Rust is rustfmt-clean, and that the
+//! vendored forge-runtime and msl-emu crates are complete copies. The
+//! runtime itself is tested in crates/forge-runtime; whole generated
+//! projects are built and run by crates/forge/tests/generated_projects.rs.
 
-mod host_support;
-
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use forge_codegen::project::host::{host_files, package_name, GeneratedFile, HostContext};
-use host_support::*;
+use forge_codegen::project::host::{
+    host_files, package_name, GeneratedFile, HostContext, HostPlan,
+};
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+fn fixture(name: &str) -> forge_ir::Model {
+    forge_frontend::load_model(&repo_root().join("tests/fixtures").join(name).join("hf"))
+        .unwrap_or_else(|e| panic!("fixture {name}: {e}"))
+}
+
+fn context(model: &forge_ir::Model, has_tokenizer: bool) -> HostContext {
+    let plan = HostPlan {
+        dtype: "f32".into(),
+        kv_dtype: Some("f32".into()),
+        context_length: 24,
+        vocab_size: model.config.vocab_size,
+        fingerprint: "0123456789abcdef".into(),
+        export_dtype: None,
+    };
+    HostContext::new(model, &plan, "A tiny test model.", has_tokenizer)
+}
+
+fn file<'a>(files: &'a [GeneratedFile], path: &str) -> &'a str {
+    &files
+        .iter()
+        .find(|f| f.path == Path::new(path))
+        .unwrap_or_else(|| panic!("{path} not generated"))
+        .contents
+}
 
 #[test]
 fn context_comes_from_the_checkpoint() {
@@ -49,10 +81,12 @@ fn package_names_are_valid_cargo_names() {
 }
 
 #[test]
-fn rendered_files_are_complete_escaped_and_static_templates_are_verbatim() {
+fn rendered_files_are_complete_and_escaped() {
     let mut model = fixture("llama2");
     model.name = "Tricky \"quoted\" \\ name\nwith a newline".into();
-    let ctx = context(&model, true);
+    let mut ctx = context(&model, true);
+    ctx.model_hint = r#"models/llama "2" \copy"#.into();
+    ctx.export_flags = " --dtype q8_0".into();
     let files = host_files(&ctx).unwrap();
     let cargo_toml = file(&files, "Cargo.toml");
     assert!(
@@ -60,41 +94,47 @@ fn rendered_files_are_complete_escaped_and_static_templates_are_verbatim() {
         "{cargo_toml}"
     );
     assert!(cargo_toml.contains("\n[workspace]\n"));
+    assert!(cargo_toml.contains("forge-runtime = { path = \"forge-runtime\" }"));
     let main = file(&files, "src/main.rs");
-    assert!(main.contains("const EOS_IDS: &[u32] = &[2];"));
-    assert!(main.contains("const BOS_ID: Option<u32> = Some(1);"));
-    assert!(main.contains("const ADD_BOS: bool = true;"));
+    for line in [
+        "        eos_ids: &[2],",
+        "        bos_id: Some(1),",
+        "        add_bos: true,",
+        "        has_tokenizer: true,",
+        "        fingerprint: \"0123456789abcdef\",",
+        r#"        model_hint: "models/llama \"2\" \\copy","#,
+        "        export_flags: \" --dtype q8_0\",",
+        "        temperature: 0.8,",
+    ] {
+        assert!(main.contains(line), "{line} in:\n{main}");
+    }
     assert!(
-        main.contains("/// Tricky \"quoted\" \\ name with a newline, compiled by forge: generate"),
+        main.starts_with("//! Tricky \"quoted\" \\ name with a newline, compiled by forge."),
         "{main}"
     );
-    // Templates without Jinja must come out exactly as written (no `{{`/`{%` taken as markup).
-    let templates = repo_root().join("templates/host");
-    for (template, path) in [
-        ("gpu/mod.rs.j2", "src/gpu/mod.rs"),
-        ("gpu/metal.rs.j2", "src/gpu/metal.rs"),
-        ("gpu/emu.rs.j2", "src/gpu/emu.rs"),
-        ("sampler.rs.j2", "src/sampler.rs"),
-        ("npy.rs.j2", "src/npy.rs"),
+    // The vendored crates are complete: every source file of their crates.
+    for (krate, dirs) in [
+        ("forge-runtime", &["src", "src/cli", "src/gpu"][..]),
+        ("msl-emu", &["src", "shim"]),
     ] {
-        let source = std::fs::read_to_string(templates.join(template)).unwrap();
-        assert_eq!(file(&files, path), source, "{template}");
-    }
-    // The vendored emulator is complete: every source file of crates/msl-emu/src and shim.
-    for dir in ["src", "shim"] {
-        for entry in std::fs::read_dir(repo_root().join("crates/msl-emu").join(dir)).unwrap() {
-            let entry = entry.unwrap();
-            if entry.path().is_file() {
-                let rel = format!("msl-emu/{dir}/{}", entry.file_name().to_string_lossy());
-                assert_eq!(
-                    file(&files, &rel),
-                    std::fs::read_to_string(entry.path()).unwrap(),
-                    "{rel}"
-                );
+        for dir in dirs {
+            for entry in
+                std::fs::read_dir(repo_root().join("crates").join(krate).join(dir)).unwrap()
+            {
+                let entry = entry.unwrap();
+                if entry.path().is_file() {
+                    let rel = format!("{krate}/{dir}/{}", entry.file_name().to_string_lossy());
+                    assert_eq!(
+                        file(&files, &rel),
+                        std::fs::read_to_string(entry.path()).unwrap(),
+                        "{rel}"
+                    );
+                }
             }
         }
     }
     assert!(!file(&files, "msl-emu/Cargo.toml").contains("workspace"));
+    assert!(!file(&files, "forge-runtime/Cargo.toml").contains(".workspace"));
     // Without a tokenizer the README says so and shows no generate command.
     let files = host_files(&context(&model, false)).unwrap();
     let readme = file(&files, "README.md");
@@ -102,16 +142,26 @@ fn rendered_files_are_complete_escaped_and_static_templates_are_verbatim() {
         readme.contains("the checkpoint has no tokenizer") && !readme.contains("-- generate"),
         "{readme}"
     );
-    assert!(file(&files, "src/main.rs").contains("const HAS_TOKENIZER: bool = false;"));
+    assert!(file(&files, "src/main.rs").contains("        has_tokenizer: false,"));
+}
+
+/// The runtime is vendored verbatim, so its version must be forge's.
+#[test]
+fn the_runtime_crate_has_forges_version() {
+    let manifest =
+        std::fs::read_to_string(repo_root().join("crates/forge-runtime/Cargo.toml")).unwrap();
+    let version = format!("\nversion = \"{}\"\n", env!("CARGO_PKG_VERSION"));
+    assert!(manifest.contains(&version), "{version} in {manifest}");
 }
 
 #[test]
-fn rendered_rust_is_rustfmt_clean() {
+fn rendered_main_is_rustfmt_clean() {
     let plain = context(&fixture("llama2"), true);
     // Model-dependent lines at their longest: many EOS ids (rustfmt wraps arrays over 60
-    // columns), one that just fits on a line, none, and a very long model name.
+    // columns), one that just fits on a line, none, and a very long model name and hint.
     let mut long = context(&fixture("smollm2"), false);
     long.model_name = "A Very Long Model Name ".repeat(8);
+    long.model_hint = "/a/very/long/path/".repeat(8);
     long.eos_ids = (128000..128030).collect();
     long.bos_id = None;
     let mut fits = plain.clone();
@@ -120,6 +170,7 @@ fn rendered_rust_is_rustfmt_clean() {
     wraps.eos_ids = (100000..100008).collect();
     let mut none = plain.clone();
     none.eos_ids.clear();
+    let dir = tempfile::tempdir().unwrap();
     for (name, ctx) in [
         ("plain", plain),
         ("long", long),
@@ -127,77 +178,21 @@ fn rendered_rust_is_rustfmt_clean() {
         ("wraps", wraps),
         ("none", none),
     ] {
-        check_rustfmt(name, &ctx);
-    }
-}
-
-fn check_rustfmt(name: &str, ctx: &HostContext) {
-    let mut files = host_files(ctx).unwrap();
-    files.push(extra("src/model.rs", HARNESS_MODEL));
-    files.push(extra("src/weights.rs", WEIGHTS_STUB));
-    let dir = write_crate(&format!("rustfmt-{name}"), &files);
-    for f in files.iter().filter(|f| f.path.starts_with("src")) {
+        // rustfmt follows `mod model;`: an empty model.rs stands in for the real one.
+        let case = dir.path().join(name);
+        std::fs::create_dir_all(&case).unwrap();
+        std::fs::write(case.join("model.rs"), "//! A stand-in.\n").unwrap();
+        let path = case.join("main.rs");
+        std::fs::write(&path, file(&host_files(&ctx).unwrap(), "src/main.rs")).unwrap();
         let out = Command::new("rustfmt")
             .args(["--check", "--edition", "2021"])
-            .arg(dir.join(&f.path))
+            .arg(&path)
             .output()
             .expect("rustfmt runs");
         assert!(
             out.status.success(),
-            "{name}: {} is not rustfmt-clean:\n{}",
-            f.path.display(),
+            "{name}: main.rs is not rustfmt-clean:\n{}",
             String::from_utf8_lossy(&out.stdout)
         );
     }
-}
-
-/// The generated Cargo.toml and device layer with the probe as main.rs.
-fn probe_files() -> Vec<GeneratedFile> {
-    let mut ctx = context(&fixture("llama2"), true);
-    ctx.package_name = "host-gpu-probe".into();
-    let mut files: Vec<GeneratedFile> = host_files(&ctx)
-        .unwrap()
-        .into_iter()
-        .filter(|f| {
-            f.path.starts_with("src/gpu")
-                || f.path.starts_with("msl-emu")
-                || f.path == Path::new("Cargo.toml")
-        })
-        .collect();
-    files.push(extra("src/main.rs", GPU_PROBE_MAIN));
-    files
-}
-
-#[test]
-fn gpu_layer_runs_kernels_on_msl_emu_and_type_checks_for_macos() {
-    let dir = write_crate("gpu-probe", &probe_files());
-    cargo(&dir, &["build", "--release", "--quiet"]);
-    let (code, stdout, stderr) = run(&binary("host-gpu-probe"), &[]);
-    assert_eq!(code, 0, "probe failed:\n{stdout}\n{stderr}");
-    for check in [
-        "backend",
-        "threadgroup_barrier",
-        "batch_order_and_2d_grid",
-        "stats",
-        "stats_reset",
-        "write_f32_offset",
-        "write_u32",
-        "buffer_len",
-        "wrap_mmap_len",
-        "wrap_mmap_kernel",
-        "wrap_mmap_in_place",
-        "missing_binding_error",
-        "no_dispatch_after_error",
-        "bytes_limit_error",
-        "unknown_kernel_error",
-    ] {
-        assert!(
-            stdout.contains(&format!("PASS {check}\n")),
-            "{check} did not pass:\n{stdout}"
-        );
-    }
-    cargo(
-        &dir,
-        &["check", "--quiet", "--target", "aarch64-apple-darwin"],
-    );
 }

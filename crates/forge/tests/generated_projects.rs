@@ -11,8 +11,8 @@ mod support;
 use std::path::PathBuf;
 
 use generated::{
-    argmax, build, case_dir, check_macos, check_msl, compile, max_abs_diff, mean_kl, read_npy, run,
-    Npy,
+    argmax, build, case_dir, check_macos, check_msl, check_rustfmt, compile, max_abs_diff, mean_kl,
+    read_npy, run, Npy,
 };
 use support::repo_root;
 
@@ -169,6 +169,7 @@ fn run_case(case: Case) {
         .join(case.input);
     compile(&model, &project, case.name, case.flags);
     check_msl(&project);
+    check_rustfmt(&project);
     let binary = build(&project);
     check_macos(&project);
     let r = reference(&case);

@@ -2,9 +2,10 @@
 //! `tests/golden/<case>/` and compared byte for byte. `FORGE_BLESS=1`
 //! rewrites them (review the diff and explain it in the commit).
 //!
-//! Verbatim copies are left out: `msl-emu/` (the vendored crate, checked
-//! against its source below), `tokenizer.json` (the checkpoint's own file)
-//! and `weights.gguf` (binary, covered by the end-to-end tests).
+//! Verbatim copies are left out: `forge-runtime/` and `msl-emu/` (the
+//! vendored crates, checked against their sources below), `tokenizer.json`
+//! (the checkpoint's own file) and `weights.gguf` (binary, covered by the
+//! end-to-end tests).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -19,7 +20,9 @@ fn golden_dir(case: &str) -> PathBuf {
 }
 
 fn is_copy(path: &Path) -> bool {
-    path.starts_with("msl-emu") || path == Path::new("tokenizer.json")
+    path.starts_with("forge-runtime")
+        || path.starts_with("msl-emu")
+        || path == Path::new("tokenizer.json")
 }
 
 fn committed_files(dir: &Path, root: &Path, out: &mut BTreeSet<PathBuf>) {
@@ -89,32 +92,31 @@ fn golden_qwen2_q8_0() {
     );
 }
 
-/// The vendored emulator is a verbatim copy of crates/msl-emu, so the golden
-/// tree can leave it out.
+/// The vendored runtime and emulator are verbatim copies of their crates
+/// (msl-emu's manifest aside, which is rendered standalone), so the golden
+/// trees can leave them out.
 #[test]
-fn vendored_msl_emu_is_the_workspace_crate() {
+fn vendored_crates_are_the_workspace_crates() {
     let model = forge_frontend::load_model(Path::new("../../tests/fixtures/llama3/hf")).unwrap();
     let project =
         forge_codegen::project::render_project(&model, &CompileOptions::default()).unwrap();
-    let emu_root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../msl-emu");
-    let mut copied = 0;
-    for file in project
-        .files
-        .iter()
-        .filter(|f| f.path.starts_with("msl-emu"))
-    {
-        let rel = file.path.strip_prefix("msl-emu").unwrap();
-        if rel == Path::new("Cargo.toml") {
-            continue; // rendered standalone, not copied
+    for krate in ["forge-runtime", "msl-emu"] {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(krate);
+        let mut copied = 0;
+        for file in project.files.iter().filter(|f| f.path.starts_with(krate)) {
+            let rel = file.path.strip_prefix(krate).unwrap();
+            if krate == "msl-emu" && rel == Path::new("Cargo.toml") {
+                continue;
+            }
+            let source = std::fs::read_to_string(root.join(rel)).unwrap();
+            assert_eq!(
+                source,
+                file.contents,
+                "{krate}/{} is not a verbatim copy",
+                rel.display()
+            );
+            copied += 1;
         }
-        let source = std::fs::read_to_string(emu_root.join(rel)).unwrap();
-        assert_eq!(
-            source,
-            file.contents,
-            "msl-emu/{} is not a verbatim copy",
-            rel.display()
-        );
-        copied += 1;
+        assert!(copied > 10, "only {copied} {krate} files were vendored");
     }
-    assert!(copied > 10, "only {copied} msl-emu files were vendored");
 }

@@ -3,7 +3,6 @@
 //! binary can wrap the mapped file in GPU buffers without copying.
 
 mod convert;
-mod reader;
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -16,7 +15,6 @@ use memmap2::Mmap;
 
 use crate::plan::WeightPlan;
 use convert::{PartMode, PreparedPart};
-pub use reader::weights_reader_source;
 
 /// Alignment of the data section, of every tensor and of the file length:
 /// Metal's `newBufferWithBytesNoCopy` wants whole 16 KiB pages on Apple silicon.

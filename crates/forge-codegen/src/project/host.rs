@@ -1,6 +1,6 @@
-//! The host side of a generated project: its Cargo.toml, README, command line
-//! (`src/main.rs`), device layer (`src/gpu/`), sampler, text and `.npy`
-//! modules, and the vendored msl-emu crate. `model.rs`, `weights.rs` and
+//! The host side of a generated project: its Cargo.toml, README and
+//! `src/main.rs` (what the project tells forge-runtime about itself), and the
+//! vendored forge-runtime and msl-emu crates. `model.rs` and
 //! `shaders/kernels.metal` are rendered elsewhere.
 
 use std::path::PathBuf;
@@ -9,7 +9,7 @@ use forge_ir::{Model, SourceFormat};
 use serde::Serialize;
 
 use crate::plan::WeightPlan;
-use crate::templates::{render, MSL_EMU_SOURCES};
+use crate::templates::{render, FORGE_RUNTIME_SOURCES, MSL_EMU_SOURCES};
 
 /// One file of the generated project, its path relative to the project root.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -36,6 +36,10 @@ pub struct HostPlan {
     pub context_length: u64,
     /// Rows of the logits (`model::VOCAB_SIZE`).
     pub vocab_size: u64,
+    /// The weight plan's fingerprint, which `weights.gguf` must carry.
+    pub fingerprint: String,
+    /// `--dtype` as the compile was given it (lower case), for the re-export hint.
+    pub export_dtype: Option<String>,
 }
 
 impl HostPlan {
@@ -86,6 +90,12 @@ pub struct HostContext {
     pub defaults_origin: String,
     /// Markdown for the README's "Measured" section, when numbers exist.
     pub measurements: Option<String>,
+    /// The weight plan's fingerprint.
+    pub fingerprint: String,
+    /// The checkpoint as the compile was given it, for the re-export hint.
+    pub model_hint: String,
+    /// The re-export command's flags (` --dtype q8_0`, or empty).
+    pub export_flags: String,
     pub forge_version: String,
 }
 
@@ -161,6 +171,12 @@ impl HostContext {
             repeat_penalty: LLAMA_CPP_REPEAT_PENALTY,
             defaults_origin,
             measurements: None,
+            fingerprint: plan.fingerprint.clone(),
+            model_hint: model.source.display().to_string(),
+            export_flags: plan
+                .export_dtype
+                .as_ref()
+                .map_or(String::new(), |d| format!(" --dtype {d}")),
             forge_version: env!("CARGO_PKG_VERSION").to_string(),
         }
     }
@@ -185,19 +201,21 @@ fn rust_f32(v: f32) -> String {
     format!("{v:?}")
 }
 
-/// A `&[u32]` literal laid out as rustfmt lays it out after `const X: &[u32] = `:
-/// on one line up to 60 columns, else packed lines of at most 100 columns.
-fn rust_u32_slice(ids: &[u32]) -> String {
+/// A `&[u32]` literal laid out as rustfmt lays it out on a line indented by
+/// `indent`: on one line up to 60 columns, else packed lines of at most 100
+/// columns.
+fn rust_u32_slice(ids: &[u32], indent: usize) -> String {
     let items: Vec<String> = ids.iter().map(|id| id.to_string()).collect();
     let one_line = format!("[{}]", items.join(", "));
     if one_line.len() <= 60 {
         return format!("&{one_line}");
     }
+    let pad = " ".repeat(indent);
     let mut out = String::from("&[\n");
     let mut line = String::new();
     for item in items {
-        if !line.is_empty() && 4 + line.len() + 2 + item.len() + 1 > 100 {
-            out.push_str(&format!("    {line},\n"));
+        if !line.is_empty() && indent + 4 + line.len() + 2 + item.len() + 1 > 100 {
+            out.push_str(&format!("{pad}    {line},\n"));
             line.clear();
         }
         if !line.is_empty() {
@@ -205,7 +223,7 @@ fn rust_u32_slice(ids: &[u32]) -> String {
         }
         line.push_str(&item);
     }
-    out.push_str(&format!("    {line},\n]"));
+    out.push_str(&format!("{pad}    {line},\n{pad}]"));
     out
 }
 
@@ -280,16 +298,10 @@ const RENDERED: &[(&str, &str)] = &[
     ("project/gitignore.j2", ".gitignore"),
     ("project/msl-emu.Cargo.toml.j2", "msl-emu/Cargo.toml"),
     ("host/main.rs.j2", "src/main.rs"),
-    ("host/gpu/mod.rs.j2", "src/gpu/mod.rs"),
-    ("host/gpu/metal.rs.j2", "src/gpu/metal.rs"),
-    ("host/gpu/emu.rs.j2", "src/gpu/emu.rs"),
-    ("host/sampler.rs.j2", "src/sampler.rs"),
-    ("host/text.rs.j2", "src/text.rs"),
-    ("host/npy.rs.j2", "src/npy.rs"),
 ];
 
-/// Renders the host and project files and copies in the msl-emu sources
-/// (under `msl-emu/`), in a fixed order.
+/// Renders the host and project files and copies in the forge-runtime and
+/// msl-emu sources (under `forge-runtime/` and `msl-emu/`), in a fixed order.
 pub fn host_files(ctx: &HostContext) -> Result<Vec<GeneratedFile>, minijinja::Error> {
     let view = TemplateContext {
         host: ctx,
@@ -297,7 +309,8 @@ pub fn host_files(ctx: &HostContext) -> Result<Vec<GeneratedFile>, minijinja::Er
         top_p_literal: rust_f32(ctx.top_p),
         min_p_literal: rust_f32(ctx.min_p),
         repeat_penalty_literal: rust_f32(ctx.repeat_penalty),
-        eos_ids_literal: rust_u32_slice(&ctx.eos_ids),
+        // `eos_ids` is a field of `PROJECT.text` in main.rs, 8 columns in.
+        eos_ids_literal: rust_u32_slice(&ctx.eos_ids, 8),
         description_toml: toml_string(&ctx.description),
     };
     let mut files = Vec::new();
@@ -307,11 +320,16 @@ pub fn host_files(ctx: &HostContext) -> Result<Vec<GeneratedFile>, minijinja::Er
             contents: render(template, &view)?,
         });
     }
-    for (path, contents) in MSL_EMU_SOURCES {
-        files.push(GeneratedFile {
-            path: PathBuf::from("msl-emu").join(path),
-            contents: contents.to_string(),
-        });
+    for (dir, sources) in [
+        ("forge-runtime", FORGE_RUNTIME_SOURCES),
+        ("msl-emu", MSL_EMU_SOURCES),
+    ] {
+        for (path, contents) in sources {
+            files.push(GeneratedFile {
+                path: PathBuf::from(dir).join(path),
+                contents: contents.to_string(),
+            });
+        }
     }
     Ok(files)
 }

@@ -81,17 +81,6 @@ pub fn render_project(model: &Model, options: &CompileOptions) -> Result<Project
             path: "src/model.rs".into(),
             contents: model_source(&plan, &model.name, &summary).map_err(|e| err(&e))?,
         },
-        GeneratedFile {
-            path: "src/weights.rs".into(),
-            contents: crate::export::weights_reader_source(
-                &plan.weights.fingerprint(),
-                &options
-                    .dtype
-                    .map_or(String::new(), |d| d.name().to_lowercase()),
-                &model.source.display().to_string(),
-            )
-            .map_err(|e| err(&format!("{e:#}")))?,
-        },
     ];
     let tokenizer = crate::tokenizer_json::tokenizer_json(model).map_err(|e| err(&e))?;
     if let Some(json) = &tokenizer {
@@ -105,6 +94,8 @@ pub fn render_project(model: &Model, options: &CompileOptions) -> Result<Project
         kv_dtype: plan.cache.as_ref().map(|c| c.dtype.name().to_lowercase()),
         context_length: plan.context,
         vocab_size: plan.vocab,
+        fingerprint: plan.weights.fingerprint(),
+        export_dtype: options.dtype.map(|d| d.name().to_lowercase()),
     };
     let mut context = HostContext::new(model, &host_plan, &summary, tokenizer.is_some());
     if let Some(name) = &options.name {

@@ -82,6 +82,22 @@ pub fn check_macos(project: &Path) {
     );
 }
 
+/// The generated Rust is rustfmt-clean: `rustfmt --check` on `src/main.rs`
+/// (which reaches `src/model.rs` through `mod model;`).
+pub fn check_rustfmt(project: &Path) {
+    let out = Command::new("rustfmt")
+        .args(["--check", "--edition", "2021"])
+        .arg(project.join("src/main.rs"))
+        .output()
+        .expect("rustfmt runs");
+    assert!(
+        out.status.success(),
+        "{}: the generated Rust is not rustfmt-clean:\n{}",
+        project.display(),
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
 /// `forge check-msl` on the generated kernels.
 pub fn check_msl(project: &Path) {
     let kernels = project.join("shaders/kernels.metal");

@@ -1,12 +1,12 @@
-//! TEST PROBE (tests/host_project.rs): the `src/main.rs` of a throwaway crate
-//! made of the generated Cargo.toml, `src/gpu/` and the vendored msl-emu. It
-//! drives the device layer with small kernels, checks every result against a
-//! plain Rust computation, and prints `PASS <check>` lines for the test.
+//! The device layer (`forge_runtime::gpu`) on msl-emu: small kernels whose
+//! results are checked against plain Rust computations — threadgroup memory
+//! and barriers, dependent dispatches in one batch, 2-D grids, traffic
+//! counters, buffers at byte offsets, a memory-mapped file used in place,
+//! and the errors a batch reports.
 
-mod gpu;
-
-use gpu::{Arg, Gpu, GpuOptions, Stats};
 use std::sync::Arc;
+
+use forge_runtime::gpu::{Arg, Gpu, GpuOptions, Stats};
 
 const SOURCE: &str = r#"
 #include <metal_stdlib>
@@ -44,21 +44,22 @@ kernel void mix_words(device const uint* words [[buffer(0)]],
 }
 "#;
 
-fn check(name: &str, ok: bool, detail: String) {
-    if ok {
-        println!("PASS {name}");
-    } else {
-        println!("FAIL {name}: {detail}");
-        std::process::exit(1);
-    }
+fn gpu() -> Gpu {
+    Gpu::new(
+        SOURCE,
+        GpuOptions {
+            count_traffic: true,
+        },
+    )
+    .unwrap()
 }
 
-fn main() -> anyhow::Result<()> {
-    let gpu = Gpu::new(SOURCE, GpuOptions { count_traffic: true })?;
-    check("backend", gpu.backend() == "msl-emu", gpu.backend().to_string());
-    let mirrored = gpu.pipeline("mirrored_affine")?;
-    let add_one = gpu.pipeline("add_one")?;
-    let mix = gpu.pipeline("mix_words")?;
+#[test]
+fn dependent_dispatches_barriers_and_counters() {
+    let gpu = gpu();
+    assert_eq!(gpu.backend(), "msl-emu");
+    let mirrored = gpu.pipeline("mirrored_affine").unwrap();
+    let add_one = gpu.pipeline("add_one").unwrap();
 
     // Two dependent dispatches in one batch: the second reads what the first wrote.
     let (groups, size) = (4usize, 64usize);
@@ -86,22 +87,23 @@ fn main() -> anyhow::Result<()> {
         &add_one,
         [2, (n / 16 / 2) as u32, 1],
         [8, 2, 1],
-        &[(0, Arg::Buffer(&yb, 0)), (1, Arg::Buffer(&zb, 0)), (2, Arg::Bytes(&columns))],
+        &[
+            (0, Arg::Buffer(&yb, 0)),
+            (1, Arg::Buffer(&zb, 0)),
+            (2, Arg::Bytes(&columns)),
+        ],
     );
-    batch.finish()?;
+    batch.finish().unwrap();
     let want_y: Vec<f32> = (0..n)
         .map(|i| {
             let (group, lane) = (i / size, i % size);
             1.5 * x[group * size + size - 1 - lane] - 2.0
         })
         .collect();
-    let y = yb.read_f32(0, n);
-    check("threadgroup_barrier", y == want_y, format!("{:?} vs {:?}", &y[..4], &want_y[..4]));
-    let z = zb.read_f32(0, n);
+    assert_eq!(yb.read_f32(0, n), want_y, "threadgroup memory and barrier");
     let want_z: Vec<f32> = want_y.iter().map(|v| v + 1.0).collect();
-    check("batch_order_and_2d_grid", z == want_z, format!("{:?} vs {:?}", &z[..4], &want_z[..4]));
+    assert_eq!(zb.read_f32(0, n), want_z, "batch order and 2-D grid");
     // Bytes arguments are not device traffic: x and y read, y and z written, 4 bytes per thread each.
-    let stats = gpu.take_stats();
     let want = Stats {
         dispatches: 2,
         threads: 2 * n as u64,
@@ -110,61 +112,100 @@ fn main() -> anyhow::Result<()> {
         // Each element is read once and the buffers are whole 64-byte lines.
         line_bytes_read: 2 * 4 * n as u64,
     };
-    check("stats", stats == Some(want), format!("{stats:?} vs {want:?}"));
-    check("stats_reset", gpu.take_stats() == Some(Stats::default()), "not reset".into());
+    assert_eq!(gpu.take_stats(), Some(want));
+    assert_eq!(
+        gpu.take_stats(),
+        Some(Stats::default()),
+        "take_stats resets"
+    );
 
     // Partial reads and writes at byte offsets.
     yb.write_f32(8, &[42.0, 43.0]);
-    check("write_f32_offset", yb.read_f32(4, 3) == [want_y[1], 42.0, 43.0], format!("{:?}", yb.read_f32(4, 3)));
+    assert_eq!(yb.read_f32(4, 3), [want_y[1], 42.0, 43.0]);
     yb.write_u32(0, &[7, 8]);
-    check("write_u32", yb.read_u32(0, 2) == [7, 8], format!("{:?}", yb.read_u32(0, 2)));
-    check("buffer_len", yb.len() == n * 4 && !yb.is_empty(), yb.len().to_string());
+    assert_eq!(yb.read_u32(0, 2), [7, 8]);
+    assert!(yb.len() == n * 4 && !yb.is_empty());
+}
 
-    // A file mapped into memory is read by a kernel in place, from a byte offset.
-    let path = std::env::temp_dir().join(format!("gpu-probe-{}.bin", std::process::id()));
-    let words: Vec<u32> = (0..8192u32).map(|i| i.wrapping_mul(0x9E37_79B9) ^ 0x5555).collect();
+#[test]
+fn a_mapped_file_is_read_in_place_from_an_offset() {
+    let gpu = gpu();
+    let mix = gpu.pipeline("mix_words").unwrap();
+    let path = std::env::temp_dir().join(format!("forge-runtime-mmap-{}.bin", std::process::id()));
+    let words: Vec<u32> = (0..8192u32)
+        .map(|i| i.wrapping_mul(0x9E37_79B9) ^ 0x5555)
+        .collect();
     let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
-    std::fs::write(&path, &bytes)?;
-    let map = Arc::new(unsafe { memmap2::Mmap::map(&std::fs::File::open(&path)?)? });
-    std::fs::remove_file(&path)?;
+    std::fs::write(&path, &bytes).unwrap();
+    // The test wrote the file and nothing changes it while it is mapped.
+    let map =
+        Arc::new(unsafe { memmap2::Mmap::map(&std::fs::File::open(&path).unwrap()).unwrap() });
+    std::fs::remove_file(&path).unwrap();
     let base = map.as_ptr() as usize;
-    let weights = gpu.wrap_mmap(map)?;
-    check("wrap_mmap_len", weights.len() == bytes.len(), weights.len().to_string());
-    let first = 1024;
-    let count = 4096;
+    let weights = gpu.wrap_mmap(map).unwrap();
+    assert_eq!(weights.len(), bytes.len());
+    let (first, count) = (1024, 4096);
     let out = gpu.buffer(count * 4);
     let mut batch = gpu.batch();
     batch.dispatch(
         &mix,
         [(count / 128) as u32, 1, 1],
         [128, 1, 1],
-        &[(0, Arg::Buffer(&weights, first * 4)), (1, Arg::Buffer(&out, 0))],
+        &[
+            (0, Arg::Buffer(&weights, first * 4)),
+            (1, Arg::Buffer(&out, 0)),
+        ],
     );
-    batch.finish()?;
+    batch.finish().unwrap();
     let want: Vec<u32> = words[first..first + count]
         .iter()
         .map(|w| w.wrapping_mul(2654435761).wrapping_add(w >> 7))
         .collect();
-    check("wrap_mmap_kernel", out.read_u32(0, count) == want, "mixed words differ".into());
-    check("wrap_mmap_in_place", weights.read_u32(0, 2) == words[..2] && base % 4096 == 0, format!("{base:#x}"));
+    assert_eq!(out.read_u32(0, count), want);
+    // In place: the buffer's memory is the mapping itself.
+    assert_eq!(weights.read_u32(0, 2), words[..2]);
+    assert_eq!(base % 4096, 0);
+}
 
-    // Errors come back from finish, name the kernel, and stop the batch.
-    gpu.take_stats();
+#[test]
+fn errors_name_the_kernel_and_stop_the_batch() {
+    let gpu = gpu();
+    let add_one = gpu.pipeline("add_one").unwrap();
+    let mix = gpu.pipeline("mix_words").unwrap();
+    let (yb, zb, out) = (gpu.buffer(64), gpu.buffer(64), gpu.buffer(64));
     let mut batch = gpu.batch();
     batch.dispatch(&add_one, [1, 1, 1], [8, 1, 1], &[(0, Arg::Buffer(&yb, 0))]);
-    batch.dispatch(&mix, [1, 1, 1], [1, 1, 1], &[(0, Arg::Buffer(&weights, 0)), (1, Arg::Buffer(&out, 0))]);
-    let error = batch.finish().map_err(|e| e.to_string());
-    check(
-        "missing_binding_error",
-        matches!(&error, Err(e) if e.contains("add_one") && e.contains("index 1")),
-        format!("{error:?}"),
+    batch.dispatch(
+        &mix,
+        [1, 1, 1],
+        [1, 1, 1],
+        &[(0, Arg::Buffer(&zb, 0)), (1, Arg::Buffer(&out, 0))],
     );
-    check("no_dispatch_after_error", gpu.take_stats().map(|s| s.dispatches) == Some(0), "ran".into());
+    let error = batch.finish().unwrap_err().to_string();
+    assert!(
+        error.contains("add_one") && error.contains("index 1"),
+        "{error}"
+    );
+    assert_eq!(
+        gpu.take_stats().map(|s| s.dispatches),
+        Some(0),
+        "nothing ran after the error"
+    );
     let big = vec![0u8; 4097];
     let mut batch = gpu.batch();
-    batch.dispatch(&add_one, [1, 1, 1], [1, 1, 1], &[(0, Arg::Buffer(&yb, 0)), (1, Arg::Buffer(&zb, 0)), (2, Arg::Bytes(&big))]);
-    let error = batch.finish().map_err(|e| e.to_string());
-    check("bytes_limit_error", matches!(&error, Err(e) if e.contains("4096")), format!("{error:?}"));
-    check("unknown_kernel_error", gpu.pipeline("no_such_kernel").is_err(), "found".into());
-    Ok(())
+    batch.dispatch(
+        &add_one,
+        [1, 1, 1],
+        [1, 1, 1],
+        &[
+            (0, Arg::Buffer(&yb, 0)),
+            (1, Arg::Buffer(&zb, 0)),
+            (2, Arg::Bytes(&big)),
+        ],
+    );
+    let error = batch.finish().unwrap_err().to_string();
+    assert!(error.contains("4096"), "{error}");
+    assert!(gpu.pipeline("no_such_kernel").is_err());
+    let kernels = Gpu::new("kernel void broken(", GpuOptions::default());
+    assert!(kernels.is_err());
 }

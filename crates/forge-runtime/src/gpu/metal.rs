@@ -116,7 +116,7 @@ impl Gpu {
         let len = map.len();
         let ptr = NonNull::new(map.as_ptr() as *mut std::ffi::c_void)
             .ok_or_else(|| anyhow!("the weights file is empty"))?;
-        if ptr.as_ptr() as usize % PAGE != 0 || len % PAGE != 0 {
+        if !(ptr.as_ptr() as usize).is_multiple_of(PAGE) || !len.is_multiple_of(PAGE) {
             bail!("the weights file is {len} bytes, not a whole number of 16 KiB pages; re-export it with forge");
         }
         let max = self.device.maxBufferLength();

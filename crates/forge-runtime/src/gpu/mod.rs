@@ -2,20 +2,14 @@
 //! (macOS, `metal.rs`) or on the CPU through msl-emu (every other host, `emu.rs`).
 //! Both backends expose the same types, so `model.rs` is written once.
 
-// Every generated model uses a different subset of this layer (and Metal never builds `Stats`).
-#![allow(dead_code)]
-
 #[cfg(not(target_os = "macos"))]
 mod emu;
 #[cfg(target_os = "macos")]
 mod metal;
 
-// A model may not name every type (e.g. it never spells `Batch`).
 #[cfg(not(target_os = "macos"))]
-#[allow(unused_imports)]
 pub use emu::{Batch, Buffer, Gpu, Pipeline};
 #[cfg(target_os = "macos")]
-#[allow(unused_imports)]
 pub use metal::{Batch, Buffer, Gpu, Pipeline};
 
 /// What a kernel argument index is bound to (Metal's setBuffer, setBytes and
@@ -107,4 +101,24 @@ impl Buffer {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// Declares `struct Kernels`, one [`Pipeline`] field per kernel of a
+/// project's `kernels.metal` named as the kernel is, and `Kernels::new`,
+/// which looks every one up (so a missing kernel fails at load, not mid-pass).
+#[macro_export]
+macro_rules! kernels {
+    ($($name:ident),* $(,)?) => {
+        struct Kernels {
+            $($name: $crate::gpu::Pipeline,)*
+        }
+
+        impl Kernels {
+            fn new(gpu: &$crate::gpu::Gpu) -> $crate::Result<Kernels> {
+                Ok(Kernels {
+                    $($name: gpu.pipeline(stringify!($name))?,)*
+                })
+            }
+        }
+    };
 }

@@ -9,13 +9,17 @@ use std::sync::Arc;
 use anyhow::{anyhow, bail, Result};
 use memmap2::Mmap;
 
-/// Fingerprint of the weight plan this binary was generated for.
-pub const PLAN_FINGERPRINT: &str = {{ fingerprint_literal }};
-/// The flags `forge compile` was given that decide the weights (` --dtype q8_0`,
-/// or nothing for the checkpoint's own dtypes), for the re-export command.
-const EXPORT_FLAGS: &str = {{ flags_literal }};
-/// The checkpoint the project was compiled from, for the re-export command.
-const MODEL_HINT: &str = {{ model_hint_literal }};
+/// Which weights a binary accepts, and how to make them when it is given others.
+#[derive(Clone, Copy, Debug)]
+pub struct WeightsSpec {
+    /// Fingerprint of the weight plan the binary was generated for.
+    pub fingerprint: &'static str,
+    /// The checkpoint the project was compiled from, for the re-export command.
+    pub model_hint: &'static str,
+    /// The flags `forge compile` was given that decide the weights (` --dtype q8_0`,
+    /// or nothing for the checkpoint's own dtypes), for the re-export command.
+    pub export_flags: &'static str,
+}
 
 const FINGERPRINT_KEY: &str = "forge.plan_fingerprint";
 const ALIGNMENT_KEY: &str = "general.alignment";
@@ -45,12 +49,13 @@ pub struct WeightsFile {
 }
 
 impl WeightsFile {
-    pub fn open(path: &Path) -> Result<WeightsFile> {
+    /// Maps `path` and checks that it holds the weights `spec` describes.
+    pub fn open(path: &Path, spec: &WeightsSpec) -> Result<WeightsFile> {
         let file = File::open(path).map_err(|e| anyhow!("{}: cannot open: {e}", path.display()))?;
         // SAFETY: the map is read-only; the file is not expected to change while the model runs.
         let map = unsafe { Mmap::map(&file) }
             .map_err(|e| anyhow!("{}: cannot memory-map: {e}", path.display()))?;
-        let tensors = parse(path, &map).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+        let tensors = parse(path, &map, spec).map_err(|e| anyhow!("{}: {e}", path.display()))?;
         Ok(WeightsFile {
             path: path.to_path_buf(),
             map: Arc::new(map),
@@ -136,7 +141,7 @@ impl<'a> Cursor<'a> {
 }
 
 /// Parses the header, checks the plan fingerprint and every tensor's range.
-fn parse(path: &Path, bytes: &[u8]) -> Result<HashMap<String, TensorRef>> {
+fn parse(path: &Path, bytes: &[u8], spec: &WeightsSpec) -> Result<HashMap<String, TensorRef>> {
     if bytes.len() < 4 || &bytes[..4] != b"GGUF" {
         bail!("not a GGUF file (it does not start with `GGUF`)");
     }
@@ -159,13 +164,16 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<HashMap<String, TensorRef>> {
         }
     }
     let remedy = format!(
-        "re-create them with `forge export-weights {MODEL_HINT} {}{EXPORT_FLAGS}`",
-        path.display()
+        "re-create them with `forge export-weights {} {}{}`",
+        spec.model_hint,
+        path.display(),
+        spec.export_flags
     );
     match fingerprint {
-        Some(f) if f == PLAN_FINGERPRINT => {}
+        Some(f) if f == spec.fingerprint => {}
         Some(f) => bail!(
-            "weights were made for another plan (fingerprint {f}, this binary needs {PLAN_FINGERPRINT}); {remedy}"
+            "weights were made for another plan (fingerprint {f}, this binary needs {}); {remedy}",
+            spec.fingerprint
         ),
         None => bail!("not a forge weights file (it has no {FINGERPRINT_KEY}); {remedy}"),
     }
@@ -220,7 +228,7 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<HashMap<String, TensorRef>> {
             bail!("tensor {name} appears twice");
         }
     }
-    if bytes.len() % FILE_PAGE != 0 {
+    if !bytes.len().is_multiple_of(FILE_PAGE) {
         bail!(
             "truncated weights file: {} bytes is not a whole number of {FILE_PAGE}-byte pages",
             bytes.len()

@@ -1,5 +1,5 @@
-// TEST HARNESS ONLY (tests/host_cli.rs): the kernel of the toy model in
-// harness_model.rs. Grid: (VOCAB / 64, tokens); one thread per logit.
+// TEST ONLY (tests/cli.rs): the kernel of the toy model in toy_model.rs.
+// Grid: (VOCAB / 64, tokens); one thread per logit.
 #include <metal_stdlib>
 using namespace metal;
 

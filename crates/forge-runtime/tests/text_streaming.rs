@@ -1,0 +1,59 @@
+//! Streaming detokenisation with real tokenizers: for every fixture's
+//! `tokenizer.json` (byte-level BPE, SentencePiece with byte fallback, ...),
+//! text streamed one id at a time equals a whole decode, and never shows a
+//! replacement character for a split multi-byte character.
+
+mod support;
+
+use forge_runtime::text::{Decode, TextStream, Tokenizer};
+use support::repo_root;
+
+/// Accents, CJK, an emoji split over byte tokens, and a dash.
+const TEXT: &str = "Grüße aus Köln, 東京 and 🎉 — ok.";
+
+#[test]
+fn every_fixture_tokenizer_streams_the_text_of_a_whole_decode() {
+    let mut checked = 0;
+    for entry in std::fs::read_dir(repo_root().join("tests/fixtures")).unwrap() {
+        let path = entry.unwrap().path().join("hf/tokenizer.json");
+        if !path.is_file() {
+            continue;
+        }
+        let tokenizer = Tokenizer::load(&path).unwrap();
+        let ids = tokenizer.encode(TEXT).unwrap();
+        let mut stream = TextStream::new(&[]);
+        let mut pieces = Vec::new();
+        for &id in &ids {
+            pieces.push(stream.push(&tokenizer, id).unwrap());
+        }
+        pieces.push(stream.finish(&tokenizer).unwrap());
+        let whole = tokenizer.decode(&ids).unwrap();
+        assert_eq!(pieces.concat(), whole, "{}", path.display());
+        if !whole.contains('\u{FFFD}') {
+            assert!(
+                pieces.iter().all(|p| !p.contains('\u{FFFD}')),
+                "{}: {pieces:?}",
+                path.display()
+            );
+        }
+        checked += 1;
+    }
+    assert!(checked >= 10, "only {checked} fixture tokenizers");
+}
+
+#[test]
+fn a_missing_or_broken_tokenizer_is_one_line_naming_the_file() {
+    let dir = support::scratch("text-broken");
+    let missing = dir.join("tokenizer.json");
+    let e = Tokenizer::load(&missing).err().unwrap().to_string();
+    assert!(
+        e.starts_with(&missing.display().to_string()) && e.contains("no such file"),
+        "{e}"
+    );
+    std::fs::write(&missing, "{\"not\": \"a tokenizer\"}").unwrap();
+    let e = Tokenizer::load(&missing).err().unwrap().to_string();
+    assert!(
+        e.contains("not a usable tokenizer.json") && !e.contains('\n'),
+        "{e}"
+    );
+}
