@@ -6,6 +6,7 @@ pub mod export;
 pub mod kernels;
 pub mod plan;
 pub mod project;
+mod staging;
 pub mod templates;
 pub mod tokenizer_json;
 

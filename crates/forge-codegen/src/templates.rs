@@ -17,9 +17,14 @@ pub fn environment() -> &'static Environment<'static> {
     ENV.get_or_init(|| {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
-        env.set_keep_trailing_newline(true);
-        env.set_trim_blocks(true);
-        env.set_lstrip_blocks(true);
+        env.set_syntax(
+            minijinja::syntax::SyntaxConfig::builder()
+                .keep_trailing_newline(true)
+                .trim_blocks(true)
+                .lstrip_blocks(true)
+                .build()
+                .expect("the default delimiters are valid"),
+        );
         for (name, source) in embedded::TEMPLATES {
             env.add_template(name, source)
                 .unwrap_or_else(|e| panic!("template {name} does not parse: {e:#}"));
@@ -59,5 +64,7 @@ fn format_f32(value: f64) -> String {
 
 /// Renders one template with a serialisable context.
 pub fn render<S: serde::Serialize>(name: &str, context: S) -> Result<String, minijinja::Error> {
-    environment().get_template(name)?.render(context)
+    environment()
+        .get_template(name)?
+        .render(minijinja::value::Serde(&context))
 }

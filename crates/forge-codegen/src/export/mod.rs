@@ -83,7 +83,7 @@ struct PreparedTensor<'a> {
 }
 
 /// Writes `plan`'s tensors of `model` to `out` (through a temporary file in
-/// the same directory, renamed into place, so `out` is never half-written).
+/// the same directory, persisted into place, so `out` is never half-written).
 pub fn export_weights(
     model: &Model,
     plan: &WeightPlan,
@@ -95,8 +95,14 @@ pub fn export_weights(
     let fingerprint = plan.fingerprint();
     let file_error = |message: String| ExportError::new(out, message);
 
-    let (mut temp, file) = TempFile::create(out)?;
-    let sink = BufWriter::with_capacity(1 << 20, file);
+    if out.is_dir() {
+        return Err(ExportError::new(out, "is a directory"));
+    }
+    let temp = crate::staging::file_beside(out).map_err(|e| {
+        let dir = crate::staging::parent(out).display();
+        ExportError::new(out, format!("cannot create a file in {dir}: {e}"))
+    })?;
+    let sink = BufWriter::with_capacity(1 << 20, temp.as_file());
     let mut writer = GgufWriter::with_alignment(sink, WEIGHTS_ALIGNMENT)
         .map_err(|e| file_error(e.to_string()))?;
     let source_format = match model.format {
@@ -167,8 +173,12 @@ pub fn export_weights(
         .metadata()
         .map_err(|e| file_error(e.to_string()))?
         .len();
-    drop(file);
-    temp.persist()?;
+    temp.persist(out).map_err(|e| {
+        file_error(format!(
+            "cannot move the finished file into place: {}",
+            e.error
+        ))
+    })?;
     progress(ExportProgress {
         tensors_done: tensors.len(),
         tensors_total: tensors.len(),
@@ -285,64 +295,4 @@ fn map_source<'m>(
         maps.insert(path.to_path_buf(), map);
     }
     Ok(&maps[path])
-}
-
-/// The output under construction: `.NAME.partial-PID` beside the target,
-/// removed unless [`persist`](Self::persist) renamed it into place.
-struct TempFile {
-    temp: PathBuf,
-    target: PathBuf,
-    persisted: bool,
-}
-
-impl TempFile {
-    fn create(target: &Path) -> Result<(TempFile, File), ExportError> {
-        let name = target
-            .file_name()
-            .ok_or_else(|| ExportError::new(target, "output path names no file"))?;
-        let dir = match target.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        if target.is_dir() {
-            return Err(ExportError::new(target, "is a directory"));
-        }
-        let temp = dir.join(format!(
-            ".{}.partial-{}",
-            name.to_string_lossy(),
-            std::process::id()
-        ));
-        let file = File::create(&temp).map_err(|e| {
-            ExportError::new(
-                target,
-                format!("cannot create a file in {}: {e}", dir.display()),
-            )
-        })?;
-        let guard = TempFile {
-            temp,
-            target: target.to_path_buf(),
-            persisted: false,
-        };
-        Ok((guard, file))
-    }
-
-    fn persist(&mut self) -> Result<(), ExportError> {
-        std::fs::rename(&self.temp, &self.target).map_err(|e| {
-            ExportError::new(
-                &self.target,
-                format!("cannot move the finished file into place: {e}"),
-            )
-        })?;
-        self.persisted = true;
-        Ok(())
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        if !self.persisted {
-            // Best effort: the file may never have been created or already be gone.
-            let _ = std::fs::remove_file(&self.temp);
-        }
-    }
 }

@@ -34,7 +34,7 @@ pub fn render_kernels(instances: &[KernelInstance]) -> Result<String, minijinja:
     let families: std::collections::BTreeSet<&str> = unique.iter().map(|k| k.family).collect();
     crate::templates::render(
         "metal/kernels.metal.j2",
-        minijinja::context! { kernels => unique, families => families },
+        serde_json::json!({ "kernels": unique, "families": families }),
     )
 }
 

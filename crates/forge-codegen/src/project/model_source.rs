@@ -86,17 +86,17 @@ pub fn model_source(plan: &Plan, model_name: &str, summary: &str) -> Result<Stri
     };
     crate::templates::render(
         "host/model.rs.j2",
-        minijinja::context! {
-            plan => plan_view,
-            buffers => &plan.buffers,
-            model_name,
-            summary,
-            layer_fields => layer_fields(plan)?,
-            layer_kinds_enum => plan.layer_kinds.len() > 1,
-            kv_type,
-            kv_bytes,
-            penalty_window => 64,
-        },
+        serde_json::json!({
+            "plan": plan_view,
+            "buffers": &plan.buffers,
+            "model_name": model_name,
+            "summary": summary,
+            "layer_fields": layer_fields(plan)?,
+            "layer_kinds_enum": plan.layer_kinds.len() > 1,
+            "kv_type": kv_type,
+            "kv_bytes": kv_bytes,
+            "penalty_window": 64,
+        }),
     )
     .map_err(|e| LowerError(format!("rendering model.rs: {e:#}")))
 }

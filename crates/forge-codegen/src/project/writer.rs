@@ -1,6 +1,6 @@
 //! Writes a generated project: every file rendered in memory first, then
-//! written to a temporary directory beside the target and renamed into
-//! place, so a failed compile leaves nothing half-written.
+//! written to a temporary directory beside the target (`staging`) and
+//! renamed into place, so a failed compile leaves nothing half-written.
 
 use std::path::{Path, PathBuf};
 
@@ -121,22 +121,16 @@ pub fn write_project(
         ));
     }
     let project = render_project(model, options)?;
-    let parent = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = out
-        .file_name()
-        .ok_or_else(|| CompileError::new(out, "is not a directory name"))?
-        .to_string_lossy()
-        .into_owned();
-    let temp = parent.join(format!(".{name}.forge-tmp-{}", std::process::id()));
-    let result = write_tree(&project, model, &temp, weights, progress)
-        .and_then(|()| std::fs::rename(&temp, out).map_err(|e| CompileError::new(out, e)));
-    if result.is_err() {
-        let _ = std::fs::remove_dir_all(&temp);
-    }
-    result.map(|()| project)
+    let temp = crate::staging::dir_beside(out).map_err(|e| {
+        let parent = crate::staging::parent(out).display();
+        CompileError::new(out, format!("cannot create a directory in {parent}: {e}"))
+    })?;
+    write_tree(&project, model, temp.path(), weights, progress)?;
+    // Renamed while tempfile still owns it: on failure it removes the directory.
+    std::fs::rename(temp.path(), out).map_err(|e| CompileError::new(out, e))?;
+    // The directory now lives at `out`; nothing is left at the temporary path to remove.
+    let _ = temp.keep();
+    Ok(project)
 }
 
 fn write_tree(

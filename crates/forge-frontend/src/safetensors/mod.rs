@@ -1,7 +1,9 @@
 //! safetensors reader: single files, sharded checkpoints described by
 //! `model.safetensors.index.json`, or every `*.safetensors` in a directory.
-//! Files are memory-mapped; tensor data is handed out as slices of the maps.
+//! Files are memory-mapped once; headers are validated by the `safetensors`
+//! crate, and tensor data is handed out as its views of the maps.
 
+mod diagnose;
 mod header;
 
 use std::collections::HashMap;
@@ -14,8 +16,25 @@ use memmap2::Mmap;
 use serde_json::Value;
 
 pub use header::{parse_header, SafetensorsHeader};
+pub use safetensors::tensor::TensorView;
 
 use crate::{Error, Result};
+
+/// The `safetensors` crate's name for a dtype this reader hands out.
+fn st_dtype(dtype: DType) -> Option<safetensors::Dtype> {
+    use safetensors::Dtype as S;
+    Some(match dtype {
+        DType::F32 => S::F32,
+        DType::F16 => S::F16,
+        DType::BF16 => S::BF16,
+        DType::F64 => S::F64,
+        DType::I8 => S::I8,
+        DType::I16 => S::I16,
+        DType::I32 => S::I32,
+        DType::I64 => S::I64,
+        _ => return None,
+    })
+}
 
 const SINGLE_FILE: &str = "model.safetensors";
 const INDEX_FILE: &str = "model.safetensors.index.json";
@@ -182,11 +201,19 @@ impl SafetensorsSet {
     /// The bytes of a tensor of this set. The parser checked every range
     /// against its file, so this panics only for a tensor from another set.
     pub fn data(&self, t: &SafetensorsTensor) -> &[u8] {
+        self.view(t).data()
+    }
+
+    /// The `safetensors` crate's view of a tensor of this set (dtype, shape,
+    /// bytes). Panics only for a tensor from another set.
+    pub fn view(&self, t: &SafetensorsTensor) -> TensorView<'_> {
         let start = t.offset as usize;
         let end = start + t.n_bytes as usize;
+        let shape: Vec<usize> = t.shape.iter().map(|&d| d as usize).collect();
         self.mmaps
             .get(t.file)
             .and_then(|m| m.get(start..end))
+            .and_then(|bytes| TensorView::new(st_dtype(t.dtype)?, shape, bytes).ok())
             .unwrap_or_else(|| panic!("tensor '{}' is not part of this safetensors set", t.name))
     }
 
