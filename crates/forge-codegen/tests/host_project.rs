@@ -196,3 +196,43 @@ fn rendered_main_is_rustfmt_clean() {
         );
     }
 }
+
+/// Every path dependency of the generated manifests names a crate vendored
+/// in the project itself, so the project builds from its directory alone.
+#[test]
+fn path_dependencies_stay_inside_the_project() {
+    let files = host_files(&context(&fixture("llama2"), true)).unwrap();
+    let mut checked = 0;
+    for manifest in files.iter().filter(|f| f.path.ends_with("Cargo.toml")) {
+        let dir = manifest.path.parent().unwrap();
+        for line in manifest.contents.lines() {
+            let Some(rest) = line.split("path = \"").nth(1) else {
+                continue;
+            };
+            let target = rest.split('"').next().unwrap();
+            let mut resolved = PathBuf::new();
+            for part in dir.join(target).components() {
+                match part {
+                    std::path::Component::ParentDir => {
+                        assert!(
+                            resolved.pop(),
+                            "{}: {target} leaves the project",
+                            manifest.path.display()
+                        );
+                    }
+                    std::path::Component::Normal(p) => resolved.push(p),
+                    other => panic!("{}: {target} has {other:?}", manifest.path.display()),
+                }
+            }
+            let vendored = resolved.join("Cargo.toml");
+            assert!(
+                files.iter().any(|f| f.path == vendored),
+                "{}: {target} is not a vendored crate",
+                manifest.path.display()
+            );
+            checked += 1;
+        }
+    }
+    // forge-runtime from the project, msl-emu from forge-runtime.
+    assert_eq!(checked, 2);
+}

@@ -121,6 +121,9 @@ pub fn write_project(
         ));
     }
     let project = render_project(model, options)?;
+    // Like `mkdir -p`: the output may name directories that do not exist yet.
+    let parent = crate::staging::parent(out);
+    std::fs::create_dir_all(parent).map_err(|e| CompileError::new(parent, e))?;
     let temp = crate::staging::dir_beside(out).map_err(|e| {
         let parent = crate::staging::parent(out).display();
         CompileError::new(out, format!("cannot create a directory in {parent}: {e}"))
