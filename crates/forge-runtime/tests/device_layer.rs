@@ -106,11 +106,16 @@ fn dependent_dispatches_barriers_and_counters() {
     // Bytes arguments are not device traffic: x and y read, y and z written, 4 bytes per thread each.
     let want = Stats {
         dispatches: 2,
+        threadgroups: groups as u64 + 2 * (n / 16 / 2) as u64,
         threads: 2 * n as u64,
         bytes_read: 2 * 4 * n as u64,
         bytes_written: 2 * 4 * n as u64,
         // Each element is read once and the buffers are whole 64-byte lines.
         line_bytes_read: 2 * 4 * n as u64,
+        // mirrored_affine's simdgroups read 32 consecutive floats (whole lines);
+        // add_one's 8x2 groups read two half lines of 8 floats each (50%).
+        load_requested_bytes: 2 * 4 * n as u64,
+        load_line_bytes: 4 * n as u64 + 2 * 4 * n as u64,
     };
     assert_eq!(gpu.take_stats(), Some(want));
     assert_eq!(

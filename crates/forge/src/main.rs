@@ -64,7 +64,8 @@ enum Command {
         dtype: Option<String>,
     },
     /// Check Metal source files as the Metal compiler would (address spaces, no
-    /// double), printing file:line diagnostics.
+    /// double, threadgroup memory and thread limits), printing file:line
+    /// diagnostics, and report each kernel's threadgroup memory and thread limit.
     CheckMsl {
         #[arg(required = true)]
         files: Vec<PathBuf>,
@@ -109,9 +110,12 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::CheckMsl { files } => {
             let mut failed = 0;
             for file in &files {
-                if let Err(diagnostics) = msl_emu::check_syntax(file) {
-                    eprintln!("{diagnostics}");
-                    failed += 1;
+                match check_msl(file) {
+                    Ok(report) => print!("{report}"),
+                    Err(diagnostics) => {
+                        eprintln!("{diagnostics}");
+                        failed += 1;
+                    }
                 }
             }
             match failed {
@@ -123,6 +127,26 @@ fn run(cli: Cli) -> Result<(), String> {
             }
         }
     }
+}
+
+/// The strict check of one file, then what each kernel asks of a threadgroup
+/// (msl-emu compiles it, refusing a kernel over Metal's limits at its line).
+fn check_msl(file: &std::path::Path) -> Result<String, String> {
+    msl_emu::check_syntax(file).map_err(|d| d.to_string())?;
+    let library = msl_emu::Library::from_file(file, &msl_emu::CompileOptions::default())
+        .map_err(|e| e.to_string())?;
+    let mut report = format!("{}: passes the strict check\n", file.display());
+    for name in library.function_names() {
+        let pipeline = library
+            .pipeline(&name, &msl_emu::FunctionConstants::default())
+            .map_err(|e| e.to_string())?;
+        report += &format!(
+            "  {name}: {} bytes of threadgroup memory declared, at most {} threads per threadgroup\n",
+            pipeline.static_threadgroup_memory(),
+            pipeline.max_total_threads_per_threadgroup()
+        );
+    }
+    Ok(report)
 }
 
 fn main() -> ExitCode {

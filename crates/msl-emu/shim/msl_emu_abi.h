@@ -50,6 +50,8 @@ struct __msl_runtime {
   const __msl_simd_view* (*simd_exchange)(const void* value, __msl_u32 size, __msl_u32 site);
   void* (*tg_alloc)(__msl_u32 site, __msl_u64 size, __msl_u64 align);
   void (*fail)(const char* message);
+  // count_traffic builds: a load of `size` bytes at `addr` of a device buffer, at load site `pc`.
+  void (*record_load)(__msl_uptr pc, __msl_uptr addr, __msl_u32 size);
 };
 
 // Byte counters of the count_traffic build: one range per bound buffer.
@@ -61,6 +63,8 @@ struct __msl_traffic_range {
   // lines_read, the traffic a GPU cache would fetch from device memory.
   __msl_u64* lines;
   __msl_u64 lines_read;
+  __msl_u32 coalesce;  // a bound device buffer (not setBytes data): count how its loads coalesce
+  __msl_u32 pad;
 };
 struct __msl_traffic {
   __msl_u32 count;
@@ -80,7 +84,7 @@ struct __msl_param_info {
   __msl_u32 index;
   __msl_u64 size;
   __msl_u32 optional;  // guarded by [[function_constant]]: may be unbound
-  __msl_u32 pad;
+  __msl_u32 align;     // a buffer's binding offset must be a multiple of this
   const char* name;
 };
 
@@ -90,6 +94,20 @@ struct __msl_kernel_info {
   __msl_u32 uses_sync;
   __msl_u32 nparams;
   const __msl_param_info* params;
+  __msl_u64 tg_static_bytes;  // the kernel's threadgroup variables, laid out in order
+  __msl_u32 max_threads;      // [[max_total_threads_per_threadgroup]], else 1024
+  __msl_u32 pad;
+};
+
+// The end of a threadgroup variable of `size` bytes placed after `offset`.
+constexpr __msl_u64 __msl_tg_next(__msl_u64 offset, __msl_u64 size, __msl_u64 align) {
+  return (offset + align - 1) / align * align + size;
+}
+
+// The alignment of what a buffer parameter's pointer type points to.
+template <class P> struct __msl_pointee_align;
+template <class T> struct __msl_pointee_align<T*> {
+  static constexpr __msl_u64 value = alignof(T);
 };
 
 // A SIMD collective's call site; the rewriter numbers sites in source order so
@@ -100,4 +118,4 @@ struct __msl_site {
 #define __MSL_SITE(n) (::__msl_site{n##u})
 #define __MSL_NOSITE (::__msl_site{0xFFFFFFFFu})
 
-#define __MSL_ABI_VERSION 4u
+#define __MSL_ABI_VERSION 5u

@@ -32,6 +32,8 @@ __attribute__((no_sanitize("coverage"), always_inline)) static inline void __msl
         return;
       }
       r->read += size;
+      // Inlined into the coverage callback, so this is the kernel's load site.
+      if (r->coalesce) __msl_rt.record_load((__msl_uptr)__builtin_return_address(0), a, (__msl_u32)size);
       __msl_uptr last = a + size - 1 < r->end ? a + size - 1 : r->end - 1;
       for (__msl_uptr line = (a - r->begin) >> 6; line <= (last - r->begin) >> 6; line++) {
         __msl_u64 bit = 1ull << (line & 63);

@@ -4,7 +4,7 @@ use std::ffi::c_char;
 
 pub const MAX_BINDINGS: usize = 31;
 pub const SLOT_BYTES: usize = 32;
-pub const ABI_VERSION: u32 = 4;
+pub const ABI_VERSION: u32 = 5;
 
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -50,6 +50,7 @@ pub struct RuntimeTable {
     pub simd_exchange: extern "C" fn(*const u8, u32, u32) -> *const SimdView,
     pub tg_alloc: extern "C" fn(u32, u64, u64) -> *mut u8,
     pub fail: extern "C" fn(*const c_char),
+    pub record_load: extern "C" fn(usize, usize, u32),
 }
 
 #[repr(C)]
@@ -62,6 +63,9 @@ pub struct TrafficRange {
     /// Bitmap of the 64-byte lines read so far in this dispatch (shared by the workers).
     pub lines: *mut u64,
     pub lines_read: u64,
+    /// A bound device buffer (not setBytes data): its loads are coalescing-counted.
+    pub coalesce: u32,
+    pub pad: u32,
 }
 
 // The line bitmap is owned by the dispatch, outlives its workers and is only
@@ -77,6 +81,8 @@ impl Default for TrafficRange {
             written: 0,
             lines: std::ptr::null_mut(),
             lines_read: 0,
+            coalesce: 0,
+            pad: 0,
         }
     }
 }
@@ -99,7 +105,8 @@ pub struct ParamInfo {
     pub index: u32,
     pub size: u64,
     pub optional: u32,
-    pub pad: u32,
+    /// A buffer's binding offset must be a multiple of this.
+    pub align: u32,
     pub name: *const c_char,
 }
 
@@ -112,4 +119,9 @@ pub struct KernelInfo {
     pub uses_sync: u32,
     pub nparams: u32,
     pub params: *const ParamInfo,
+    /// The kernel's threadgroup variables, laid out in order.
+    pub tg_static_bytes: u64,
+    /// `[[max_total_threads_per_threadgroup]]`, else 1024.
+    pub max_threads: u32,
+    pub pad: u32,
 }

@@ -15,7 +15,7 @@ use crate::abi::{
 };
 use crate::buffer::Buffer;
 use crate::error::Error;
-use crate::exec::{GroupPlan, GroupRunner};
+use crate::exec::{GroupPlan, GroupRunner, LoadTotals};
 use crate::fiber::MAX_FIBERS;
 use crate::library::Pipeline;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -85,12 +85,43 @@ pub struct BufferTraffic {
     pub line_bytes_read: u64,
 }
 
+/// How well the dispatch's device-memory loads coalesce (count_traffic
+/// builds): each load a simdgroup's lanes make together at one load site
+/// (the k-th execution of the site by each lane) is served in whole 64-byte
+/// lines. setBytes data is not device memory and is left out.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LoadCoalescing {
+    /// Bytes the lanes asked for; a byte several lanes of one load ask for
+    /// (a broadcast) counts once.
+    pub requested_bytes: u64,
+    /// 64 × the distinct lines each load touched.
+    pub line_bytes: u64,
+}
+
+impl LoadCoalescing {
+    /// requested ÷ line bytes, in percent (100 when nothing was loaded).
+    pub fn efficiency_percent(&self) -> f64 {
+        if self.line_bytes == 0 {
+            100.0
+        } else {
+            100.0 * self.requested_bytes as f64 / self.line_bytes as f64
+        }
+    }
+
+    pub fn add(&mut self, other: LoadCoalescing) {
+        self.requested_bytes += other.requested_bytes;
+        self.line_bytes += other.line_bytes;
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DispatchStats {
     pub threadgroups: u64,
     pub threads: u64,
     pub sync_points: u64,
     pub buffers: Vec<BufferTraffic>,
+    /// Zero unless the library was built with `count_traffic: true`.
+    pub coalescing: LoadCoalescing,
 }
 
 fn pool() -> &'static rayon::ThreadPool {
@@ -148,6 +179,7 @@ unsafe impl Sync for SharedPlan {}
 struct WorkerResult {
     sync_points: u64,
     traffic: Vec<TrafficRange>,
+    loads: LoadTotals,
     error: Option<String>,
 }
 
@@ -158,6 +190,7 @@ fn run_worker(shared: &SharedPlan) -> WorkerResult {
             return WorkerResult {
                 sync_points: 0,
                 traffic: Vec::new(),
+                loads: LoadTotals::default(),
                 error: Some(e),
             }
         }
@@ -198,9 +231,13 @@ fn run_worker(shared: &SharedPlan) -> WorkerResult {
     WorkerResult {
         sync_points: runner.sync_points,
         traffic: traffic.r[..shared.ranges.len()].to_vec(),
+        loads: runner.load_totals(),
         error: runner.error.take(),
     }
 }
+
+/// Bytes Metal's `setBytes` takes at most: larger constant data belongs in a buffer.
+pub const MAX_BYTES_ARGUMENT: usize = 4096;
 
 /// Runs `grid` threadgroups of `threads_per_threadgroup` threads each.
 pub fn dispatch_threadgroups(
@@ -217,6 +254,13 @@ pub fn dispatch_threadgroups(
         return Err(Error::msg(format!(
             "kernel '{name}': {}x{}x{} threads per threadgroup; Metal allows 1 to {MAX_FIBERS}",
             tptg.x, tptg.y, tptg.z
+        )));
+    }
+    if threads_per_group > u64::from(kernel.max_threads) {
+        return Err(Error::msg(format!(
+            "kernel '{name}': {threads_per_group} threads per threadgroup exceed its \
+             [[max_total_threads_per_threadgroup({})]]",
+            kernel.max_threads
         )));
     }
     let mut common = Common {
@@ -263,12 +307,20 @@ pub fn dispatch_threadgroups(
                     TrafficRange {
                         begin,
                         end: begin + buffer.len() - offset,
+                        coalesce: 1,
                         ..TrafficRange::default()
                     },
                 ));
             }
             Binding::Bytes { index, data } => {
                 let i = check_index(index)?;
+                if data.len() > MAX_BYTES_ARGUMENT {
+                    return Err(Error::msg(format!(
+                        "kernel '{name}': {} bytes passed with setBytes at index {index}; \
+                         Metal allows {MAX_BYTES_ARGUMENT} (bind a buffer instead)",
+                        data.len()
+                    )));
+                }
                 let mut copy = vec![0u128; data.len().div_ceil(16).max(1)];
                 unsafe {
                     std::ptr::copy_nonoverlapping(
@@ -299,6 +351,18 @@ pub fn dispatch_threadgroups(
     }
     for p in &kernel.params {
         let i = p.index as usize;
+        let offset = bindings.iter().find_map(|b| match *b {
+            Binding::Buffer { index, offset, .. } if index as usize == i => Some(offset),
+            _ => None,
+        });
+        let is_buffer = matches!(p.kind, PARAM_BUFFER | PARAM_BUFFER_REF);
+        if let Some(offset) = offset.filter(|&o| is_buffer && !(o as u64).is_multiple_of(p.align)) {
+            return Err(Error::msg(format!(
+                "kernel '{name}': buffer {i} (parameter '{}') is bound at offset {offset}, \
+                 not a multiple of the {}-byte alignment Metal requires for it",
+                p.name, p.align
+            )));
+        }
         match p.kind {
             PARAM_BUFFER | PARAM_BUFFER_REF => match available[i] {
                 None if !p.optional => {
@@ -332,9 +396,13 @@ pub fn dispatch_threadgroups(
             tg_bytes += len.div_ceil(16) * 16;
         }
     }
-    if tg_bytes > crate::exec::TG_STATIC_BYTES {
+    let declared = kernel.tg_static_bytes as usize;
+    if tg_bytes + declared > crate::exec::TG_STATIC_BYTES {
         return Err(Error::msg(format!(
-            "kernel '{name}': {tg_bytes} bytes of threadgroup memory; Metal allows 32768"
+            "kernel '{name}': {} bytes of threadgroup memory ({declared} declared + {tg_bytes} bound); \
+             Metal allows {} (maxThreadgroupMemoryLength)",
+            declared + tg_bytes,
+            crate::exec::TG_STATIC_BYTES
         )));
     }
     let groups = grid.count();
@@ -343,6 +411,7 @@ pub fn dispatch_threadgroups(
         threads: groups * threads_per_group,
         sync_points: 0,
         buffers: Vec::new(),
+        coalescing: LoadCoalescing::default(),
     };
     if groups == 0 {
         return Ok(stats);
@@ -397,6 +466,10 @@ pub fn dispatch_threadgroups(
             return Err(Error::msg(format!("kernel '{name}': {e}")));
         }
         stats.sync_points += r.sync_points;
+        stats.coalescing.add(LoadCoalescing {
+            requested_bytes: r.loads.requested,
+            line_bytes: r.loads.line_bytes,
+        });
         for (k, t) in r.traffic.iter().enumerate() {
             let index = shared.ranges[k].0;
             match traffic.iter_mut().find(|b| b.index == index) {

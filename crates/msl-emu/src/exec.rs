@@ -3,10 +3,13 @@
 //! scheduled by `schedule` (see there for how barriers and SIMD collectives
 //! resolve and how consecutive threadgroups overlap).
 
+mod coalescing;
 mod schedule;
 
 use crate::abi::{Common, EntryFn, SimdGroup, SimdView, ThreadArgs, SLOT_BYTES};
 use crate::fiber::{Context, Stacks, MAX_FIBERS};
+use coalescing::Coalescing;
+pub use coalescing::LoadTotals;
 use schedule::{Lane, Runnable, SimdState, Table};
 use std::cell::Cell;
 use std::ffi::{c_char, CStr};
@@ -87,6 +90,8 @@ struct Slot {
     at_barrier: usize,
     /// Holds a group that has not finished.
     in_use: bool,
+    /// The group's device-memory loads (count_traffic builds).
+    coalescing: Coalescing,
 }
 
 impl Slot {
@@ -132,6 +137,7 @@ impl Slot {
             live: 0,
             at_barrier: 0,
             in_use: false,
+            coalescing: Coalescing::default(),
         }
     }
 
@@ -163,6 +169,8 @@ impl Slot {
 
     /// Makes the slot hold the threadgroup at `tgpig`, none of its threads started.
     fn load(&mut self, tgpig: [u32; 3]) {
+        // The previous group is done: its loads are complete.
+        self.coalescing.fold();
         self.common.tgpig = tgpig;
         // Reads of threadgroup memory nobody wrote show up as NaN (or all-ones integers).
         unsafe { std::ptr::write_bytes(self.arena.ptr, 0xFF, self.dynamic_bytes) };
@@ -204,6 +212,8 @@ pub struct GroupRunner {
     fresh_next: usize,
     /// Where the groups come from while `run_groups` runs.
     source: Option<*mut GroupSource<'static>>,
+    /// The thread running now (plain mode; fibers know their lane).
+    plain_index: u32,
     pub sync_points: u64,
     pub error: Option<String>,
 }
@@ -247,9 +257,20 @@ impl GroupRunner {
             fresh_slot: 0,
             fresh_next: n,
             source: None,
+            plain_index: 0,
             sync_points: 0,
             error: None,
         })
+    }
+
+    /// The device-memory loads of every group this runner ran, folded.
+    pub fn load_totals(&mut self) -> LoadTotals {
+        let mut totals = LoadTotals::default();
+        for slot in &mut self.slots {
+            slot.coalescing.fold();
+            totals.add(std::mem::take(&mut slot.coalescing.totals));
+        }
+        totals
     }
 
     fn fail(&mut self, message: String) {
@@ -295,6 +316,7 @@ impl GroupRunner {
             for y in 0..ty {
                 for x in 0..tx {
                     args.tid = [x, y, z];
+                    (*this).plain_index = args.index;
                     entry(&args);
                     args.index += 1;
                 }
@@ -367,6 +389,24 @@ pub extern "C" fn rt_tg_alloc(site: u32, size: u64, align: u64) -> *mut u8 {
         r.sites[s] = off;
         r.touched.push(s);
         r.arena.ptr.add(off)
+    }
+}
+
+/// The count_traffic build's load callback: the running thread loaded `size`
+/// bytes at `addr` of a bound device buffer, at load site `pc`.
+pub extern "C" fn rt_record_load(pc: usize, addr: usize, size: u32) {
+    let this = current();
+    if this.is_null() {
+        return;
+    }
+    unsafe {
+        let (slot, thread) = if (*this).fibers {
+            let lane = (*this).cur;
+            ((*lane).slot(), (*lane).index())
+        } else {
+            (GroupRunner::slot_ptr(this, 0), (*this).plain_index)
+        };
+        (*slot).coalescing.record(thread, pc, addr, size);
     }
 }
 

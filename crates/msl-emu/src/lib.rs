@@ -18,7 +18,7 @@ mod toolchain;
 pub use buffer::Buffer;
 pub use dispatch::{
     dispatch_threadgroups, max_workers, set_max_workers, Binding, BufferTraffic, DispatchStats,
-    Size3,
+    LoadCoalescing, Size3, MAX_BYTES_ARGUMENT,
 };
 pub use error::{Diagnostic, Diagnostics, Error};
 pub use library::{

@@ -5,7 +5,7 @@
 
 use crate::abi::{EntryFn, KernelInfo, RuntimeTable, Traffic, ABI_VERSION};
 use crate::error::{Diagnostics, Error};
-use crate::exec::{rt_barrier, rt_fail, rt_simd_exchange, rt_tg_alloc};
+use crate::exec::{rt_barrier, rt_fail, rt_record_load, rt_simd_exchange, rt_tg_alloc};
 use crate::hash::Hash128;
 use crate::rewrite::{rewrite, FunctionConstant, Rewritten};
 use crate::toolchain;
@@ -87,6 +87,8 @@ pub(crate) struct ParamMeta {
     pub index: u32,
     pub size: u64,
     pub optional: bool,
+    /// A buffer's binding offset must be a multiple of this.
+    pub align: u64,
     pub name: String,
 }
 
@@ -95,6 +97,10 @@ pub(crate) struct KernelMeta {
     pub entry: EntryFn,
     pub uses_sync: bool,
     pub params: Vec<ParamMeta>,
+    /// Bytes of the kernel's own threadgroup variables.
+    pub tg_static_bytes: u64,
+    /// The kernel's declared `max_total_threads_per_threadgroup`, else 1024.
+    pub max_threads: u32,
 }
 
 /// A loaded shared object.
@@ -120,6 +126,7 @@ static RUNTIME: RuntimeTable = RuntimeTable {
     simd_exchange: rt_simd_exchange,
     tg_alloc: rt_tg_alloc,
     fail: rt_fail,
+    record_load: rt_record_load,
 };
 
 fn dl_error() -> String {
@@ -186,6 +193,7 @@ fn load(path: &Path, count_traffic: bool) -> Result<Arc<LoadedLib>, Error> {
                         index: p.index,
                         size: p.size,
                         optional: p.optional != 0,
+                        align: u64::from(p.align.max(1)),
                         name: CStr::from_ptr(p.name).to_string_lossy().into_owned(),
                     }
                 })
@@ -197,6 +205,8 @@ fn load(path: &Path, count_traffic: bool) -> Result<Arc<LoadedLib>, Error> {
                 })?,
                 uses_sync: info.uses_sync != 0,
                 params,
+                tg_static_bytes: info.tg_static_bytes,
+                max_threads: info.max_threads,
             });
         }
         Ok(Arc::new(lib))
@@ -259,6 +269,16 @@ impl Pipeline {
     /// Whether the kernel runs its threads as fibers (it has barriers or SIMD collectives).
     pub fn uses_sync(&self) -> bool {
         self.kernel().uses_sync
+    }
+    /// Bytes of threadgroup memory the kernel's own threadgroup variables take
+    /// (Metal's `staticThreadgroupMemoryLength`).
+    pub fn static_threadgroup_memory(&self) -> u64 {
+        self.kernel().tg_static_bytes
+    }
+    /// The threads a threadgroup may have: the kernel's declared
+    /// `max_total_threads_per_threadgroup`, else Metal's 1024.
+    pub fn max_total_threads_per_threadgroup(&self) -> u32 {
+        self.kernel().max_threads
     }
 }
 

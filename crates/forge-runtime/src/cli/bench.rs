@@ -7,7 +7,7 @@ use anyhow::{bail, Result};
 use clap::Args;
 
 use super::{load, per_second, Project, WeightsArg};
-use crate::gpu::GpuOptions;
+use crate::gpu::{GpuOptions, KernelStats, Stats};
 use crate::model::CompiledModel;
 
 #[derive(Args)]
@@ -19,6 +19,10 @@ pub(super) struct BenchArgs {
     /// msl-emu: time uninstrumented kernels instead of counting bytes read and written.
     #[arg(long)]
     no_traffic: bool,
+    /// msl-emu: a table of the work per decode token of every kernel (calls,
+    /// threadgroups, threads, device bytes, loaded bytes, load efficiency).
+    #[arg(long, conflicts_with = "no_traffic")]
+    kernels: bool,
     #[command(flatten)]
     weights: WeightsArg,
 }
@@ -67,7 +71,12 @@ pub(super) fn bench<M: CompiledModel>(
         token = session.argmax(&[token])?;
     }
     let decode_time = start.elapsed();
-    let decode_stats = session.model().gpu().take_stats();
+    let decode_kernels = session.model().gpu().take_kernel_stats();
+    let decode_stats = decode_kernels.as_ref().map(|k| {
+        let mut total = Stats::default();
+        k.iter().for_each(|(_, s)| total.add(s));
+        total
+    });
 
     let mut report = |name: &str, count: usize, time: Duration| {
         writeln!(
@@ -106,5 +115,47 @@ pub(super) fn bench<M: CompiledModel>(
             )?;
         }
     }
+    if args.kernels {
+        match &decode_kernels {
+            Some(kernels) if counting => kernel_table(out, kernels, args.gen_tokens)?,
+            _ => writeln!(
+                out,
+                "(--kernels needs msl-emu's counters; {backend} has none)"
+            )?,
+        }
+    }
+    Ok(())
+}
+
+/// One row per kernel of the work per decode token, most device bytes first.
+fn kernel_table(out: &mut dyn Write, kernels: &KernelStats, tokens: usize) -> Result<()> {
+    let n = tokens as f64;
+    let mut rows: Vec<&(String, Stats)> = kernels.iter().collect();
+    rows.sort_by_key(|(_, s)| std::cmp::Reverse(s.line_bytes_read));
+    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(6).max(6);
+    writeln!(out, "decode kernels, per token:")?;
+    writeln!(
+        out,
+        "{:<width$} {:>7} {:>9} {:>10} {:>14} {:>14} {:>9}",
+        "kernel", "calls", "groups", "threads", "device bytes", "loaded bytes", "load_eff%"
+    )?;
+    let mut total = Stats::default();
+    let row = |out: &mut dyn Write, name: &str, s: &Stats| {
+        writeln!(
+            out,
+            "{name:<width$} {:>7.1} {:>9.0} {:>10.0} {:>14.0} {:>14.0} {:>9.1}",
+            s.dispatches as f64 / n,
+            s.threadgroups as f64 / n,
+            s.threads as f64 / n,
+            s.line_bytes_read as f64 / n,
+            s.bytes_read as f64 / n,
+            s.load_efficiency_percent()
+        )
+    };
+    for (name, s) in rows {
+        total.add(s);
+        row(out, name, s)?;
+    }
+    row(out, "total", &total)?;
     Ok(())
 }

@@ -2,13 +2,13 @@
 //! on the CPU with GPU semantics. Dispatches run when they are recorded; the
 //! first failure is kept and returned by `Batch::finish`.
 
-use super::{Arg, GpuOptions, Stats, MAX_BYTES_ARG};
+use super::{Arg, GpuOptions, KernelStats, Stats};
 use anyhow::{anyhow, Result};
 use std::sync::{Arc, Mutex};
 
 pub struct Gpu {
     library: msl_emu::Library,
-    stats: Mutex<Stats>,
+    stats: Mutex<KernelStats>,
 }
 
 #[derive(Clone)]
@@ -38,7 +38,7 @@ impl Gpu {
             .map_err(|e| anyhow!("compiling shaders/kernels.metal with msl-emu: {e}"))?;
         Ok(Gpu {
             library,
-            stats: Mutex::new(Stats::default()),
+            stats: Mutex::new(KernelStats::new()),
         })
     }
 
@@ -73,8 +73,17 @@ impl Gpu {
         }
     }
 
-    /// Counters summed over the dispatches since the last call.
+    /// Counters summed over the dispatches since the last call (or `take_kernel_stats`).
     pub fn take_stats(&self) -> Option<Stats> {
+        let mut total = Stats::default();
+        for (_, s) in self.take_kernel_stats()? {
+            total.add(&s);
+        }
+        Some(total)
+    }
+
+    /// Counters per kernel since the last call (or `take_stats`).
+    pub fn take_kernel_stats(&self) -> Option<KernelStats> {
         let mut stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
         Some(std::mem::take(&mut *stats))
     }
@@ -134,13 +143,7 @@ impl Batch<'_> {
                     offset,
                 },
                 Arg::Bytes(data) => {
-                    // Checked here too, so a model that runs on msl-emu also fits Metal's limit.
-                    anyhow::ensure!(
-                        data.len() <= MAX_BYTES_ARG,
-                        "kernel '{}': {} bytes at index {index} exceed Metal's {MAX_BYTES_ARG}-byte setBytes limit",
-                        p.name(),
-                        data.len()
-                    );
+                    // msl-emu refuses more than Metal's setBytes takes.
                     constant_indices.push(index);
                     msl_emu::Binding::Bytes { index, data }
                 }
@@ -157,17 +160,27 @@ impl Batch<'_> {
         )
         // msl-emu's message already names the kernel.
         .map_err(anyhow::Error::from)?;
-        let mut total = self.gpu.stats.lock().unwrap_or_else(|e| e.into_inner());
-        total.dispatches += 1;
-        total.threads += stats.threads;
+        let mut this = Stats {
+            dispatches: 1,
+            threadgroups: stats.threadgroups,
+            threads: stats.threads,
+            load_requested_bytes: stats.coalescing.requested_bytes,
+            load_line_bytes: stats.coalescing.line_bytes,
+            ..Stats::default()
+        };
         for traffic in stats
             .buffers
             .iter()
             .filter(|t| !constant_indices.contains(&t.index))
         {
-            total.bytes_read += traffic.bytes_read;
-            total.bytes_written += traffic.bytes_written;
-            total.line_bytes_read += traffic.line_bytes_read;
+            this.bytes_read += traffic.bytes_read;
+            this.bytes_written += traffic.bytes_written;
+            this.line_bytes_read += traffic.line_bytes_read;
+        }
+        let mut all = self.gpu.stats.lock().unwrap_or_else(|e| e.into_inner());
+        match all.iter_mut().find(|(name, _)| name == p.name()) {
+            Some((_, s)) => s.add(&this),
+            None => all.push((p.name().to_string(), this)),
         }
         Ok(())
     }

@@ -2,7 +2,7 @@
 //! source when the program starts, buffers use shared storage, and a batch is
 //! one command buffer with one compute encoder.
 
-use super::{Arg, GpuOptions, Stats, MAX_BYTES_ARG};
+use super::{Arg, GpuOptions, KernelStats, Stats, MAX_BYTES_ARG};
 use anyhow::{anyhow, bail, Result};
 use objc2::rc::{autoreleasepool, Retained};
 use objc2::runtime::ProtocolObject;
@@ -162,6 +162,11 @@ impl Gpu {
 
     /// Metal has no counters here; `bench` reports them on msl-emu.
     pub fn take_stats(&self) -> Option<Stats> {
+        None
+    }
+
+    /// Metal has no counters here; `bench --kernels` reports them on msl-emu.
+    pub fn take_kernel_stats(&self) -> Option<KernelStats> {
         None
     }
 

@@ -31,10 +31,11 @@ pub struct GpuOptions {
     pub count_traffic: bool,
 }
 
-/// Work done by the dispatches since the last `Gpu::take_stats` (msl-emu only).
+/// Work done by dispatches since the last `Gpu::take_stats` (msl-emu only).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
     pub dispatches: u64,
+    pub threadgroups: u64,
     pub threads: u64,
     /// Bytes kernels loaded from bound buffers (setBytes data not included).
     pub bytes_read: u64,
@@ -43,7 +44,37 @@ pub struct Stats {
     /// Distinct 64-byte lines each dispatch read, in bytes: device-memory
     /// traffic when caches keep what a dispatch re-reads.
     pub line_bytes_read: u64,
+    /// Bytes the lanes of each simdgroup load asked for (msl-emu's coalescing counter).
+    pub load_requested_bytes: u64,
+    /// 64 × the distinct lines each simdgroup load touched.
+    pub load_line_bytes: u64,
 }
+
+impl Stats {
+    pub fn add(&mut self, other: &Stats) {
+        self.dispatches += other.dispatches;
+        self.threadgroups += other.threadgroups;
+        self.threads += other.threads;
+        self.bytes_read += other.bytes_read;
+        self.bytes_written += other.bytes_written;
+        self.line_bytes_read += other.line_bytes_read;
+        self.load_requested_bytes += other.load_requested_bytes;
+        self.load_line_bytes += other.load_line_bytes;
+    }
+
+    /// Requested ÷ line bytes of the loads, in percent: how much of the
+    /// 64-byte lines a simdgroup's loads fetch the kernel uses.
+    pub fn load_efficiency_percent(&self) -> f64 {
+        if self.load_line_bytes == 0 {
+            100.0
+        } else {
+            100.0 * self.load_requested_bytes as f64 / self.load_line_bytes as f64
+        }
+    }
+}
+
+/// [`Stats`] per kernel, in the order the kernels were first dispatched.
+pub type KernelStats = Vec<(String, Stats)>;
 
 /// Bytes per Metal `setBytes` argument: larger constant data belongs in a buffer.
 pub const MAX_BYTES_ARG: usize = 4096;

@@ -68,6 +68,11 @@ impl Lane {
     pub fn slot(&self) -> *mut Slot {
         self.slot
     }
+
+    /// The lane's `thread_index_in_threadgroup`.
+    pub fn index(&self) -> u32 {
+        self.args.index
+    }
 }
 
 /// The values one simdgroup's lanes hand to a collective, one slot per lane.

@@ -19,6 +19,28 @@ fn strip_ref(ty: &str) -> Option<&str> {
     ty.strip_suffix('&').map(str::trim_end)
 }
 
+/// Metal's alignment for a buffer bound at an offset: the bound type's own
+/// (a `device float4*` needs 16-byte offsets); a buffer in the `constant`
+/// address space bound with setBuffer needs 256-byte offsets on macOS.
+fn offset_alignment(b: &Binding, ty: &str) -> String {
+    let Binding::Buffer(_) = b else {
+        return "1".to_string();
+    };
+    let own = match strip_ref(ty) {
+        Some(base) => format!("alignof({base})"),
+        None if ty.contains('*') => format!("__msl_pointee_align<{ty}>::value"),
+        None => format!("alignof({ty})"),
+    };
+    if ty
+        .split(|c: char| !c.is_alphanumeric() && c != '_')
+        .any(|w| w == "constant")
+    {
+        format!("(({own}) > 256u ? ({own}) : 256u)")
+    } else {
+        own
+    }
+}
+
 /// Kind codes of `__msl_param_kind` in msl_emu_abi.h.
 fn kind_code(b: &Binding, ty: &str) -> u32 {
     match b {
@@ -44,7 +66,9 @@ pub fn generate(kernels: &[Kernel], exports: &[Export]) -> String {
         );
         out.push_str("  const __msl_common* __c = __t->c; (void)__c;\n");
         let mut sizes = Vec::new();
+        let mut aligns = Vec::new();
         for (i, p) in kernel.params.iter().enumerate() {
+            aligns.push(offset_alignment(&p.binding, &p.ty));
             let ty = p.ty.as_str();
             let src = match &p.binding {
                 Binding::Buffer(n) => Some(format!("__c->buffers[{n}]")),
@@ -84,10 +108,16 @@ pub fn generate(kernels: &[Kernel], exports: &[Export]) -> String {
             args.join(", ")
         );
         sizes.push("0".to_string());
+        aligns.push("1".to_string());
         let _ = writeln!(
             out,
             "{header} static inline __msl_u64 __msl_psize_{k}(int __i) {{ const __msl_u64 __s[] = {{{}}}; return __s[__i]; }}",
             sizes.join(", ")
+        );
+        let _ = writeln!(
+            out,
+            "{header} static inline __msl_u64 __msl_palign_{k}(int __i) {{ const __msl_u64 __s[] = {{{}}}; return __s[__i]; }}",
+            aligns.join(", ")
         );
     }
     for (e, ex) in exports.iter().enumerate() {
@@ -110,27 +140,31 @@ pub fn generate(kernels: &[Kernel], exports: &[Export]) -> String {
             };
             let _ = write!(
                 out,
-                "{{{}u, {index}u, __msl_psize_{}{}({i}), {}u, 0u, \"{}\"}}, ",
+                "{{{}u, {index}u, __msl_psize_{k}{a}({i}), {}u, (__msl_u32)__msl_palign_{k}{a}({i}), \"{}\"}}, ",
                 kind_code(&p.binding, &p.ty),
-                ex.kernel,
-                ex.args,
                 p.optional as u32,
-                p.name
+                p.name,
+                k = ex.kernel,
+                a = ex.args,
             );
         }
-        out.push_str("{3u, 0u, 0u, 0u, 0u, \"\"}};\n");
+        out.push_str("{3u, 0u, 0u, 0u, 1u, \"\"}};\n");
     }
     out.push_str("  static const __msl_kernel_info __k[] = {");
     for (e, ex) in exports.iter().enumerate() {
+        let kernel = &kernels[ex.kernel];
+        let ns = kernel.namespace_prefix();
         let _ = write!(
             out,
-            "{{\"{}\", __msl_entry_{e}, {}u, {}u, __params_{e}}}, ",
+            "{{\"{}\", __msl_entry_{e}, {}u, {}u, __params_{e}, {ns}__msl_tg_bytes_{k}{a}(), (__msl_u32){ns}__msl_max_threads_{k}{a}(), 0u}}, ",
             ex.name,
             ex.uses_sync as u32,
-            kernels[ex.kernel].params.len()
+            kernel.params.len(),
+            k = ex.kernel,
+            a = ex.args,
         );
     }
-    out.push_str("{\"\", nullptr, 0u, 0u, nullptr}};\n");
+    out.push_str("{\"\", nullptr, 0u, 0u, nullptr, 0u, 0u, 0u}};\n");
     let _ = writeln!(out, "  *__n = {}u;\n  return __k;\n}}", exports.len());
     out
 }

@@ -124,10 +124,17 @@ impl Pass<'_> {
         Some(end + 1)
     }
 
-    /// `threadgroup T name[N];` inside a function becomes a reference into the
-    /// threadgroup's arena; pointer and reference declarations stay as they are.
+    /// `threadgroup T name[N];` inside a kernel becomes a reference into the
+    /// threadgroup's arena, and its `T[N]` counts toward the kernel's static
+    /// threadgroup memory; pointer and reference declarations stay as they are.
     pub(super) fn threadgroup_local(&mut self, i: usize) {
         let lx = &self.lx;
+        let kernel = self.scopes.iter().find_map(|s| match s {
+            super::Scope::Function { open, .. } => {
+                self.kernels.iter().position(|k| k.body_open == *open)
+            }
+            _ => None,
+        });
         let Some(end) = statement_end(lx, i) else {
             return;
         };
@@ -175,6 +182,17 @@ impl Pass<'_> {
             } else {
                 String::new()
             };
+            let Some(k) = kernel else {
+                self.error(
+                    s,
+                    format!(
+                        "threadgroup variable '{name}' is declared outside a kernel function; \
+                         Metal allows threadgroup variables only in kernels (pass helpers a threadgroup pointer)"
+                    ),
+                );
+                return;
+            };
+            self.kernels[k].threadgroup_vars.push(format!("{ty}{dims}"));
             let site = self.next_tg_site;
             self.next_tg_site += 1;
             let alloc =

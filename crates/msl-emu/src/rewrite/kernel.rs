@@ -108,6 +108,36 @@ pub struct Kernel {
     pub params: Vec<Param>,
     /// Token index of the body's `{`.
     pub body_open: usize,
+    /// Token index where the definition starts (its template header or first attribute).
+    pub start: usize,
+    /// The expression of `[[max_total_threads_per_threadgroup(N)]]`, if declared.
+    pub max_threads: Option<String>,
+    /// `T[N]` of every threadgroup variable the body declares, in order.
+    pub threadgroup_vars: Vec<String>,
+}
+
+impl Kernel {
+    /// The plain name, without namespaces.
+    pub fn base_name(&self) -> &str {
+        self.qualified
+            .rsplit("::")
+            .next()
+            .unwrap_or(&self.qualified)
+    }
+
+    /// `ns::` for a kernel in namespace `ns`, else empty.
+    pub fn namespace_prefix(&self) -> &str {
+        &self.qualified[..self.qualified.len() - self.base_name().len()]
+    }
+
+    /// `<T, N>` for a template kernel (its parameter names), else empty.
+    pub fn own_template_args(&self) -> String {
+        if self.template_header.is_some() {
+            format!("<{}>", self.template_args.join(", "))
+        } else {
+            String::new()
+        }
+    }
 }
 
 fn diag(lx: &Lexed, i: usize, message: String) -> Diagnostic {
@@ -139,6 +169,20 @@ fn parse_index(lx: &Lexed, j: usize, what: &str) -> Result<u32, Diagnostic> {
                 lx.text(j)
             ),
         )
+    })
+}
+
+/// The argument of `max_total_threads_per_threadgroup(...)` inside `from..to`, if any.
+fn max_threads_in(lx: &Lexed, from: usize, to: usize) -> Option<String> {
+    (from..to).find_map(|j| {
+        if !(lx.is(j, "max_total_threads_per_threadgroup") && lx.is(j + 1, "(")) {
+            return None;
+        }
+        let close = match_forward(lx, j + 1)?;
+        (close > j + 2).then(|| {
+            let t = &lx.tokens;
+            one_line(&lx.text[t[j + 2].start..t[close - 1].end])
+        })
     })
 }
 
@@ -191,10 +235,11 @@ pub fn parse_kernel(
     let mut j = kernel_tok as isize - 1;
     let mut attr_from = kernel_tok;
     while j >= 1 && lx.is(j as usize, "]") && lx.is(j as usize - 1, "]") {
+        // The outer `]` matches the outer `[`, the first of the attribute's tokens.
         match match_backward(lx, j as usize) {
             Some(o) => {
-                attr_from = o.saturating_sub(1);
-                j = o as isize - 2;
+                attr_from = o;
+                j = o as isize - 1;
             }
             None => break,
         }
@@ -204,16 +249,20 @@ pub fn parse_kernel(
     }
     let mut template_header = None;
     let mut template_args = Vec::new();
+    // The first token of the definition: `static`/`inline`, an attribute or `kernel` itself.
+    let mut start = (j + 1) as usize;
     if j >= 0 && lx.is(j as usize, ">") {
         if let Some(o) = match_backward(lx, j as usize) {
             if o >= 1 && lx.is(o - 1, "template") {
                 let t = &lx.tokens;
                 template_header = Some(one_line(&lx.text[t[o - 1].start..t[j as usize].end]));
                 template_args = template_param_names(lx, o, j as usize);
+                start = o - 1;
             }
         }
     }
     let host_name = host_name_in(lx, attr_from, open);
+    let max_threads = max_threads_in(lx, attr_from, open);
     let name = lx.text(name_tok);
     let qualified = if namespace.is_empty() {
         name.to_string()
@@ -231,6 +280,9 @@ pub fn parse_kernel(
         template_args,
         params,
         body_open: close + 1,
+        start,
+        max_threads,
+        threadgroup_vars: Vec::new(),
     }))
 }
 

@@ -424,6 +424,47 @@ impl<'a> Pass<'a> {
     }
 }
 
+/// Metal's per-threadgroup limits, checked where clang can see them.
+const MAX_THREADGROUP_MEMORY: u32 = 32768;
+const MAX_THREADS_PER_THREADGROUP: u32 = 1024;
+
+impl Pass<'_> {
+    /// Before each kernel, constexpr functions giving its static threadgroup
+    /// memory (its threadgroup variables, laid out in order with their
+    /// alignments) and its declared `max_total_threads_per_threadgroup`; at
+    /// the top of its body, static_asserts of Metal's limits on both, so a
+    /// kernel over them fails to compile at its own line, as with Metal.
+    fn resource_limits(&mut self) {
+        for (n, k) in self.kernels.iter().enumerate() {
+            let header = k.template_header.as_deref().unwrap_or("");
+            let layout: String = k
+                .threadgroup_vars
+                .iter()
+                .map(|t| format!(" __o = __msl_tg_next(__o, sizeof({t}), alignof({t}));"))
+                .collect();
+            let max = k
+                .max_threads
+                .clone()
+                .unwrap_or_else(|| MAX_THREADS_PER_THREADGROUP.to_string());
+            let companions = format!(
+                "{header} constexpr __msl_u64 __msl_tg_bytes_{n}() {{ __msl_u64 __o = 0;{layout} return __o; }} \
+                 {header} constexpr __msl_u64 __msl_max_threads_{n}() {{ return (__msl_u64)({max}); }} "
+            );
+            self.edits.insert(self.lx.tokens[k.start].start, companions);
+            let name = k.host_name.as_deref().unwrap_or(k.base_name());
+            let args = k.own_template_args();
+            let checks = format!(
+                " static_assert(__msl_tg_bytes_{n}{args}() <= {MAX_THREADGROUP_MEMORY}u, \
+                 \"kernel '{name}': its threadgroup variables take more than the {MAX_THREADGROUP_MEMORY} bytes \
+                 of threadgroup memory Metal allows (maxThreadgroupMemoryLength)\"); \
+                 static_assert(__msl_max_threads_{n}{args}() >= 1u && __msl_max_threads_{n}{args}() <= {MAX_THREADS_PER_THREADGROUP}u, \
+                 \"kernel '{name}': max_total_threads_per_threadgroup must be 1 to {MAX_THREADS_PER_THREADGROUP}\");"
+            );
+            self.edits.insert(self.lx.tokens[k.body_open].end, checks);
+        }
+    }
+}
+
 /// Rewrites preprocessed MSL. `strict` leaves out the adapters (the strict
 /// syntax check only judges the kernel source).
 pub fn rewrite(text: &str, display_name: &str, strict: bool) -> Result<Rewritten, Diagnostics> {
@@ -477,6 +518,7 @@ pub fn rewrite(text: &str, display_name: &str, strict: bool) -> Result<Rewritten
         });
     }
     pass.sync_analysis();
+    pass.resource_limits();
     let adapters = if strict {
         String::new()
     } else {

@@ -102,6 +102,7 @@ struct RepeatPenalty {
     float repeat_penalty;
 };
 
+[[max_total_threads_per_threadgroup(32)]]
 kernel void embedding_f32_384x64(
     device const float4* table [[buffer(0)]],
     device const uint* tokens [[buffer(1)]],
@@ -122,6 +123,7 @@ kernel void embedding_f32_384x64(
     }
 }
 
+[[max_total_threads_per_threadgroup(32)]]
 kernel void rms_norm_64_eps1em5(
     device const float4* x [[buffer(0)]],
     device const float4* weight [[buffer(1)]],
@@ -149,6 +151,7 @@ kernel void rms_norm_64_eps1em5(
     }
 }
 
+[[max_total_threads_per_threadgroup(64)]]
 kernel void matvec_f32_128x64_prenorm1em5(
     device const float4* w [[buffer(0)]],
     device const float4* x [[buffer(1)]],
@@ -194,6 +197,7 @@ kernel void matvec_f32_128x64_prenorm1em5(
     }
 }
 
+[[max_total_threads_per_threadgroup(128)]]
 kernel void matmul_f32_128x64(
     device const float4* w [[buffer(0)]],
     device const float4* x [[buffer(1)]],
@@ -255,6 +259,7 @@ kernel void matmul_f32_128x64(
     }
 }
 
+[[max_total_threads_per_threadgroup(32)]]
 constant float rope_store_h4_kv2_d16_r16_neox_f32_c256_t7ac25971_inv_freq[8] = {
     1.0f,
     0.07940301f,
@@ -312,6 +317,7 @@ kernel void rope_store_h4_kv2_d16_r16_neox_f32_c256_t7ac25971(
     }
 }
 
+[[max_total_threads_per_threadgroup(128)]]
 kernel void attention_decode_h4_kv2_d16_f32_c256_s3e800000_split256(
     device const float* qkv [[buffer(0)]],
     device const float* k_cache [[buffer(1)]],
@@ -423,6 +429,7 @@ kernel void attention_decode_h4_kv2_d16_f32_c256_s3e800000_split256(
     }
 }
 
+[[max_total_threads_per_threadgroup(32)]]
 kernel void attention_decode_h4_kv2_d16_f32_c256_s3e800000_split256_reduce(
     device float* out [[buffer(3)]],
     device const float* partials [[buffer(4)]],
@@ -451,6 +458,7 @@ kernel void attention_decode_h4_kv2_d16_f32_c256_s3e800000_split256_reduce(
     }
 }
 
+[[max_total_threads_per_threadgroup(128)]]
 kernel void attention_prefill_h4_kv2_d16_f32_c256_s3e800000(
     device const float* qkv [[buffer(0)]],
     device const float* k_cache [[buffer(1)]],
@@ -601,6 +609,7 @@ kernel void attention_prefill_h4_kv2_d16_f32_c256_s3e800000(
     }
 }
 
+[[max_total_threads_per_threadgroup(64)]]
 kernel void matvec_f32_64x64_residual(
     device const float4* w [[buffer(0)]],
     device const float4* x [[buffer(1)]],
@@ -639,6 +648,7 @@ kernel void matvec_f32_64x64_residual(
     }
 }
 
+[[max_total_threads_per_threadgroup(128)]]
 kernel void matmul_f32_64x64_residual(
     device const float4* w [[buffer(0)]],
     device const float4* x [[buffer(1)]],
@@ -701,6 +711,7 @@ kernel void matmul_f32_64x64_residual(
     }
 }
 
+[[max_total_threads_per_threadgroup(64)]]
 kernel void matvec_f32_128x64_gated_silu_prenorm1em5(
     device const float4* w [[buffer(0)]],
     device const float4* x [[buffer(1)]],
@@ -749,6 +760,7 @@ kernel void matvec_f32_128x64_gated_silu_prenorm1em5(
     }
 }
 
+[[max_total_threads_per_threadgroup(128)]]
 kernel void matmul_f32_128x64_gated_silu(
     device const float4* w [[buffer(0)]],
     device const float4* x [[buffer(1)]],
@@ -828,6 +840,7 @@ kernel void matmul_f32_128x64_gated_silu(
     }
 }
 
+[[max_total_threads_per_threadgroup(64)]]
 kernel void matvec_f32_64x128_residual(
     device const float4* w [[buffer(0)]],
     device const float4* x [[buffer(1)]],
@@ -866,6 +879,7 @@ kernel void matvec_f32_64x128_residual(
     }
 }
 
+[[max_total_threads_per_threadgroup(128)]]
 kernel void matmul_f32_64x128_residual(
     device const float4* w [[buffer(0)]],
     device const float4* x [[buffer(1)]],
@@ -928,6 +942,7 @@ kernel void matmul_f32_64x128_residual(
     }
 }
 
+[[max_total_threads_per_threadgroup(64)]]
 kernel void matvec_f32_384x64_prenorm1em5(
     device const float4* w [[buffer(0)]],
     device const float4* x [[buffer(1)]],
@@ -973,6 +988,7 @@ kernel void matvec_f32_384x64_prenorm1em5(
     }
 }
 
+[[max_total_threads_per_threadgroup(128)]]
 kernel void matmul_f32_384x64(
     device const float4* w [[buffer(0)]],
     device const float4* x [[buffer(1)]],
@@ -1034,6 +1050,7 @@ kernel void matmul_f32_384x64(
     }
 }
 
+[[max_total_threads_per_threadgroup(96)]]
 kernel void argmax_384(
     device const float4* logits [[buffer(0)]],
     device uint* out [[buffer(1)]],
@@ -1060,6 +1077,7 @@ kernel void argmax_384(
     }
 }
 
+[[max_total_threads_per_threadgroup(384)]]
 kernel void top_candidates_384_top64(
     device const float* logits [[buffer(0)]],
     device const uint* recent [[buffer(1)]],

@@ -102,6 +102,7 @@ struct RepeatPenalty {
     float repeat_penalty;
 };
 
+[[max_total_threads_per_threadgroup(32)]]
 kernel void embedding_q8_0_384x64(
     device const block_q8_0* table [[buffer(0)]],
     device const uint* tokens [[buffer(1)]],
@@ -127,6 +128,7 @@ kernel void embedding_q8_0_384x64(
     }
 }
 
+[[max_total_threads_per_threadgroup(32)]]
 kernel void rms_norm_64_eps1em5(
     device const float4* x [[buffer(0)]],
     device const float4* weight [[buffer(1)]],
@@ -154,6 +156,7 @@ kernel void rms_norm_64_eps1em5(
     }
 }
 
+[[max_total_threads_per_threadgroup(64)]]
 kernel void matvec_q8_0_128x64_bias_prenorm1em5(
     device const block_q8_0* w [[buffer(0)]],
     device const float4* x [[buffer(1)]],
@@ -209,6 +212,7 @@ kernel void matvec_q8_0_128x64_bias_prenorm1em5(
     }
 }
 
+[[max_total_threads_per_threadgroup(128)]]
 kernel void matmul_q8_0_128x64_bias(
     device const block_q8_0* w [[buffer(0)]],
     device const float4* x [[buffer(1)]],
@@ -275,6 +279,7 @@ kernel void matmul_q8_0_128x64_bias(
     }
 }
 
+[[max_total_threads_per_threadgroup(32)]]
 constant float rope_store_h4_kv2_d16_r16_neox_f16_c256_t20f794b0_inv_freq[8] = {
     1.0f,
     0.17782794f,
@@ -332,6 +337,7 @@ kernel void rope_store_h4_kv2_d16_r16_neox_f16_c256_t20f794b0(
     }
 }
 
+[[max_total_threads_per_threadgroup(128)]]
 kernel void attention_decode_h4_kv2_d16_f16_c256_s3e800000_split256(
     device const float* qkv [[buffer(0)]],
     device const half* k_cache [[buffer(1)]],
@@ -443,6 +449,7 @@ kernel void attention_decode_h4_kv2_d16_f16_c256_s3e800000_split256(
     }
 }
 
+[[max_total_threads_per_threadgroup(32)]]
 kernel void attention_decode_h4_kv2_d16_f16_c256_s3e800000_split256_reduce(
     device float* out [[buffer(3)]],
     device const float* partials [[buffer(4)]],
@@ -471,6 +478,7 @@ kernel void attention_decode_h4_kv2_d16_f16_c256_s3e800000_split256_reduce(
     }
 }
 
+[[max_total_threads_per_threadgroup(128)]]
 kernel void attention_prefill_h4_kv2_d16_f16_c256_s3e800000(
     device const float* qkv [[buffer(0)]],
     device const half* k_cache [[buffer(1)]],
@@ -621,6 +629,7 @@ kernel void attention_prefill_h4_kv2_d16_f16_c256_s3e800000(
     }
 }
 
+[[max_total_threads_per_threadgroup(64)]]
 kernel void matvec_q8_0_64x64_residual(
     device const block_q8_0* w [[buffer(0)]],
     device const float4* x [[buffer(1)]],
@@ -667,6 +676,7 @@ kernel void matvec_q8_0_64x64_residual(
     }
 }
 
+[[max_total_threads_per_threadgroup(128)]]
 kernel void matmul_q8_0_64x64_residual(
     device const block_q8_0* w [[buffer(0)]],
     device const float4* x [[buffer(1)]],
@@ -732,6 +742,7 @@ kernel void matmul_q8_0_64x64_residual(
     }
 }
 
+[[max_total_threads_per_threadgroup(64)]]
 kernel void matvec_q8_0_128x64_gated_silu_prenorm1em5(
     device const block_q8_0* w [[buffer(0)]],
     device const float4* x [[buffer(1)]],
@@ -796,6 +807,7 @@ kernel void matvec_q8_0_128x64_gated_silu_prenorm1em5(
     }
 }
 
+[[max_total_threads_per_threadgroup(128)]]
 kernel void matmul_q8_0_128x64_gated_silu(
     device const block_q8_0* w [[buffer(0)]],
     device const float4* x [[buffer(1)]],
@@ -881,6 +893,7 @@ kernel void matmul_q8_0_128x64_gated_silu(
     }
 }
 
+[[max_total_threads_per_threadgroup(64)]]
 kernel void matvec_q8_0_64x128_residual(
     device const block_q8_0* w [[buffer(0)]],
     device const float4* x [[buffer(1)]],
@@ -927,6 +940,7 @@ kernel void matvec_q8_0_64x128_residual(
     }
 }
 
+[[max_total_threads_per_threadgroup(128)]]
 kernel void matmul_q8_0_64x128_residual(
     device const block_q8_0* w [[buffer(0)]],
     device const float4* x [[buffer(1)]],
@@ -992,6 +1006,7 @@ kernel void matmul_q8_0_64x128_residual(
     }
 }
 
+[[max_total_threads_per_threadgroup(64)]]
 kernel void matvec_q8_0_384x64_prenorm1em5(
     device const block_q8_0* w [[buffer(0)]],
     device const float4* x [[buffer(1)]],
@@ -1045,6 +1060,7 @@ kernel void matvec_q8_0_384x64_prenorm1em5(
     }
 }
 
+[[max_total_threads_per_threadgroup(128)]]
 kernel void matmul_q8_0_384x64(
     device const block_q8_0* w [[buffer(0)]],
     device const float4* x [[buffer(1)]],
@@ -1109,6 +1125,7 @@ kernel void matmul_q8_0_384x64(
     }
 }
 
+[[max_total_threads_per_threadgroup(96)]]
 kernel void argmax_384(
     device const float4* logits [[buffer(0)]],
     device uint* out [[buffer(1)]],
@@ -1135,6 +1152,7 @@ kernel void argmax_384(
     }
 }
 
+[[max_total_threads_per_threadgroup(384)]]
 kernel void top_candidates_384_top64(
     device const float* logits [[buffer(0)]],
     device const uint* recent [[buffer(1)]],
