@@ -35,8 +35,9 @@ fn all_variants() -> Vec<KernelInstance> {
         rms_norm::rms_norm(90, 30, 1e-5),
         argmax::argmax(384),
         argmax::argmax(1001),
-        top_candidates::top_candidates(384, 40),
     ];
+    let top = top_candidates::top_candidates(384, 40);
+    out.extend([top.select, top.merge]);
     for dtype in dtypes {
         out.push(embedding::embedding(dtype, 384, 64, None));
         out.push(embedding::embedding(dtype, 384, 64, Some(8.0)));

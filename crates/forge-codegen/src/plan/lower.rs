@@ -70,7 +70,10 @@ pub struct Plan {
     /// Logits of every token of a prefill pass into `logits`.
     pub logits_all: Vec<Step>,
     pub argmax: Step,
-    pub top_candidates: Step,
+    /// Select per vocabulary slice, then merge.
+    pub top_candidates: Vec<Step>,
+    /// Bytes of the select step's partial lists.
+    pub top_candidates_partial_bytes: u64,
     pub cache: Option<AttentionCache>,
     /// Bytes of split-attention scratch (0 without attention).
     pub attention_scratch_bytes: u64,
@@ -195,24 +198,37 @@ pub fn lower(model: &Model, options: &CompileOptions) -> Result<Plan, LowerError
         &argmax_kernel,
         vec![act(0, "logits", 0), act(1, "sampled", 0)],
     );
-    let top_kernel = l.kernel(top_candidates::top_candidates(vocab, TOP_CANDIDATES));
-    let top_candidates = Step::new(
-        "the most likely tokens after the repeat penalty, for the sampler",
-        &top_kernel,
-        vec![
-            act(0, "logits", 0),
-            arg(
-                1,
-                ArgSource::Activation {
-                    buffer: "recent".into(),
-                    column: 0,
-                    row: Row::First,
-                },
-            ),
-            act(2, "candidates", 0),
-            arg(3, ArgSource::Penalty),
-        ],
-    );
+    let top = top_candidates::top_candidates(vocab, TOP_CANDIDATES);
+    let (select, merge) = (l.kernel(top.select), l.kernel(top.merge));
+    let partials = || ArgSource::Activation {
+        buffer: "candidate_partials".into(),
+        column: 0,
+        row: Row::First,
+    };
+    let top_candidates = vec![
+        Step::new(
+            "the best tokens of each slice of the vocabulary after the repeat penalty",
+            &select,
+            vec![
+                act(0, "logits", 0),
+                arg(
+                    1,
+                    ArgSource::Activation {
+                        buffer: "recent".into(),
+                        column: 0,
+                        row: Row::First,
+                    },
+                ),
+                arg(2, partials()),
+                arg(3, ArgSource::Penalty),
+            ],
+        ),
+        Step::new(
+            "merged: the most likely tokens, for the sampler",
+            &merge,
+            vec![arg(0, partials()), act(2, "candidates", 0)],
+        ),
+    ];
     Ok(Plan {
         kernels: l.kernels,
         weights: l.weights,
@@ -225,6 +241,7 @@ pub fn lower(model: &Model, options: &CompileOptions) -> Result<Plan, LowerError
         logits_all,
         argmax,
         top_candidates,
+        top_candidates_partial_bytes: top.partial_bytes,
         cache: l.cache,
         attention_scratch_bytes: l.scratch,
         context: l.context,

@@ -1152,59 +1152,102 @@ kernel void argmax_384(
     }
 }
 
-[[max_total_threads_per_threadgroup(384)]]
-kernel void top_candidates_384_top64(
+[[max_total_threads_per_threadgroup(32)]]
+kernel void top_candidates_384_top64_select(
     device const float* logits [[buffer(0)]],
     device const uint* recent [[buffer(1)]],
-    device TopCandidate* out [[buffer(2)]],
+    device TopCandidate* partials [[buffer(2)]],
     constant RepeatPenalty& penalty [[buffer(3)]],
+    uint list [[threadgroup_position_in_grid]],
+    uint lane [[thread_index_in_simdgroup]])
+{
+    const uint n_recent = penalty.n_recent;
+    const float rp = penalty.repeat_penalty;
+    // Lane `lane` holds ids first + lane, first + lane + 32, ... (consecutive across lanes).
+    const uint first = list * 256u;
+    float v[8];
+    for (uint k = 0; k < 8u; ++k) {
+        const uint id = first + k * 32u + lane;
+        v[k] = id < 384u ? logits[id] : NAN;
+    }
+    // The recent ids, 32 at a time: each lane loads one, the simdgroup
+    // passes them round, and the lane holding an id penalises it once (a
+    // repeated id finds its bit set).
+    uint penalised = 0;
+    for (uint base = 0; base < n_recent; base += 32u) {
+        const uint mine = base + lane < n_recent ? recent[base + lane] : 0xFFFFFFFFu;
+        const uint here = min(32u, n_recent - base);
+        for (uint j = 0; j < here; ++j) {
+            const uint id = simd_shuffle(mine, ushort(j));
+            for (uint k = 0; k < 8u; ++k) {
+                if (id == first + k * 32u + lane && (penalised & (1u << k)) == 0) {
+                    penalised |= 1u << k;
+                    v[k] = v[k] > 0.0f ? v[k] / rp : v[k] * rp;
+                }
+            }
+        }
+    }
+    // Each round picks the best value after the previous pick; once nothing
+    // is left, prev_logit is NaN and no value comes after it.
+    float prev_logit = NAN;
+    uint prev_id = 0;
+    for (uint r = 0; r < 64u; ++r) {
+        float best = -INFINITY;
+        uint index = 0xFFFFFFFFu;
+        for (uint k = 0; k < 8u; ++k) {
+            const uint id = first + k * 32u + lane;
+            const bool after = r == 0 ? !isnan(v[k])
+                                      : v[k] < prev_logit || (v[k] == prev_logit && id > prev_id);
+            if (after && (v[k] > best || index == 0xFFFFFFFFu)) {
+                best = v[k];
+                index = id;
+            }
+        }
+        simd_argmax(best, index);
+        if (lane == 0) {
+            partials[list * 64u + r].id = index;
+            partials[list * 64u + r].logit = best;
+        }
+        prev_logit = index == 0xFFFFFFFFu ? NAN : best;
+        prev_id = index;
+    }
+}
+
+[[max_total_threads_per_threadgroup(32)]]
+kernel void top_candidates_384_top64_merge(
+    device const TopCandidate* partials [[buffer(0)]],
+    device TopCandidate* out [[buffer(2)]],
     uint tid [[thread_index_in_threadgroup]],
     uint simdgroup [[simdgroup_index_in_threadgroup]],
     uint lane [[thread_index_in_simdgroup]])
 {
-    threadgroup atomic_uint seen[128];
     threadgroup float values[32];
     threadgroup uint indices[32];
-    const uint n_recent = penalty.n_recent;
-    const float rp = penalty.repeat_penalty;
-    for (uint i = tid; i < 128u; i += 384u) {
-        atomic_store_explicit(&seen[i], 0u, memory_order_relaxed);
+    // Thread `tid` merges list `tid`: the head it offers, and where it is.
+    uint head = 0;
+    float logit = -INFINITY;
+    uint id = 0xFFFFFFFFu;
+    if (tid < 2u) {
+        logit = partials[tid * 64u].logit;
+        id = partials[tid * 64u].id;
     }
-    threadgroup_barrier(mem_flags::mem_threadgroup);
-    for (uint i = tid; i < n_recent; i += 384u) {
-        const uint id = recent[i] & 4095u;
-        atomic_fetch_or_explicit(&seen[id >> 5], 1u << (id & 31u), memory_order_relaxed);
-    }
-    threadgroup_barrier(mem_flags::mem_threadgroup);
-
-    float prev_logit = INFINITY;
-    int prev_id = -1;
     for (uint r = 0; r < 64u; ++r) {
-        float best = -INFINITY;
-        uint index = 0xFFFFFFFFu;
-        for (uint i = tid; i < 384u; i += 384u) {
-            float v = logits[i];
-            const uint h = i & 4095u;
-            if ((atomic_load_explicit(&seen[h >> 5], memory_order_relaxed) >> (h & 31u)) & 1u) {
-                for (uint j = 0; j < n_recent; ++j) {
-                    if (recent[j] == i) {
-                        v = v > 0.0f ? v / rp : v * rp;
-                        break;
-                    }
-                }
-            }
-            const bool after = v < prev_logit || (v == prev_logit && int(i) > prev_id);
-            if (after && (v > best || index == 0xFFFFFFFFu)) {
-                best = v;
-                index = i;
-            }
-        }
-        threadgroup_argmax(best, index, values, indices, 12u, simdgroup, lane);
+        float best = id == 0xFFFFFFFFu ? -INFINITY : logit;
+        uint index = id;
+        threadgroup_argmax(best, index, values, indices, 1u, simdgroup, lane);
         if (tid == 0) {
             out[r].id = index;
             out[r].logit = best;
         }
-        prev_logit = best;
-        prev_id = int(index);
+        // Ids are distinct, so exactly one list offered the winner; it moves on.
+        if (index != 0xFFFFFFFFu && index == id) {
+            head += 1;
+            if (head < 64u) {
+                logit = partials[tid * 64u + head].logit;
+                id = partials[tid * 64u + head].id;
+            } else {
+                id = 0xFFFFFFFFu;
+            }
+        }
     }
 }

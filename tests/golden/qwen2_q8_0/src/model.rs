@@ -43,7 +43,8 @@ forge_runtime::kernels! {
     matvec_q8_0_384x64_prenorm1em5,
     matmul_q8_0_384x64,
     argmax_384,
-    top_candidates_384_top64,
+    top_candidates_384_top64_select,
+    top_candidates_384_top64_merge,
 }
 
 /// Byte offsets of the tensors outside the layers in `weights.gguf`.
@@ -86,6 +87,7 @@ struct Activations {
     sampled: Buffer,
     recent: Buffer,
     candidates: Buffer,
+    candidate_partials: Buffer,
 }
 
 impl Activations {
@@ -104,6 +106,7 @@ impl Activations {
             sampled: gpu.buffer(4),
             recent: gpu.buffer(PENALTY_WINDOW * 4),
             candidates: gpu.buffer(TOP_CANDIDATES * 8),
+            candidate_partials: gpu.buffer(1024),
         }
     }
 }
@@ -510,16 +513,27 @@ impl Model {
             } => {
                 self.act.recent.write_u32(0, recent);
                 let penalty = penalty_bytes(recent, repeat_penalty);
-                // the most likely tokens after the repeat penalty, for the sampler
+                // the best tokens of each slice of the vocabulary after the repeat penalty
                 batch.dispatch(
-                    &self.kernels.top_candidates_384_top64,
-                    [1, 1, 1],
-                    [384, 1, 1],
+                    &self.kernels.top_candidates_384_top64_select,
+                    [2, 1, 1],
+                    [32, 1, 1],
                     &[
                         (0, Arg::Buffer(&self.act.logits, 0)),
                         (1, Arg::Buffer(&self.act.recent, 0)),
-                        (2, Arg::Buffer(&self.act.candidates, 0)),
+                        (2, Arg::Buffer(&self.act.candidate_partials, 0)),
                         (3, Arg::Bytes(&penalty)),
+                    ],
+                );
+
+                // merged: the most likely tokens, for the sampler
+                batch.dispatch(
+                    &self.kernels.top_candidates_384_top64_merge,
+                    [1, 1, 1],
+                    [32, 1, 1],
+                    &[
+                        (0, Arg::Buffer(&self.act.candidate_partials, 0)),
+                        (2, Arg::Buffer(&self.act.candidates, 0)),
                     ],
                 );
             }
