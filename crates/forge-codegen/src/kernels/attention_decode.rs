@@ -126,8 +126,10 @@ pub fn attention_decode_split(shape: &AttentionShape, split: u64) -> AttentionDe
     params.insert("split".into(), split.into());
     params.insert("max_splits".into(), max_splits.into());
     params.insert("simdgroups".into(), SIMDGROUPS.into());
-    // Lanes that share one key: 32, or the head dimension rounded up to a power of two below 32.
-    let lanes_per_key = shape.head_dim.next_power_of_two().min(32);
+    // Lanes that share one key: about 8 values each (two half4 loads of the
+    // key and of the value), a power of two up to 32, so a simdgroup scores
+    // several consecutive keys at once with few shuffles.
+    let lanes_per_key = shape.head_dim.div_ceil(8).next_power_of_two().min(32);
     params.insert("lanes_per_key".into(), lanes_per_key.into());
     let name = format!("{}_split{split}", shape.name_stem("attention_decode"));
     let splits = match shape.window {

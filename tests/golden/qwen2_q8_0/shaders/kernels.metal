@@ -350,9 +350,9 @@ kernel void attention_decode_h4_kv2_d16_f16_c256_s3e800000_split256(
     uint lane [[thread_index_in_simdgroup]],
     uint tid [[thread_index_in_threadgroup]])
 {
-    threadgroup float slot_max[8];
-    threadgroup float slot_sum[8];
-    threadgroup float slot_acc[128];
+    threadgroup float slot_max[64];
+    threadgroup float slot_sum[64];
+    threadgroup float slot_acc[1024];
     const uint head = group.x;
     const uint split = group.y;
     const uint pos = step.pos;
@@ -366,36 +366,36 @@ kernel void attention_decode_h4_kv2_d16_f16_c256_s3e800000_split256(
     const uint kv_head = head / 2u;
     device const half* keys = k_cache + kv_head * 4096u;
     device const half* values = v_cache + kv_head * 4096u;
-    // Lane `sub` of a key's lanes holds columns sub, sub + 16, ...
-    const uint sub = lane % 16u;
-    const uint slot = simd * 2u + lane / 16u;
-    float q[1];
-    float acc[1];
-    for (uint e = 0; e < 1u; e++) {
-        const uint d = sub + e * 16u;
-        q[e] = d < 16u ? qkv[head * 16u + d] * 0.25f : 0.0f;
-        acc[e] = 0.0f;
+    // Lane `sub` of a key's lanes holds chunks sub, sub + 2, ... (4 columns each).
+    const uint sub = lane % 2u;
+    const uint slot = simd * 16u + lane / 2u;
+    device const float4* qv = reinterpret_cast<device const float4*>(qkv + head * 16u);
+    float4 q[2];
+    float4 acc[2];
+    for (uint e = 0; e < 2u; e++) {
+        const uint c = sub + e * 2u;
+        q[e] = c < 4u ? qv[c] * 0.25f : float4(0.0f);
+        acc[e] = float4(0.0f);
     }
     float run_max = -INFINITY;
     float run_sum = 0.0f;
     // Every lane of the simdgroup runs the same iterations, so the reductions stay uniform.
-    for (uint key0 = begin + simd * 2u; key0 < end; key0 += 8u) {
-        const uint key = key0 + lane / 16u;
+    for (uint key0 = begin + simd * 16u; key0 < end; key0 += 64u) {
+        const uint key = key0 + lane / 2u;
         const bool valid = key < end;
-        float dot = 0.0f;
+        device const half4* k = reinterpret_cast<device const half4*>(keys + key * 16u);
+        device const half4* v = reinterpret_cast<device const half4*>(values + key * 16u);
+        float dot_qk = 0.0f;
         if (valid) {
-            for (uint e = 0; e < 1u; e++) {
-                const uint d = sub + e * 16u;
-                if (d < 16u) {
-                    dot += q[e] * float(keys[key * 16u + d]);
+            for (uint e = 0; e < 2u; e++) {
+                const uint c = sub + e * 2u;
+                if (c < 4u) {
+                    dot_qk += dot(q[e], float4(k[c]));
                 }
             }
         }
-        dot += simd_shuffle_xor(dot, 8u);
-        dot += simd_shuffle_xor(dot, 4u);
-        dot += simd_shuffle_xor(dot, 2u);
-        dot += simd_shuffle_xor(dot, 1u);
-        const float score = valid ? dot : -INFINITY;
+        dot_qk += simd_shuffle_xor(dot_qk, 1u);
+        const float score = valid ? dot_qk : -INFINITY;
         const float new_max = max(run_max, score);
         // Until a slot has seen a key its max is -inf; subtract 0 then so no inf - inf appears.
         const float shift = new_max == -INFINITY ? 0.0f : new_max;
@@ -403,38 +403,40 @@ kernel void attention_decode_h4_kv2_d16_f16_c256_s3e800000_split256(
         const float weight = precise::exp(score - shift);
         run_sum = run_sum * correction + weight;
         run_max = new_max;
-        for (uint e = 0; e < 1u; e++) {
-            const uint d = sub + e * 16u;
-            const float v = valid && d < 16u ? float(values[key * 16u + d]) : 0.0f;
-            acc[e] = acc[e] * correction + weight * v;
+        for (uint e = 0; e < 2u; e++) {
+            const uint c = sub + e * 2u;
+            const float4 value = valid && c < 4u ? float4(v[c]) : float4(0.0f);
+            acc[e] = acc[e] * correction + weight * value;
         }
     }
     if (sub == 0u) {
         slot_max[slot] = run_max;
         slot_sum[slot] = run_sum;
     }
-    for (uint e = 0; e < 1u; e++) {
-        const uint d = sub + e * 16u;
-        if (d < 16u) {
-            slot_acc[slot * 16u + d] = acc[e];
+    for (uint e = 0; e < 2u; e++) {
+        const uint c = sub + e * 2u;
+        if (c < 4u) {
+            for (uint j = 0; j < 4u; j++) {
+                slot_acc[slot * 16u + c * 4u + j] = acc[e][j];
+            }
         }
     }
     threadgroup_barrier(mem_flags::mem_threadgroup);
     // Every split holds at least one key, so the merged max is finite.
     float total_max = -INFINITY;
-    for (uint s = 0; s < 8u; s++) {
+    for (uint s = 0; s < 64u; s++) {
         total_max = max(total_max, slot_max[s]);
     }
-    float slot_weight[8];
+    float slot_weight[64];
     float total = 0.0f;
-    for (uint s = 0; s < 8u; s++) {
+    for (uint s = 0; s < 64u; s++) {
         slot_weight[s] = precise::exp(slot_max[s] - total_max);
         total += slot_sum[s] * slot_weight[s];
     }
     device float* part = partials + (head * 1u + split) * 18u;
     for (uint d = tid; d < 16u; d += 128u) {
         float a = 0.0f;
-        for (uint s = 0; s < 8u; s++) {
+        for (uint s = 0; s < 64u; s++) {
             a += slot_acc[s * 16u + d] * slot_weight[s];
         }
         if (splits == 1u) {
