@@ -144,12 +144,14 @@ fn check_layout(
     assert_eq!(text("general.architecture").as_deref(), Some("forge"));
     assert_eq!(text("forge.plan_fingerprint"), Some(plan.fingerprint()));
     assert_eq!(summary.fingerprint, plan.fingerprint());
-    assert_eq!(file.tensors.len(), plan.tensors.len());
-    for (info, planned) in file.tensors.iter().zip(&plan.tensors) {
-        assert_eq!(info.name, planned.name, "plan order");
-        assert_eq!(info.dtype, planned.dtype);
-        let shape: Vec<u64> = info.dims.iter().rev().copied().collect();
-        assert_eq!(shape, planned.shape);
+    let expected: Vec<(String, DType, Vec<u64>)> =
+        plan.tensors.iter().flat_map(file_entries).collect();
+    assert_eq!(file.tensors.len(), expected.len());
+    for (info, (name, dtype, shape)) in file.tensors.iter().zip(&expected) {
+        assert_eq!(&info.name, name, "plan order");
+        assert_eq!(info.dtype, *dtype, "{name}");
+        let dims: Vec<u64> = info.dims.iter().rev().copied().collect();
+        assert_eq!(&dims, shape, "{name}");
         assert_eq!(info.offset % WEIGHTS_ALIGNMENT, 0, "{} aligned", info.name);
     }
     // One event per tensor, then a final one; bytes only grow and end at the total.
@@ -166,12 +168,47 @@ fn check_layout(
     assert_eq!(events.last().unwrap().1, data);
 }
 
+/// The GGUF tensors (name, dtype, shape) a planned tensor is written as:
+/// itself, or a Q8_0/Q4_0 matrix's quant plane (I8, a byte per value or per
+/// two) and scale plane (F16, one per 32 values).
+fn file_entries(planned: &PlannedTensor) -> Vec<(String, DType, Vec<u64>)> {
+    let (rows, cols) = (planned.shape[0], planned.shape[1..].iter().product::<u64>());
+    match planned.dtype {
+        DType::Q8_0 | DType::Q4_0 => {
+            let quant_cols = if planned.dtype == DType::Q4_0 {
+                cols / 2
+            } else {
+                cols
+            };
+            vec![
+                (planned.name.clone(), DType::I8, vec![rows, quant_cols]),
+                (
+                    format!("{}.scales", planned.name),
+                    DType::F16,
+                    vec![rows, cols / 32],
+                ),
+            ]
+        }
+        dtype => vec![(planned.name.clone(), dtype, planned.shape.clone())],
+    }
+}
+
 fn check_tensors(model: &Model, plan: &WeightPlan, file: &GgufFile) {
     for planned in &plan.tensors {
         let info = file.tensor(&planned.name).unwrap();
         let want = expected_bytes(model, planned);
+        let got = if forge_weights::planes::has_planes(planned.dtype) {
+            let scales = file.tensor(&format!("{}.scales", planned.name)).unwrap();
+            let planes = forge_weights::planes::Planes {
+                quants: file.tensor_data(info).to_vec(),
+                scales: file.tensor_data(scales).to_vec(),
+            };
+            forge_weights::planes::join(planned.dtype, &planes).unwrap()
+        } else {
+            file.tensor_data(info).to_vec()
+        };
         assert!(
-            file.tensor_data(info) == want.as_slice(),
+            got == want,
             "{} ({}) differs from its parts converted independently",
             planned.name,
             planned.dtype
@@ -265,7 +302,12 @@ fn q8_0_rows_are_copied_raw_in_unpermuted_order() {
         };
         let (_dir, summary, file) = export(&model, &plan);
         assert_eq!((summary.raw_parts, summary.converted_parts), (3, 0));
-        let got = file.tensor_data(&file.tensors[0]);
+        // The file holds the blocks as quant and scale planes (tensors 0 and 1).
+        let planes = forge_weights::planes::Planes {
+            quants: file.tensor_data(&file.tensors[0]).to_vec(),
+            scales: file.tensor_data(&file.tensors[1]).to_vec(),
+        };
+        let got = forge_weights::planes::join(DType::Q8_0, &planes).unwrap();
         // Rows are whole Q8_0 blocks: permute them as opaque byte rows, in the
         // order `unpermute` gives a column of row numbers.
         let stored = stored_bytes(q);

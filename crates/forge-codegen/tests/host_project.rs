@@ -170,6 +170,8 @@ fn rendered_main_is_rustfmt_clean() {
     wraps.eos_ids = (100000..100008).collect();
     let mut none = plain.clone();
     none.eos_ids.clear();
+    // A checkpoint path that fits on its own line but not after `model_hint: `.
+    none.model_hint = "/work/checkpoints/".repeat(4) + "model.gguf";
     let dir = tempfile::tempdir().unwrap();
     for (name, ctx) in [
         ("plain", plain),

@@ -160,3 +160,21 @@ fn head_dim_256_window_softcap() {
     let decode = attention_decode_split(&a.shape(), 16);
     assert_eq!(check(&a, &decode, 90), 3);
 }
+
+/// Head dimensions that are not multiples of 4 load single columns; ones
+/// that are load half4/float4 chunks with fewer lanes than columns.
+#[test]
+fn head_dims_that_are_not_multiples_of_4_or_8() {
+    for (d, kv) in [
+        (14, DType::F32),
+        (6, DType::F16),
+        (37, DType::F16),
+        (40, DType::F32),
+    ] {
+        let a = attn(4, 2, d, kv);
+        let decode = attention_decode_split(&a.shape(), 16);
+        for pos in [0, 15, 40] {
+            check(&a, &decode, pos);
+        }
+    }
+}

@@ -130,3 +130,19 @@ fn head_dim_256_with_window() {
     };
     check(&a, 17, 3);
 }
+
+/// Head dimensions that are not multiples of 8 (or of 4): zero-padded in
+/// the tiles, only the real columns written.
+#[test]
+fn head_dims_that_are_not_multiples_of_8() {
+    for (d, kv) in [
+        (14, DType::F32),
+        (6, DType::F16),
+        (37, DType::F32),
+        (40, DType::F16),
+    ] {
+        let a = attn(4, 2, d, kv);
+        check(&a, 11, 0);
+        check(&a, 5, 20);
+    }
+}

@@ -12,25 +12,29 @@ fn check(dtype: DType, vocab: usize, hidden: usize, scale: Option<f32>) {
     let k = embedding(dtype, vocab as u64, hidden as u64, scale);
     let kernels = Kernels::build(std::slice::from_ref(&k));
     let mut rng = Rng::new(vocab as u64 + hidden as u64);
-    let (bytes, table) = encode_weights(dtype, &rng.vec(vocab * hidden, 1.0), hidden);
+    let encoded = encode_weights(dtype, &rng.vec(vocab * hidden, 1.0), hidden);
+    let table = &encoded.values;
     // First and last rows, a repeat, and random ids.
     let mut tokens = vec![0u32, vocab as u32 - 1, 7, 7];
     tokens.extend((0..13).map(|_| rng.below(vocab as u64) as u32));
     let n = tokens.len();
-    let (tb, ib) = (buffer(&bytes), buffer(&tokens));
+    let (tb, ib, sb) = (
+        buffer(&encoded.bytes),
+        buffer(&tokens),
+        buffer(&encoded.scales),
+    );
     let ob = Buffer::new(n * hidden * 4);
     let step = step_bytes(n as u32, 0);
-    kernels.run(
-        &k,
-        n as u32,
-        0,
-        &[
-            bind(0, &tb),
-            bind(1, &ib),
-            bind(2, &ob),
-            step_binding(&step),
-        ],
-    );
+    let mut bindings = vec![
+        bind(0, &tb),
+        bind(1, &ib),
+        bind(2, &ob),
+        step_binding(&step),
+    ];
+    if !encoded.scales.is_empty() {
+        bindings.push(bind(3, &sb));
+    }
+    kernels.run(&k, n as u32, 0, &bindings);
     let got = read_f32(&ob);
     for (t, &id) in tokens.iter().enumerate() {
         let row = &table[id as usize * hidden..][..hidden];
@@ -68,4 +72,15 @@ fn embedding_every_dtype() {
 fn embedding_smollm2_width() {
     check(DType::Q8_0, 1000, 576, None);
     check(DType::BF16, 1000, 576, Some(24.0));
+}
+
+/// Widths that are not multiples of 32 (or of 4): float tables only, one
+/// value per lane when the width is odd.
+#[test]
+fn embedding_any_width_float_tables() {
+    for dtype in [DType::F32, DType::F16, DType::BF16] {
+        check(dtype, 97, 80, None);
+        check(dtype, 50, 13, Some(3.0));
+        check(dtype, 31, 1, None);
+    }
 }

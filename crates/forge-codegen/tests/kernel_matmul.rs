@@ -1,6 +1,7 @@
-//! The `matmul` family under msl-emu against an f64 Rust reference, for every
-//! weight dtype and epilogue, at token counts that fill, split and leave
-//! partial 16-token tiles.
+//! The `matmul` family (simdgroup matrices) under msl-emu against an f64
+//! Rust reference, for every weight dtype and epilogue, at token counts that
+//! fill, split and leave partial 32-token tiles, and row counts that leave
+//! partial 64-row tiles.
 
 mod kernel_support;
 mod linear_reference;
@@ -11,14 +12,14 @@ use forge_ir::{Activation, DType};
 use kernel_support::*;
 use linear_reference::*;
 
-/// Token counts: one, a few, a partial second tile, and three tiles.
-const TOKENS: [usize; 4] = [1, 3, 17, 40];
+/// Token counts: one, a few, a partial second tile, and two whole tiles.
+const TOKENS: [usize; 4] = [1, 3, 40, 64];
 
 /// One configuration: (rows, cols, epilogue, softcap).
 type Case = (u64, u64, Epilogue, Option<f32>);
 
 /// Fixture-model shapes with every epilogue, plus row counts that leave a
-/// partial 32-row tile.
+/// partial 64-row tile.
 fn fixture_cases() -> Vec<Case> {
     let gated = |a| Epilogue::Gated(a);
     vec![
@@ -40,10 +41,11 @@ fn run_case(kernels: &Kernels, dtype: DType, case: Case, n: usize, seed: u64) {
     let (rows, cols, epilogue, softcap) = case;
     let k = matmul(dtype, rows, cols, epilogue, softcap);
     let problem = Problem::random(dtype, n, rows as usize, cols as usize, epilogue, seed);
-    let (wb, xb, bb) = (
+    let (wb, xb, bb, sb) = (
         buffer(&problem.weight_bytes),
         buffer(&problem.x),
         buffer(&problem.bias),
+        buffer(&problem.scale_bytes),
     );
     // Sentinels past the last token's row catch stores outside y.
     let yb = buffer(&problem.y_with_sentinels());
@@ -56,6 +58,9 @@ fn run_case(kernels: &Kernels, dtype: DType, case: Case, n: usize, seed: u64) {
     ];
     if epilogue.has_bias() {
         bindings.push(bind(3, &bb));
+    }
+    if !problem.scale_bytes.is_empty() {
+        bindings.push(bind(5, &sb));
     }
     kernels.run(&k, n as u32, 5, &bindings);
     let (want, tol) = problem.reference(epilogue, softcap, None);
@@ -107,4 +112,28 @@ fn matmul_smollm2_shape_q8_0_gated() {
     let case = (1536, 576, Epilogue::Gated(Activation::Silu), None);
     let k = matmul(DType::Q8_0, case.0, case.1, case.2, case.3);
     run_case(&Kernels::build(&[k]), DType::Q8_0, case, 17, 9);
+}
+
+/// Widths that are not multiples of 32 (or of 4) in float dtypes: the last
+/// 32-column step is partial, odd widths load single floats.
+#[test]
+fn matmul_any_width_float_dtypes() {
+    let cases: [Case; 4] = [
+        (80, 80, Epilogue::Bias, None),
+        (37, 13, Epilogue::Gated(Activation::Silu), None),
+        (5, 150, Epilogue::Residual, Some(10.0)),
+        (101, 7, Epilogue::None, None),
+    ];
+    for dtype in [DType::F32, DType::F16, DType::BF16] {
+        let instances: Vec<_> = cases
+            .iter()
+            .map(|&(r, c, e, s)| matmul(dtype, r, c, e, s))
+            .collect();
+        let kernels = Kernels::build(&instances);
+        for (i, &case) in cases.iter().enumerate() {
+            for n in [1, 33] {
+                run_case(&kernels, dtype, case, n, 3000 + 10 * i as u64 + n as u64);
+            }
+        }
+    }
 }

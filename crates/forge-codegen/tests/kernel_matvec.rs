@@ -48,9 +48,13 @@ fn run_case(kernels: &Kernels, dtype: DType, case: Case, seed: u64) {
     let problem = Problem::random(dtype, 1, rows as usize, cols as usize, epilogue, seed);
     let (wb, xb) = (buffer(&problem.weight_bytes), buffer(&problem.x));
     let (bb, nb) = (buffer(&problem.bias), buffer(&problem.norm));
+    let sb = buffer(&problem.scale_bytes);
     // Sentinels past the last row catch stores outside y.
     let yb = buffer(&problem.y_with_sentinels());
     let mut bindings = vec![bind(0, &wb), bind(1, &xb), bind(2, &yb)];
+    if !problem.scale_bytes.is_empty() {
+        bindings.push(bind(5, &sb));
+    }
     if epilogue.has_bias() {
         bindings.push(bind(3, &bb));
     }
@@ -133,13 +137,13 @@ fn matvec_reads_each_weight_byte_once() {
             buffer(&problem.x),
             buffer(&problem.norm),
         );
+        let sb = buffer(&problem.scale_bytes);
         let yb = Buffer::new(rows as usize * 4);
-        let stats = kernels.run(
-            k,
-            1,
-            0,
-            &[bind(0, &wb), bind(1, &xb), bind(2, &yb), bind(4, &nb)],
-        );
+        let mut bindings = vec![bind(0, &wb), bind(1, &xb), bind(2, &yb), bind(4, &nb)];
+        if !problem.scale_bytes.is_empty() {
+            bindings.push(bind(5, &sb));
+        }
+        let stats = kernels.run(k, 1, 0, &bindings);
         let traffic = |index| {
             stats
                 .buffers
@@ -155,6 +159,17 @@ fn matvec_reads_each_weight_byte_once() {
             k.name
         );
         assert_eq!(traffic(0).bytes_written, 0, "{}", k.name);
+        if !problem.scale_bytes.is_empty() {
+            // Each lane loads its chunk's block scale: 8 chunks of 4 values
+            // share a Q8_0 scale, 4 chunks of 8 a Q4_0 one.
+            let chunks_per_block = if dtype == DType::Q4_0 { 4 } else { 8 };
+            assert_eq!(
+                traffic(5).bytes_read,
+                chunks_per_block * problem.scale_bytes.len() as u64,
+                "{}: scale bytes read",
+                k.name
+            );
+        }
         assert_eq!(
             traffic(2).bytes_written,
             rows * 4,
@@ -173,5 +188,27 @@ fn matvec_reads_each_weight_byte_once() {
         );
         let (want, tol) = problem.reference(epilogue, None, Some(1e-5));
         problem.check(&k.name, &read_f32(&yb), &want, &tol);
+    }
+}
+
+/// Widths that are not multiples of 32 (or of 4) in float dtypes: odd
+/// widths load one float per lane.
+#[test]
+fn matvec_any_width_float_dtypes() {
+    let cases: [Case; 4] = [
+        (80, 80, Epilogue::Bias, None, Some(1e-5)),
+        (37, 13, Epilogue::Gated(Activation::Silu), None, Some(1e-6)),
+        (5, 150, Epilogue::Residual, Some(10.0), None),
+        (101, 7, Epilogue::None, None, None),
+    ];
+    for dtype in [DType::F32, DType::F16, DType::BF16] {
+        let instances: Vec<_> = cases
+            .iter()
+            .map(|&(r, c, e, s, eps)| matvec(dtype, r, c, e, s, eps))
+            .collect();
+        let kernels = Kernels::build(&instances);
+        for (i, &case) in cases.iter().enumerate() {
+            run_case(&kernels, dtype, case, 4000 + i as u64);
+        }
     }
 }

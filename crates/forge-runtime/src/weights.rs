@@ -35,7 +35,7 @@ pub struct TensorRef {
     /// Absolute byte offset in the file.
     pub offset: usize,
     pub len: usize,
-    /// GGML type name: `F32`, `F16`, `BF16`, `Q8_0` or `Q4_0`.
+    /// GGML type name: `F32`, `F16`, `BF16`, `I8`, `Q8_0` or `Q4_0`.
     pub dtype: &'static str,
     /// Outermost dimension first: `[rows, cols]` for a matrix.
     pub shape: Vec<u64>,
@@ -71,12 +71,14 @@ impl WeightsFile {
     }
 }
 
-/// (GGML type id, name, values per block, bytes per block) of the types forge exports.
-const DTYPES: [(u32, &str, u64, u64); 5] = [
+/// (GGML type id, name, values per block, bytes per block) of the types forge
+/// exports (I8: the quant planes of Q8_0 and Q4_0 matrices).
+const DTYPES: [(u32, &str, u64, u64); 6] = [
     (0, "F32", 1, 4),
     (1, "F16", 1, 2),
     (2, "Q4_0", 32, 18),
     (8, "Q8_0", 32, 34),
+    (24, "I8", 1, 1),
     (30, "BF16", 1, 2),
 ];
 

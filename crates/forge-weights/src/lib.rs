@@ -1,6 +1,7 @@
-//! forge-weights: GGML block formats and the GGUF writer.
+//! forge-weights: GGML block formats, the quant planes the GPU kernels read,
+//! and the GGUF writer.
 pub mod gguf;
-
+pub mod planes;
 pub mod quant;
 
 pub use quant::{

@@ -217,6 +217,11 @@ cases! {
     gemma3_hf_bf16_local_global_rope: "gemma3_text", "hf", [], Tolerance::Half;
     phi3_hf_f32: "phi3", "hf", [], Tolerance::F32;
     phi3_longrope_hf_bf16: "phi3_longrope", "hf", [], Tolerance::Half;
+    // Widths that are not multiples of 32, of 8 or of 4 (issue 9, "any width").
+    llama_odd_hf_f32: "llama_odd", "hf", [], Tolerance::F32;
+    llama_odd_gguf_f32: "llama_odd", "gguf/llama_odd.f32.gguf", [], Tolerance::F32;
+    qwen2_odd_hf_f32: "qwen2_odd", "hf", [], Tolerance::F32;
+    mistral_odd_hf_f32: "mistral_odd", "hf", [], Tolerance::F32;
 }
 
 /// An architecture whose ops have no kernels yet fails with one line naming

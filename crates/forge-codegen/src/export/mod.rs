@@ -1,6 +1,8 @@
 //! Writes `weights.gguf`: the planned tensors of a model, converted to their
 //! planned dtypes, in plan order, with 16 KiB-aligned data so the generated
-//! binary can wrap the mapped file in GPU buffers without copying.
+//! binary can wrap the mapped file in GPU buffers without copying. Q8_0 and
+//! Q4_0 tensors are written as their quant and scale planes
+//! (`forge_weights::planes`), the layout the kernels read.
 
 mod convert;
 
@@ -9,8 +11,9 @@ use std::fs::File;
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
-use forge_ir::{Model, SourceFormat};
+use forge_ir::{DType, Model, SourceFormat};
 use forge_weights::gguf::{GgufValue, GgufWriter};
+use forge_weights::planes::{self, has_planes};
 use memmap2::Mmap;
 
 use crate::plan::WeightPlan;
@@ -126,10 +129,11 @@ pub fn export_weights(
             .map_err(|e| file_error(e.to_string()))?;
     }
     for t in &tensors {
-        let dtype = plan_dtype(plan, t.name);
-        writer
-            .add_tensor(t.name, &t.dims, dtype)
-            .map_err(|e| file_error(e.to_string()))?;
+        for (name, dims, dtype) in file_tensors(t.name, &t.dims, plan_dtype(plan, t.name)) {
+            writer
+                .add_tensor(&name, &dims, dtype)
+                .map_err(|e| file_error(e.to_string()))?;
+        }
     }
 
     let bytes_total: u64 = tensors.iter().map(|t| t.n_bytes).sum();
@@ -159,9 +163,18 @@ pub fn export_weights(
                 _ => converted_parts += 1,
             }
         }
-        writer
-            .write_tensor_data(t.name, &data)
-            .map_err(|e| file_error(format!("writing tensor {}: {e}", t.name)))?;
+        let write = |writer: &mut GgufWriter<_>, name: &str, bytes: &[u8]| {
+            writer
+                .write_tensor_data(name, bytes)
+                .map_err(|e| file_error(format!("writing tensor {name}: {e}")))
+        };
+        if has_planes(dtype) {
+            let planes = planes::split(dtype, &data).map_err(|e| file_error(e.to_string()))?;
+            write(&mut writer, t.name, &planes.quants)?;
+            write(&mut writer, &scales_name(t.name), &planes.scales)?;
+        } else {
+            write(&mut writer, t.name, &data)?;
+        }
         bytes_done += t.n_bytes;
     }
     let sink = writer.finish().map_err(|e| file_error(e.to_string()))?;
@@ -198,6 +211,28 @@ pub fn export_weights(
 
 fn plan_dtype(plan: &WeightPlan, name: &str) -> forge_ir::DType {
     plan.get(name).expect("prepared from the plan").dtype
+}
+
+/// The GGUF tensor holding the scales of a quantised tensor's planes.
+pub fn scales_name(name: &str) -> String {
+    format!("{name}.scales")
+}
+
+/// The GGUF tensors a planned tensor is written as (dims innermost first):
+/// itself, or for Q8_0/Q4_0 its quant plane (I8, bytes per row) and its
+/// scale plane (F16, one per 32 values), as the kernels read them.
+fn file_tensors(name: &str, dims: &[u64], dtype: DType) -> Vec<(String, Vec<u64>, DType)> {
+    if !has_planes(dtype) {
+        return vec![(name.to_string(), dims.to_vec(), dtype)];
+    }
+    let mut quants = dims.to_vec();
+    quants[0] = planes::quant_bytes(dtype, dims[0]);
+    let mut scales = dims.to_vec();
+    scales[0] = dims[0] / 32;
+    vec![
+        (name.to_string(), quants, DType::I8),
+        (scales_name(name), scales, DType::F16),
+    ]
 }
 
 /// Resolves and checks every part of every planned tensor before anything is

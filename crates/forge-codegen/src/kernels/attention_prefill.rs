@@ -8,11 +8,13 @@
 use super::attention_decode::AttentionShape;
 use super::KernelInstance;
 
-/// Keys per tile and simdgroups per threadgroup for a head dimension: the K
-/// and V tiles (`2·keys·head_dim` floats) stay within 16 KiB, and the query
-/// tile (8 rows per simdgroup), staged in the same memory, fits in them.
+/// Keys per tile and simdgroups per threadgroup for a head dimension (padded
+/// to a multiple of 8): the K and V tiles (`2·keys·head_dim` floats) stay
+/// within 16 KiB, and the query tile (8 rows per simdgroup), staged in the
+/// same memory, fits in them.
 fn tiling(head_dim: u64) -> (u64, u64) {
-    let keys = (2048 / head_dim).clamp(8, 32) / 8 * 8;
+    let padded = head_dim.next_multiple_of(8);
+    let keys = (2048 / padded).clamp(8, 32) / 8 * 8;
     let simdgroups = (keys / 4).min(4);
     (keys, simdgroups)
 }
@@ -23,14 +25,14 @@ fn tiling(head_dim: u64) -> (u64, u64) {
 /// 7 step. Grid: (q_heads, ⌈n / query tile⌉).
 ///
 /// # Panics
-/// When `head_dim` is not a multiple of 8 (the tiles are 8×8 simdgroup
-/// matrices) or above 256, the heads do not group, the window is 0 or the KV
-/// dtype is not a cache dtype.
+/// When `head_dim` is 0 or above 256, the heads do not group, the window is
+/// 0 or the KV dtype is not a cache dtype. (A head dimension that is not a
+/// multiple of 8, the side of the simdgroup matrices, is padded in the tiles.)
 pub fn attention_prefill(shape: &AttentionShape) -> KernelInstance {
     let head_dim = shape.head_dim;
     assert!(
-        head_dim.is_multiple_of(8) && (8..=256).contains(&head_dim),
-        "attention_prefill: head dimension {head_dim} is not a multiple of 8 in 8..=256"
+        (1..=256).contains(&head_dim),
+        "attention_prefill: head dimension {head_dim} is not in 1..=256"
     );
     let (keys, simdgroups) = tiling(head_dim);
     let queries = 8 * simdgroups;

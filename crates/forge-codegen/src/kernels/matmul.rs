@@ -1,21 +1,22 @@
 //! The `matmul` kernel family (templates/metal/matmul.metal.j2): the prefill
 //! projection of n tokens, with the same epilogues as `matvec`.
 
-use super::matvec::{linear_name, Epilogue};
+use super::matvec::{chunk_values, linear_name, Epilogue};
 use super::KernelInstance;
 use forge_ir::DType;
 
 /// Tokens per threadgroup tile.
-const TILE_TOKENS: u64 = 16;
-/// Output rows per threadgroup tile.
-const TILE_ROWS: u64 = 32;
-/// 128 threads: each computes one token × four rows of the tile.
-const THREADS: u32 = (TILE_TOKENS * TILE_ROWS / 4) as u32;
+const TILE_TOKENS: u64 = 32;
+/// Weight rows per threadgroup tile.
+const TILE_ROWS: u64 = 64;
+/// 4 simdgroups, each accumulating 32 rows × 16 tokens as 4 × 2 8×8 matrices.
+const THREADS: u32 = 128;
 
 /// Prefill projection: `rows` outputs of a `[rows, cols]` matrix (`[2·rows,
 /// cols]` when gated) for each of `n` tokens of x `[n, cols]` into y `[n,
-/// rows]`, with `epilogue` and an optional logit `softcap`. Buffers: 0 W,
-/// 1 x, 2 y, 3 bias, 7 step. Grid: (⌈rows/32⌉, ⌈n/16⌉).
+/// rows]`, with `epilogue` and an optional logit `softcap`. Buffers: 0 W
+/// (the quant plane of a quantised matrix), 1 x, 2 y, 3 bias, 5 the scale
+/// plane (quantised), 7 step. Grid: (⌈rows/64⌉, ⌈n/32⌉).
 pub fn matmul(
     dtype: DType,
     rows: u64,
@@ -36,6 +37,8 @@ pub fn matmul(
             "softcap": softcap,
             "tile_tokens": TILE_TOKENS,
             "tile_rows": TILE_ROWS,
+            "threads": THREADS,
+            "chunk": chunk_values(dtype, cols),
         }),
         threads: [THREADS, 1, 1],
         grid: [

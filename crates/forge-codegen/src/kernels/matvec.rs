@@ -84,6 +84,19 @@ pub fn weight_dtype_param(dtype: DType) -> &'static str {
     }
 }
 
+/// Values one lane loads as a chunk of a row of `cols` values: 8 nibbles of
+/// a Q4_0 quant plane (a `uchar4`), 4 int8 of a Q8_0 one (a `char4`), 4
+/// floats of a float matrix (a `float4`/`half4`/`ushort4`), or 1 when a
+/// float row is not a multiple of 4.
+pub fn chunk_values(dtype: DType, cols: u64) -> u64 {
+    match dtype {
+        DType::Q4_0 => 8,
+        DType::Q8_0 => 4,
+        _ if cols.is_multiple_of(4) => 4,
+        _ => 1,
+    }
+}
+
 /// A float as part of an identifier: `30.0` → `30`, `1e-5` → `1em5`, `0.5` → `0p5`.
 pub fn float_tag(value: f32) -> String {
     let text = if value.fract() == 0.0 && value.abs() < 1e9 {
@@ -124,10 +137,10 @@ pub(super) fn linear_name(
     softcap: Option<f32>,
 ) -> (&'static str, String) {
     let dtype_param = weight_dtype_param(dtype);
-    assert!(rows > 0, "{family}: no rows");
+    assert!(rows > 0 && cols > 0, "{family}: empty matrix");
     assert!(
-        cols > 0 && cols.is_multiple_of(32),
-        "{family} {dtype_param}: cols = {cols} must be a positive multiple of 32"
+        !dtype.is_quantized() || cols.is_multiple_of(32),
+        "{family} {dtype_param}: quantised rows of {cols} values are not whole blocks"
     );
     let mut name = format!(
         "{family}_{dtype_param}_{rows}x{cols}{}",
@@ -173,6 +186,7 @@ pub fn matvec(
             "prenorm_eps": prenorm_eps,
             "simdgroups": SIMDGROUPS,
             "rows_per_simdgroup": per_simdgroup,
+            "chunk": chunk_values(dtype, cols),
         }),
         threads: [32 * SIMDGROUPS as u32, 1, 1],
         grid: [
@@ -213,8 +227,8 @@ mod tests {
     }
 
     #[test]
-    #[should_panic(expected = "multiple of 32")]
-    fn ragged_columns_are_refused() {
-        matvec(DType::F32, 8, 48, Epilogue::None, None, None);
+    #[should_panic(expected = "not whole blocks")]
+    fn ragged_quantised_columns_are_refused() {
+        matvec(DType::Q8_0, 8, 48, Epilogue::None, None, None);
     }
 }

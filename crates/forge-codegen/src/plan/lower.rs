@@ -9,10 +9,12 @@ use serde::Serialize;
 use super::options::{matrix_dtype, widest, CompileOptions};
 use super::steps::{act, arg, Arg, ArgSource, Row, Step};
 use super::weights::{PlannedTensor, WeightPlan};
+use crate::export::scales_name;
 use crate::kernels::{
     add, argmax, attention_decode, attention_prefill, embedding, matmul, matvec, rms_norm,
     rope_store, top_candidates, KernelInstance,
 };
+use forge_weights::planes::has_planes;
 
 /// Candidates the sampler gets back per decode step (the GPU keeps the rest).
 pub const TOP_CANDIDATES: u64 = 64;
@@ -198,7 +200,9 @@ pub fn lower(model: &Model, options: &CompileOptions) -> Result<Plan, LowerError
         &argmax_kernel,
         vec![act(0, "logits", 0), act(1, "sampled", 0)],
     );
-    let top = top_candidates::top_candidates(vocab, TOP_CANDIDATES);
+    // A vocabulary smaller than the candidate count hands all of it to the sampler.
+    let top_count = TOP_CANDIDATES.min(vocab);
+    let top = top_candidates::top_candidates(vocab, top_count);
     let (select, merge) = (l.kernel(top.select), l.kernel(top.merge));
     let partials = || ArgSource::Activation {
         buffer: "candidate_partials".into(),
@@ -248,7 +252,7 @@ pub fn lower(model: &Model, options: &CompileOptions) -> Result<Plan, LowerError
         vocab,
         hidden: model.config.hidden_size,
         prefill_chunk: PREFILL_CHUNK,
-        top_candidates_count: TOP_CANDIDATES,
+        top_candidates_count: top_count,
     })
 }
 
@@ -278,6 +282,16 @@ fn name_layer_kinds(kinds: &mut [LayerKind]) {
 }
 
 /// `blk.3.attn_qkv.weight` -> `attn_qkv`; `blk.3.attn_qkv.bias` -> `attn_qkv_bias`.
+/// A `LayerTensor` argument (for [`Lowering::weight_args`]).
+fn layer_tensor(field: String) -> ArgSource {
+    ArgSource::LayerTensor { field }
+}
+
+/// A `ModelTensor` argument (for [`Lowering::weight_args`]).
+fn model_tensor(field: String) -> ArgSource {
+    ArgSource::ModelTensor { field }
+}
+
 fn field_name(tensor: &str) -> String {
     let rest = match tensor.strip_prefix("blk.") {
         Some(r) => r.split_once('.').map_or(r, |p| p.1),
@@ -423,6 +437,26 @@ impl Lowering<'_> {
         self.weights.get(planned).map_or(DType::F32, |t| t.dtype)
     }
 
+    /// The bindings of weight `tensor` (field `field`): the tensor at 0 and,
+    /// when the kernels read it as quant planes, its scales at `scales_index`
+    /// (recorded in `tensors`). `source` makes a layer or model argument.
+    fn weight_args(
+        &self,
+        tensor: &str,
+        field: &str,
+        scales_index: u32,
+        source: fn(String) -> ArgSource,
+        tensors: &mut BTreeMap<String, String>,
+    ) -> Vec<Arg> {
+        let mut args = vec![arg(0, source(field.to_string()))];
+        if has_planes(self.dtype_of(tensor)) {
+            let scales = format!("{field}_scales");
+            tensors.insert(scales.clone(), scales_name(tensor));
+            args.push(arg(scales_index, source(scales)));
+        }
+        args
+    }
+
     fn prologue(&mut self) -> Result<Paths, LowerError> {
         let mut paths = Paths::default();
         let nodes = &self.model.graph.prologue;
@@ -462,22 +496,21 @@ impl Lowering<'_> {
             hidden,
             scale,
         ));
-        paths.tensors.insert(field_name(&tensor), tensor);
-        let step = Step::new(
-            "token embeddings into the residual stream",
-            &k,
-            vec![
-                arg(
-                    0,
-                    ArgSource::ModelTensor {
-                        field: field_name(table),
-                    },
-                ),
-                arg(1, ArgSource::Tokens),
-                act(2, "x", 0),
-                arg(7, ArgSource::Step),
-            ],
+        let mut args = self.weight_args(
+            &tensor,
+            &field_name(table),
+            3,
+            model_tensor,
+            &mut paths.tensors,
         );
+        paths.tensors.insert(field_name(&tensor), tensor);
+        args.extend([
+            arg(1, ArgSource::Tokens),
+            act(2, "x", 0),
+            arg(7, ArgSource::Step),
+        ]);
+        args.sort_by_key(|a| a.index);
+        let step = Step::new("token embeddings into the residual stream", &k, args);
         paths.decode.push(step.clone());
         paths.prefill.push(step);
         Ok(paths)

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use forge_ir::Op;
 
 use super::{
-    act, arg, field_name, matmul, matvec, rms_norm, unsupported, ArgSource, LowerError, Lowering,
-    Row, Step,
+    act, arg, field_name, matmul, matvec, model_tensor, rms_norm, unsupported, ArgSource,
+    LowerError, Lowering, Row, Step,
 };
 
 pub(super) struct Epilogue {
@@ -57,32 +57,36 @@ impl Lowering<'_> {
             *softcap,
             Some(*eps),
         ));
+        let head_args = self.weight_args(
+            &tensors[&head_field].clone(),
+            &head_field,
+            5,
+            model_tensor,
+            &mut tensors,
+        );
+        let mut last_args = head_args.clone();
+        last_args.extend([
+            arg(
+                1,
+                ArgSource::Activation {
+                    buffer: x.buffer.clone(),
+                    column: x.column,
+                    row: Row::Last,
+                },
+            ),
+            act(2, "logits", 0),
+            arg(
+                4,
+                ArgSource::ModelTensor {
+                    field: norm_field.clone(),
+                },
+            ),
+        ]);
+        last_args.sort_by_key(|a| a.index);
         let last = vec![Step::new(
             "logits of the last token (final norm fused)",
             &mv,
-            vec![
-                arg(
-                    0,
-                    ArgSource::ModelTensor {
-                        field: head_field.clone(),
-                    },
-                ),
-                arg(
-                    1,
-                    ArgSource::Activation {
-                        buffer: x.buffer.clone(),
-                        column: x.column,
-                        row: Row::Last,
-                    },
-                ),
-                act(2, "logits", 0),
-                arg(
-                    4,
-                    ArgSource::ModelTensor {
-                        field: norm_field.clone(),
-                    },
-                ),
-            ],
+            last_args,
         )];
 
         self.buffer("final_norm", hidden);
@@ -105,16 +109,16 @@ impl Lowering<'_> {
                     arg(7, ArgSource::Step),
                 ],
             ),
-            Step::new(
-                "logits of every token",
-                &mm,
-                vec![
-                    arg(0, ArgSource::ModelTensor { field: head_field }),
+            Step::new("logits of every token", &mm, {
+                let mut args = head_args;
+                args.extend([
                     act(1, "final_norm", 0),
                     act(2, "logits", 0),
                     arg(7, ArgSource::Step),
-                ],
-            ),
+                ]);
+                args.sort_by_key(|a| a.index);
+                args
+            }),
         ];
         Ok(Epilogue { last, all, tensors })
     }

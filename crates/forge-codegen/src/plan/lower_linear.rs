@@ -8,8 +8,8 @@ use std::collections::HashSet;
 use forge_ir::{Node, Op, ValueId};
 
 use super::{
-    act, arg, field_name, matmul, matvec, unsupported, Arg, ArgSource, Loc, LowerError, Lowering,
-    Paths, Step,
+    act, arg, field_name, layer_tensor, matmul, matvec, unsupported, Arg, ArgSource, Loc,
+    LowerError, Lowering, Paths, Step,
 };
 
 impl Lowering<'_> {
@@ -135,12 +135,7 @@ impl Lowering<'_> {
             (e, loc, rows, comment)
         };
 
-        let mut args = vec![arg(
-            0,
-            ArgSource::LayerTensor {
-                field: field.clone(),
-            },
-        )];
+        let mut args = self.weight_args(&tensor, &field, 5, layer_tensor, &mut paths.tensors);
         let mut out_args = vec![act(2, &out_loc.buffer, out_loc.column)];
         if let Some(b) = &bias_field {
             out_args.push(arg(3, ArgSource::LayerTensor { field: b.clone() }));

@@ -22,6 +22,11 @@ pub struct PlannedTensor {
     pub keep_interleaved_rope: bool,
 }
 
+/// How the export lays dtypes out; part of the fingerprint, so a file in an
+/// older layout is refused. `planes-1`: Q8_0 and Q4_0 as quant and scale
+/// planes (`forge_weights::planes`).
+const LAYOUT: &str = "planes-1";
+
 /// Every tensor the generated project binds, in file order.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct WeightPlan {
@@ -34,12 +39,16 @@ impl WeightPlan {
     }
 
     /// A stable hash of everything that decides the file's layout (names,
-    /// dtypes, shapes, parts and order), as 16 hex digits. The weights file
-    /// stores it and the generated binary refuses a file with another one.
+    /// dtypes, shapes, parts and order, and how dtypes are laid out), as 16
+    /// hex digits. The weights file stores it and the generated binary
+    /// refuses a file with another one.
     pub fn fingerprint(&self) -> String {
         // FNV-1a over a canonical text form: stable across Rust versions, unlike DefaultHasher.
         let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-        let text = serde_json::to_string(self).expect("plain data serialises");
+        let text = format!(
+            "{LAYOUT}:{}",
+            serde_json::to_string(self).expect("plain data serialises")
+        );
         for byte in text.bytes() {
             hash ^= byte as u64;
             hash = hash.wrapping_mul(0x0000_0100_0000_01b3);

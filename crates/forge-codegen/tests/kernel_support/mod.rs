@@ -16,7 +16,7 @@
 //!   `.min(e)`, `.max(e)`), with u32 arithmetic like the generated host code.
 //! - `Rng::new(seed)`: `next_u64`, `uniform()` in [-1, 1), `vec(len, scale)`.
 //! - `buffer(&[T])`, `read_f32(&Buffer)`, `bind(index, &Buffer)`.
-//! - `encode_weights(dtype, &values, cols) -> (bytes, dequantised f32)`:
+//! - `encode_weights(dtype, &values, cols) -> Encoded {bytes, scales, values}`:
 //!   the GPU bytes of a matrix and the exact values a kernel must see.
 //! - `assert_close(name, got, want, tol)` with per-element absolute tolerances.
 #![allow(dead_code)]
@@ -290,13 +290,34 @@ impl Rng {
 
 /// Encodes a `[rows, cols]` matrix in `dtype` as the GPU reads it, and
 /// returns the values decoded back (what the kernel computes with).
-pub fn encode_weights(dtype: DType, values: &[f32], cols: usize) -> (Vec<u8>, Vec<f32>) {
+pub fn encode_weights(dtype: DType, values: &[f32], cols: usize) -> Encoded {
     let size = dtype.bytes_for(values.len() as u64).expect("whole blocks") as usize;
     let mut bytes = vec![0u8; size];
     forge_weights::quantize_rows(dtype, values, cols, &mut bytes).expect("quantise");
     let mut decoded = vec![0f32; values.len()];
     forge_weights::dequantize_rows(dtype, &bytes, cols, &mut decoded).expect("dequantise");
-    (bytes, decoded)
+    // Quantised matrices are read as their quant and scale planes, as forge exports them.
+    let (bytes, scales) = if forge_weights::planes::has_planes(dtype) {
+        let planes = forge_weights::planes::split(dtype, &bytes).expect("whole blocks");
+        (planes.quants, planes.scales)
+    } else {
+        (bytes, Vec::new())
+    };
+    Encoded {
+        bytes,
+        scales,
+        values: decoded,
+    }
+}
+
+/// A weight matrix as the kernels read it.
+pub struct Encoded {
+    /// The matrix (the quant plane of a quantised one).
+    pub bytes: Vec<u8>,
+    /// The scale plane of a quantised matrix; empty otherwise.
+    pub scales: Vec<u8>,
+    /// The exact values the bytes decode to.
+    pub values: Vec<f32>,
 }
 
 /// Asserts |got - want| <= tol[i] element-wise, reporting the worst element.

@@ -16,8 +16,10 @@ pub struct Problem {
     pub rows: usize,
     pub cols: usize,
     pub weight_rows: usize,
-    /// W as the GPU reads it, and its exact decoded values.
+    /// W as the GPU reads it (the quant plane when quantised), its scale
+    /// plane (empty for float dtypes), and its exact decoded values.
     pub weight_bytes: Vec<u8>,
+    pub scale_bytes: Vec<u8>,
     pub w: Vec<f32>,
     pub x: Vec<f32>,
     pub bias: Vec<f32>,
@@ -39,14 +41,15 @@ impl Problem {
         let weight_rows = epilogue.weight_rows(rows as u64) as usize;
         // Scaled so a row's dot product is O(1), where activations are not flat.
         let values = rng.vec(weight_rows * cols, 3.0 / (cols as f32).sqrt());
-        let (weight_bytes, w) = encode_weights(dtype, &values, cols);
+        let encoded = encode_weights(dtype, &values, cols);
         Problem {
             n,
             rows,
             cols,
             weight_rows,
-            weight_bytes,
-            w,
+            weight_bytes: encoded.bytes,
+            scale_bytes: encoded.scales,
+            w: encoded.values,
             x: rng.vec(n * cols, 1.0),
             bias: rng.vec(rows, 0.5),
             norm: rng.vec(cols, 1.0).iter().map(|v| 1.0 + 0.5 * v).collect(),

@@ -21,6 +21,14 @@ use rayon::prelude::*;
 /// Why a block conversion was refused. Displays as one line.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum QuantError {
+    #[error("{0} has no quant planes (Q8_0 and Q4_0 do)")]
+    NoPlanes(DType),
+    #[error("{dtype}: {actual} bytes are not whole planes or blocks ({expected} expected)")]
+    PlaneLength {
+        dtype: DType,
+        expected: usize,
+        actual: usize,
+    },
     #[error("dequantising {0} is not supported")]
     DequantizeUnsupported(DType),
     #[error("quantising to {0} is not supported")]

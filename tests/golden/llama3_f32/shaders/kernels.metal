@@ -204,57 +204,86 @@ kernel void matmul_f32_128x64(
     device float* y [[buffer(2)]],
     constant Step& step [[buffer(7)]],
     uint2 group [[threadgroup_position_in_grid]],
-    uint tid [[thread_index_in_threadgroup]])
+    uint tid [[thread_index_in_threadgroup]],
+    uint simd [[simdgroup_index_in_threadgroup]])
 {
-    // 32 columns of 16 tokens and of 32 weight rows, padded.
-    threadgroup float4 xs[16][9];
-    threadgroup float4 ws[32][9];
+    // W tiles (1 x 64 rows) then the x tile (32 tokens), rows of 36 floats;
+    // after the last step the W tiles hold the results (1 x 64 rows x 32 tokens).
+    // float4s, so the float4 stores below are aligned.
+    threadgroup float4 tile_vectors[864];
+    threadgroup float* tiles = reinterpret_cast<threadgroup float*>(tile_vectors);
+    threadgroup float* xs = tiles + 2304;
     const uint n = step.n_tokens;
-    const uint row0 = group.x * 32u;
-    const uint tok0 = group.y * 16u;
-    // This thread's token and first of four rows within the tile.
-    const uint tt = tid / 8u;
-    const uint rr = (tid % 8u) * 4u;
-    float4 acc = float4(0.0f);
+    const uint row0 = group.x * 64u;
+    const uint tok0 = group.y * 32u;
+    const uint sr = (simd % 2u) * 32u;
+    const uint st = (simd / 2u) * 16u;
+    simdgroup_float8x8 acc[8];
+    for (uint i = 0; i < 8u; ++i) {
+        acc[i] = make_filled_simdgroup_matrix<float, 8, 8>(0.0f);
+    }
     for (uint kb = 0; kb < 2u; ++kb) {
-        {
-            const uint t = tok0 + tid / 8u;
-            xs[tid / 8u][tid % 8u] = t < n ? x[t * 16u + kb * 8u + tid % 8u] : float4(0.0f);
-        }
-        {
-            // Tile row tid / 4, quarter tid % 4 of the weight rows.
-            const uint q = tid % 4u;
-            threadgroup float4* dst = &ws[0u + tid / 4u][2u * q];
-            if (row0 + tid / 4u < 128u) {
-                const uint wr = 0u + row0 + tid / 4u;
-            dst[0] = w[wr * 16u + kb * 8u + 2u * q];
-            dst[1] = w[wr * 16u + kb * 8u + 2u * q + 1u];
+        // Weight rows: 8 chunks of 4 values per row and step.
+        for (uint i = tid; i < 512u; i += 128u) {
+            const uint r = i / 8u;
+            const uint chunk = kb * 8u + i % 8u;
+            threadgroup float* dst = tiles + (0u + r) * 36u + (i % 8u) * 4u;
+            if (row0 + r < 128u && chunk * 4u < 64u) {
+                const uint wr = 0u + row0 + r;
+                *reinterpret_cast<threadgroup float4*>(dst) = w[wr * 16u + chunk];
 
             } else {
-                dst[0] = float4(0.0f);
-                dst[1] = float4(0.0f);
+                for (uint j = 0; j < 4u; ++j) {
+                    dst[j] = 0.0f;
+                }
+            }
+        }
+        // Tokens: 8 chunks of 4 columns per token and step.
+        for (uint i = tid; i < 256u; i += 128u) {
+            const uint t = i / 8u;
+            const uint chunk = kb * 8u + i % 8u;
+            threadgroup float* dst = xs + t * 36u + (i % 8u) * 4u;
+            if (tok0 + t < n && chunk * 4u < 64u) {
+                *reinterpret_cast<threadgroup float4*>(dst) = x[(tok0 + t) * 16u + chunk];
+            } else {
+                for (uint j = 0; j < 4u; ++j) {
+                    dst[j] = 0.0f;
+                }
             }
         }
         threadgroup_barrier(mem_flags::mem_threadgroup);
-        for (uint i = 0; i < 8u; ++i) {
-            const float4 xv = xs[tt][i];
-            for (uint k = 0; k < 4u; ++k) {
-                acc[k] += dot(xv, ws[rr + k][i]);
+        for (uint k = 0; k < 32u; k += 8u) {
+            simdgroup_float8x8 b[2];
+            for (uint j = 0; j < 2u; ++j) {
+                // B[c][t] = x[t][c]: the x tile read transposed.
+                simdgroup_load(b[j], xs + (st + 8u * j) * 36u + k, 36, ulong2(0, 0), true);
+            }
+            for (uint i = 0; i < 4u; ++i) {
+                simdgroup_float8x8 a;
+                simdgroup_load(a, tiles + (0u + sr + 8u * i) * 36u + k, 36);
+                for (uint j = 0; j < 2u; ++j) {
+                    simdgroup_multiply_accumulate(acc[0u + i * 2u + j], a, b[j], acc[0u + i * 2u + j]);
+                }
             }
         }
         threadgroup_barrier(mem_flags::mem_threadgroup);
     }
-    const uint t = tok0 + tt;
-    if (t >= n) {
-        return;
-    }
-    for (uint k = 0; k < 4u; ++k) {
-        const uint r = row0 + rr + k;
-        if (r >= 128u) {
-            break;
+    // Results as [set][row][token], 32 tokens per row, over the W tiles.
+    for (uint i = 0; i < 4u; ++i) {
+        for (uint j = 0; j < 2u; ++j) {
+            simdgroup_store(acc[0u + i * 2u + j], tiles + (0u + sr + 8u * i) * 32u + st + 8u * j, 32);
         }
-        float v = acc[k];
-        y[t * 128u + r] = v;
+    }
+    threadgroup_barrier(mem_flags::mem_threadgroup);
+    for (uint i = tid; i < 64u * 32u; i += 128u) {
+        const uint t = i / 64u;
+        const uint rr = i % 64u;
+        const uint r = row0 + rr;
+        if (tok0 + t >= n || r >= 128u) {
+            continue;
+        }
+        float v = tiles[rr * 32u + t];
+        y[(tok0 + t) * 128u + r] = v;
 
     }
 }
@@ -495,7 +524,8 @@ kernel void attention_prefill_h4_kv2_d16_f32_c256_s3e800000(
 
     for (uint i = tid; i < 512u; i += 128u) {
         const uint r = i / 16u;
-        tile[i] = r < rows ? qkv[(q0 + r) * 128u + head * 16u + i % 16u] * 0.25f : 0.0f;
+        const uint c = i % 16u;
+        tile[i] = r < rows && c < 16u ? qkv[(q0 + r) * 128u + head * 16u + c] * 0.25f : 0.0f;
     }
     for (uint i = lane; i < 64u; i += 32u) {
         my_diagonal[i] = 0.0f;
@@ -524,8 +554,9 @@ kernel void attention_prefill_h4_kv2_d16_f32_c256_s3e800000(
     for (uint k0 = first; k0 <= last; k0 += 32u) {
         for (uint i = tid; i < 512u; i += 128u) {
             const uint key = k0 + i / 16u;
-            const bool present = key <= last;
-            const uint at = key * 16u + i % 16u;
+            const uint c = i % 16u;
+            const bool present = key <= last && c < 16u;
+            const uint at = key * 16u + c;
             tile[i] = present ? float(keys[at]) : 0.0f;
             tile[512u + i] = present ? float(values[at]) : 0.0f;
         }
@@ -605,8 +636,9 @@ kernel void attention_prefill_h4_kv2_d16_f32_c256_s3e800000(
     simdgroup_barrier(mem_flags::mem_threadgroup);
     for (uint i = lane; i < 128u; i += 32u) {
         const uint row = q0 + simd * 8u + i / 16u;
-        if (row < n) {
-            out[row * 64u + head * 16u + i % 16u] = staged[i];
+        const uint c = i % 16u;
+        if (row < n && c < 16u) {
+            out[row * 64u + head * 16u + c] = staged[i];
         }
     }
 }
@@ -657,58 +689,87 @@ kernel void matmul_f32_64x64_residual(
     device float* y [[buffer(2)]],
     constant Step& step [[buffer(7)]],
     uint2 group [[threadgroup_position_in_grid]],
-    uint tid [[thread_index_in_threadgroup]])
+    uint tid [[thread_index_in_threadgroup]],
+    uint simd [[simdgroup_index_in_threadgroup]])
 {
-    // 32 columns of 16 tokens and of 32 weight rows, padded.
-    threadgroup float4 xs[16][9];
-    threadgroup float4 ws[32][9];
+    // W tiles (1 x 64 rows) then the x tile (32 tokens), rows of 36 floats;
+    // after the last step the W tiles hold the results (1 x 64 rows x 32 tokens).
+    // float4s, so the float4 stores below are aligned.
+    threadgroup float4 tile_vectors[864];
+    threadgroup float* tiles = reinterpret_cast<threadgroup float*>(tile_vectors);
+    threadgroup float* xs = tiles + 2304;
     const uint n = step.n_tokens;
-    const uint row0 = group.x * 32u;
-    const uint tok0 = group.y * 16u;
-    // This thread's token and first of four rows within the tile.
-    const uint tt = tid / 8u;
-    const uint rr = (tid % 8u) * 4u;
-    float4 acc = float4(0.0f);
+    const uint row0 = group.x * 64u;
+    const uint tok0 = group.y * 32u;
+    const uint sr = (simd % 2u) * 32u;
+    const uint st = (simd / 2u) * 16u;
+    simdgroup_float8x8 acc[8];
+    for (uint i = 0; i < 8u; ++i) {
+        acc[i] = make_filled_simdgroup_matrix<float, 8, 8>(0.0f);
+    }
     for (uint kb = 0; kb < 2u; ++kb) {
-        {
-            const uint t = tok0 + tid / 8u;
-            xs[tid / 8u][tid % 8u] = t < n ? x[t * 16u + kb * 8u + tid % 8u] : float4(0.0f);
-        }
-        {
-            // Tile row tid / 4, quarter tid % 4 of the weight rows.
-            const uint q = tid % 4u;
-            threadgroup float4* dst = &ws[0u + tid / 4u][2u * q];
-            if (row0 + tid / 4u < 64u) {
-                const uint wr = 0u + row0 + tid / 4u;
-            dst[0] = w[wr * 16u + kb * 8u + 2u * q];
-            dst[1] = w[wr * 16u + kb * 8u + 2u * q + 1u];
+        // Weight rows: 8 chunks of 4 values per row and step.
+        for (uint i = tid; i < 512u; i += 128u) {
+            const uint r = i / 8u;
+            const uint chunk = kb * 8u + i % 8u;
+            threadgroup float* dst = tiles + (0u + r) * 36u + (i % 8u) * 4u;
+            if (row0 + r < 64u && chunk * 4u < 64u) {
+                const uint wr = 0u + row0 + r;
+                *reinterpret_cast<threadgroup float4*>(dst) = w[wr * 16u + chunk];
 
             } else {
-                dst[0] = float4(0.0f);
-                dst[1] = float4(0.0f);
+                for (uint j = 0; j < 4u; ++j) {
+                    dst[j] = 0.0f;
+                }
+            }
+        }
+        // Tokens: 8 chunks of 4 columns per token and step.
+        for (uint i = tid; i < 256u; i += 128u) {
+            const uint t = i / 8u;
+            const uint chunk = kb * 8u + i % 8u;
+            threadgroup float* dst = xs + t * 36u + (i % 8u) * 4u;
+            if (tok0 + t < n && chunk * 4u < 64u) {
+                *reinterpret_cast<threadgroup float4*>(dst) = x[(tok0 + t) * 16u + chunk];
+            } else {
+                for (uint j = 0; j < 4u; ++j) {
+                    dst[j] = 0.0f;
+                }
             }
         }
         threadgroup_barrier(mem_flags::mem_threadgroup);
-        for (uint i = 0; i < 8u; ++i) {
-            const float4 xv = xs[tt][i];
-            for (uint k = 0; k < 4u; ++k) {
-                acc[k] += dot(xv, ws[rr + k][i]);
+        for (uint k = 0; k < 32u; k += 8u) {
+            simdgroup_float8x8 b[2];
+            for (uint j = 0; j < 2u; ++j) {
+                // B[c][t] = x[t][c]: the x tile read transposed.
+                simdgroup_load(b[j], xs + (st + 8u * j) * 36u + k, 36, ulong2(0, 0), true);
+            }
+            for (uint i = 0; i < 4u; ++i) {
+                simdgroup_float8x8 a;
+                simdgroup_load(a, tiles + (0u + sr + 8u * i) * 36u + k, 36);
+                for (uint j = 0; j < 2u; ++j) {
+                    simdgroup_multiply_accumulate(acc[0u + i * 2u + j], a, b[j], acc[0u + i * 2u + j]);
+                }
             }
         }
         threadgroup_barrier(mem_flags::mem_threadgroup);
     }
-    const uint t = tok0 + tt;
-    if (t >= n) {
-        return;
-    }
-    for (uint k = 0; k < 4u; ++k) {
-        const uint r = row0 + rr + k;
-        if (r >= 64u) {
-            break;
+    // Results as [set][row][token], 32 tokens per row, over the W tiles.
+    for (uint i = 0; i < 4u; ++i) {
+        for (uint j = 0; j < 2u; ++j) {
+            simdgroup_store(acc[0u + i * 2u + j], tiles + (0u + sr + 8u * i) * 32u + st + 8u * j, 32);
         }
-        float v = acc[k];
-        v += y[t * 64u + r];
-        y[t * 64u + r] = v;
+    }
+    threadgroup_barrier(mem_flags::mem_threadgroup);
+    for (uint i = tid; i < 64u * 32u; i += 128u) {
+        const uint t = i / 64u;
+        const uint rr = i % 64u;
+        const uint r = row0 + rr;
+        if (tok0 + t >= n || r >= 64u) {
+            continue;
+        }
+        float v = tiles[rr * 32u + t];
+        v += y[(tok0 + t) * 64u + r];
+        y[(tok0 + t) * 64u + r] = v;
 
     }
 }
@@ -769,75 +830,114 @@ kernel void matmul_f32_128x64_gated_silu(
     device float* y [[buffer(2)]],
     constant Step& step [[buffer(7)]],
     uint2 group [[threadgroup_position_in_grid]],
-    uint tid [[thread_index_in_threadgroup]])
+    uint tid [[thread_index_in_threadgroup]],
+    uint simd [[simdgroup_index_in_threadgroup]])
 {
-    // 32 columns of 16 tokens and of 64 weight rows, padded.
-    threadgroup float4 xs[16][9];
-    threadgroup float4 ws[64][9];
+    // W tiles (2 x 64 rows) then the x tile (32 tokens), rows of 36 floats;
+    // after the last step the W tiles hold the results (2 x 64 rows x 32 tokens).
+    // float4s, so the float4 stores below are aligned.
+    threadgroup float4 tile_vectors[1440];
+    threadgroup float* tiles = reinterpret_cast<threadgroup float*>(tile_vectors);
+    threadgroup float* xs = tiles + 4608;
     const uint n = step.n_tokens;
-    const uint row0 = group.x * 32u;
-    const uint tok0 = group.y * 16u;
-    // This thread's token and first of four rows within the tile.
-    const uint tt = tid / 8u;
-    const uint rr = (tid % 8u) * 4u;
-    float4 acc = float4(0.0f);
-    float4 acc_up = float4(0.0f);
+    const uint row0 = group.x * 64u;
+    const uint tok0 = group.y * 32u;
+    const uint sr = (simd % 2u) * 32u;
+    const uint st = (simd / 2u) * 16u;
+    simdgroup_float8x8 acc[16];
+    for (uint i = 0; i < 16u; ++i) {
+        acc[i] = make_filled_simdgroup_matrix<float, 8, 8>(0.0f);
+    }
     for (uint kb = 0; kb < 2u; ++kb) {
-        {
-            const uint t = tok0 + tid / 8u;
-            xs[tid / 8u][tid % 8u] = t < n ? x[t * 16u + kb * 8u + tid % 8u] : float4(0.0f);
-        }
-        {
-            // Tile row tid / 4, quarter tid % 4 of the gate rows.
-            const uint q = tid % 4u;
-            threadgroup float4* dst = &ws[0u + tid / 4u][2u * q];
-            if (row0 + tid / 4u < 128u) {
-                const uint wr = 0u + row0 + tid / 4u;
-            dst[0] = w[wr * 16u + kb * 8u + 2u * q];
-            dst[1] = w[wr * 16u + kb * 8u + 2u * q + 1u];
+        // Weight rows: 8 chunks of 4 values per row and step.
+        for (uint i = tid; i < 512u; i += 128u) {
+            const uint r = i / 8u;
+            const uint chunk = kb * 8u + i % 8u;
+            threadgroup float* dst = tiles + (0u + r) * 36u + (i % 8u) * 4u;
+            if (row0 + r < 128u && chunk * 4u < 64u) {
+                const uint wr = 0u + row0 + r;
+                *reinterpret_cast<threadgroup float4*>(dst) = w[wr * 16u + chunk];
 
             } else {
-                dst[0] = float4(0.0f);
-                dst[1] = float4(0.0f);
+                for (uint j = 0; j < 4u; ++j) {
+                    dst[j] = 0.0f;
+                }
             }
         }
-        {
-            // Tile row tid / 4, quarter tid % 4 of the up rows.
-            const uint q = tid % 4u;
-            threadgroup float4* dst = &ws[32u + tid / 4u][2u * q];
-            if (row0 + tid / 4u < 128u) {
-                const uint wr = 128u + row0 + tid / 4u;
-            dst[0] = w[wr * 16u + kb * 8u + 2u * q];
-            dst[1] = w[wr * 16u + kb * 8u + 2u * q + 1u];
+        for (uint i = tid; i < 512u; i += 128u) {
+            const uint r = i / 8u;
+            const uint chunk = kb * 8u + i % 8u;
+            threadgroup float* dst = tiles + (64u + r) * 36u + (i % 8u) * 4u;
+            if (row0 + r < 128u && chunk * 4u < 64u) {
+                const uint wr = 128u + row0 + r;
+                *reinterpret_cast<threadgroup float4*>(dst) = w[wr * 16u + chunk];
 
             } else {
-                dst[0] = float4(0.0f);
-                dst[1] = float4(0.0f);
+                for (uint j = 0; j < 4u; ++j) {
+                    dst[j] = 0.0f;
+                }
+            }
+        }
+        // Tokens: 8 chunks of 4 columns per token and step.
+        for (uint i = tid; i < 256u; i += 128u) {
+            const uint t = i / 8u;
+            const uint chunk = kb * 8u + i % 8u;
+            threadgroup float* dst = xs + t * 36u + (i % 8u) * 4u;
+            if (tok0 + t < n && chunk * 4u < 64u) {
+                *reinterpret_cast<threadgroup float4*>(dst) = x[(tok0 + t) * 16u + chunk];
+            } else {
+                for (uint j = 0; j < 4u; ++j) {
+                    dst[j] = 0.0f;
+                }
             }
         }
         threadgroup_barrier(mem_flags::mem_threadgroup);
-        for (uint i = 0; i < 8u; ++i) {
-            const float4 xv = xs[tt][i];
-            for (uint k = 0; k < 4u; ++k) {
-                acc[k] += dot(xv, ws[rr + k][i]);
-                acc_up[k] += dot(xv, ws[32u + rr + k][i]);
+        for (uint k = 0; k < 32u; k += 8u) {
+            simdgroup_float8x8 b[2];
+            for (uint j = 0; j < 2u; ++j) {
+                // B[c][t] = x[t][c]: the x tile read transposed.
+                simdgroup_load(b[j], xs + (st + 8u * j) * 36u + k, 36, ulong2(0, 0), true);
+            }
+            for (uint i = 0; i < 4u; ++i) {
+                simdgroup_float8x8 a;
+                simdgroup_load(a, tiles + (0u + sr + 8u * i) * 36u + k, 36);
+                for (uint j = 0; j < 2u; ++j) {
+                    simdgroup_multiply_accumulate(acc[0u + i * 2u + j], a, b[j], acc[0u + i * 2u + j]);
+                }
+            }
+            for (uint i = 0; i < 4u; ++i) {
+                simdgroup_float8x8 a;
+                simdgroup_load(a, tiles + (64u + sr + 8u * i) * 36u + k, 36);
+                for (uint j = 0; j < 2u; ++j) {
+                    simdgroup_multiply_accumulate(acc[8u + i * 2u + j], a, b[j], acc[8u + i * 2u + j]);
+                }
             }
         }
         threadgroup_barrier(mem_flags::mem_threadgroup);
     }
-    const uint t = tok0 + tt;
-    if (t >= n) {
-        return;
-    }
-    for (uint k = 0; k < 4u; ++k) {
-        const uint r = row0 + rr + k;
-        if (r >= 128u) {
-            break;
+    // Results as [set][row][token], 32 tokens per row, over the W tiles.
+    for (uint i = 0; i < 4u; ++i) {
+        for (uint j = 0; j < 2u; ++j) {
+            simdgroup_store(acc[0u + i * 2u + j], tiles + (0u + sr + 8u * i) * 32u + st + 8u * j, 32);
         }
-        float v = acc[k];
-        const float u = acc_up[k];
+    }
+    for (uint i = 0; i < 4u; ++i) {
+        for (uint j = 0; j < 2u; ++j) {
+            simdgroup_store(acc[8u + i * 2u + j], tiles + (64u + sr + 8u * i) * 32u + st + 8u * j, 32);
+        }
+    }
+    threadgroup_barrier(mem_flags::mem_threadgroup);
+    for (uint i = tid; i < 64u * 32u; i += 128u) {
+        const uint t = i / 64u;
+        const uint rr = i % 64u;
+        const uint r = row0 + rr;
+        if (tok0 + t >= n || r >= 128u) {
+            continue;
+        }
+        float v = tiles[rr * 32u + t];
+        const float u = tiles[(64u + rr) * 32u + t];
         v = act_silu(v) * u;
-        y[t * 128u + r] = v;
+        y[(tok0 + t) * 128u + r] = v;
 
     }
 }
@@ -888,58 +988,87 @@ kernel void matmul_f32_64x128_residual(
     device float* y [[buffer(2)]],
     constant Step& step [[buffer(7)]],
     uint2 group [[threadgroup_position_in_grid]],
-    uint tid [[thread_index_in_threadgroup]])
+    uint tid [[thread_index_in_threadgroup]],
+    uint simd [[simdgroup_index_in_threadgroup]])
 {
-    // 32 columns of 16 tokens and of 32 weight rows, padded.
-    threadgroup float4 xs[16][9];
-    threadgroup float4 ws[32][9];
+    // W tiles (1 x 64 rows) then the x tile (32 tokens), rows of 36 floats;
+    // after the last step the W tiles hold the results (1 x 64 rows x 32 tokens).
+    // float4s, so the float4 stores below are aligned.
+    threadgroup float4 tile_vectors[864];
+    threadgroup float* tiles = reinterpret_cast<threadgroup float*>(tile_vectors);
+    threadgroup float* xs = tiles + 2304;
     const uint n = step.n_tokens;
-    const uint row0 = group.x * 32u;
-    const uint tok0 = group.y * 16u;
-    // This thread's token and first of four rows within the tile.
-    const uint tt = tid / 8u;
-    const uint rr = (tid % 8u) * 4u;
-    float4 acc = float4(0.0f);
+    const uint row0 = group.x * 64u;
+    const uint tok0 = group.y * 32u;
+    const uint sr = (simd % 2u) * 32u;
+    const uint st = (simd / 2u) * 16u;
+    simdgroup_float8x8 acc[8];
+    for (uint i = 0; i < 8u; ++i) {
+        acc[i] = make_filled_simdgroup_matrix<float, 8, 8>(0.0f);
+    }
     for (uint kb = 0; kb < 4u; ++kb) {
-        {
-            const uint t = tok0 + tid / 8u;
-            xs[tid / 8u][tid % 8u] = t < n ? x[t * 32u + kb * 8u + tid % 8u] : float4(0.0f);
-        }
-        {
-            // Tile row tid / 4, quarter tid % 4 of the weight rows.
-            const uint q = tid % 4u;
-            threadgroup float4* dst = &ws[0u + tid / 4u][2u * q];
-            if (row0 + tid / 4u < 64u) {
-                const uint wr = 0u + row0 + tid / 4u;
-            dst[0] = w[wr * 32u + kb * 8u + 2u * q];
-            dst[1] = w[wr * 32u + kb * 8u + 2u * q + 1u];
+        // Weight rows: 8 chunks of 4 values per row and step.
+        for (uint i = tid; i < 512u; i += 128u) {
+            const uint r = i / 8u;
+            const uint chunk = kb * 8u + i % 8u;
+            threadgroup float* dst = tiles + (0u + r) * 36u + (i % 8u) * 4u;
+            if (row0 + r < 64u && chunk * 4u < 128u) {
+                const uint wr = 0u + row0 + r;
+                *reinterpret_cast<threadgroup float4*>(dst) = w[wr * 32u + chunk];
 
             } else {
-                dst[0] = float4(0.0f);
-                dst[1] = float4(0.0f);
+                for (uint j = 0; j < 4u; ++j) {
+                    dst[j] = 0.0f;
+                }
+            }
+        }
+        // Tokens: 8 chunks of 4 columns per token and step.
+        for (uint i = tid; i < 256u; i += 128u) {
+            const uint t = i / 8u;
+            const uint chunk = kb * 8u + i % 8u;
+            threadgroup float* dst = xs + t * 36u + (i % 8u) * 4u;
+            if (tok0 + t < n && chunk * 4u < 128u) {
+                *reinterpret_cast<threadgroup float4*>(dst) = x[(tok0 + t) * 32u + chunk];
+            } else {
+                for (uint j = 0; j < 4u; ++j) {
+                    dst[j] = 0.0f;
+                }
             }
         }
         threadgroup_barrier(mem_flags::mem_threadgroup);
-        for (uint i = 0; i < 8u; ++i) {
-            const float4 xv = xs[tt][i];
-            for (uint k = 0; k < 4u; ++k) {
-                acc[k] += dot(xv, ws[rr + k][i]);
+        for (uint k = 0; k < 32u; k += 8u) {
+            simdgroup_float8x8 b[2];
+            for (uint j = 0; j < 2u; ++j) {
+                // B[c][t] = x[t][c]: the x tile read transposed.
+                simdgroup_load(b[j], xs + (st + 8u * j) * 36u + k, 36, ulong2(0, 0), true);
+            }
+            for (uint i = 0; i < 4u; ++i) {
+                simdgroup_float8x8 a;
+                simdgroup_load(a, tiles + (0u + sr + 8u * i) * 36u + k, 36);
+                for (uint j = 0; j < 2u; ++j) {
+                    simdgroup_multiply_accumulate(acc[0u + i * 2u + j], a, b[j], acc[0u + i * 2u + j]);
+                }
             }
         }
         threadgroup_barrier(mem_flags::mem_threadgroup);
     }
-    const uint t = tok0 + tt;
-    if (t >= n) {
-        return;
-    }
-    for (uint k = 0; k < 4u; ++k) {
-        const uint r = row0 + rr + k;
-        if (r >= 64u) {
-            break;
+    // Results as [set][row][token], 32 tokens per row, over the W tiles.
+    for (uint i = 0; i < 4u; ++i) {
+        for (uint j = 0; j < 2u; ++j) {
+            simdgroup_store(acc[0u + i * 2u + j], tiles + (0u + sr + 8u * i) * 32u + st + 8u * j, 32);
         }
-        float v = acc[k];
-        v += y[t * 64u + r];
-        y[t * 64u + r] = v;
+    }
+    threadgroup_barrier(mem_flags::mem_threadgroup);
+    for (uint i = tid; i < 64u * 32u; i += 128u) {
+        const uint t = i / 64u;
+        const uint rr = i % 64u;
+        const uint r = row0 + rr;
+        if (tok0 + t >= n || r >= 64u) {
+            continue;
+        }
+        float v = tiles[rr * 32u + t];
+        v += y[(tok0 + t) * 64u + r];
+        y[(tok0 + t) * 64u + r] = v;
 
     }
 }
@@ -997,57 +1126,86 @@ kernel void matmul_f32_384x64(
     device float* y [[buffer(2)]],
     constant Step& step [[buffer(7)]],
     uint2 group [[threadgroup_position_in_grid]],
-    uint tid [[thread_index_in_threadgroup]])
+    uint tid [[thread_index_in_threadgroup]],
+    uint simd [[simdgroup_index_in_threadgroup]])
 {
-    // 32 columns of 16 tokens and of 32 weight rows, padded.
-    threadgroup float4 xs[16][9];
-    threadgroup float4 ws[32][9];
+    // W tiles (1 x 64 rows) then the x tile (32 tokens), rows of 36 floats;
+    // after the last step the W tiles hold the results (1 x 64 rows x 32 tokens).
+    // float4s, so the float4 stores below are aligned.
+    threadgroup float4 tile_vectors[864];
+    threadgroup float* tiles = reinterpret_cast<threadgroup float*>(tile_vectors);
+    threadgroup float* xs = tiles + 2304;
     const uint n = step.n_tokens;
-    const uint row0 = group.x * 32u;
-    const uint tok0 = group.y * 16u;
-    // This thread's token and first of four rows within the tile.
-    const uint tt = tid / 8u;
-    const uint rr = (tid % 8u) * 4u;
-    float4 acc = float4(0.0f);
+    const uint row0 = group.x * 64u;
+    const uint tok0 = group.y * 32u;
+    const uint sr = (simd % 2u) * 32u;
+    const uint st = (simd / 2u) * 16u;
+    simdgroup_float8x8 acc[8];
+    for (uint i = 0; i < 8u; ++i) {
+        acc[i] = make_filled_simdgroup_matrix<float, 8, 8>(0.0f);
+    }
     for (uint kb = 0; kb < 2u; ++kb) {
-        {
-            const uint t = tok0 + tid / 8u;
-            xs[tid / 8u][tid % 8u] = t < n ? x[t * 16u + kb * 8u + tid % 8u] : float4(0.0f);
-        }
-        {
-            // Tile row tid / 4, quarter tid % 4 of the weight rows.
-            const uint q = tid % 4u;
-            threadgroup float4* dst = &ws[0u + tid / 4u][2u * q];
-            if (row0 + tid / 4u < 384u) {
-                const uint wr = 0u + row0 + tid / 4u;
-            dst[0] = w[wr * 16u + kb * 8u + 2u * q];
-            dst[1] = w[wr * 16u + kb * 8u + 2u * q + 1u];
+        // Weight rows: 8 chunks of 4 values per row and step.
+        for (uint i = tid; i < 512u; i += 128u) {
+            const uint r = i / 8u;
+            const uint chunk = kb * 8u + i % 8u;
+            threadgroup float* dst = tiles + (0u + r) * 36u + (i % 8u) * 4u;
+            if (row0 + r < 384u && chunk * 4u < 64u) {
+                const uint wr = 0u + row0 + r;
+                *reinterpret_cast<threadgroup float4*>(dst) = w[wr * 16u + chunk];
 
             } else {
-                dst[0] = float4(0.0f);
-                dst[1] = float4(0.0f);
+                for (uint j = 0; j < 4u; ++j) {
+                    dst[j] = 0.0f;
+                }
+            }
+        }
+        // Tokens: 8 chunks of 4 columns per token and step.
+        for (uint i = tid; i < 256u; i += 128u) {
+            const uint t = i / 8u;
+            const uint chunk = kb * 8u + i % 8u;
+            threadgroup float* dst = xs + t * 36u + (i % 8u) * 4u;
+            if (tok0 + t < n && chunk * 4u < 64u) {
+                *reinterpret_cast<threadgroup float4*>(dst) = x[(tok0 + t) * 16u + chunk];
+            } else {
+                for (uint j = 0; j < 4u; ++j) {
+                    dst[j] = 0.0f;
+                }
             }
         }
         threadgroup_barrier(mem_flags::mem_threadgroup);
-        for (uint i = 0; i < 8u; ++i) {
-            const float4 xv = xs[tt][i];
-            for (uint k = 0; k < 4u; ++k) {
-                acc[k] += dot(xv, ws[rr + k][i]);
+        for (uint k = 0; k < 32u; k += 8u) {
+            simdgroup_float8x8 b[2];
+            for (uint j = 0; j < 2u; ++j) {
+                // B[c][t] = x[t][c]: the x tile read transposed.
+                simdgroup_load(b[j], xs + (st + 8u * j) * 36u + k, 36, ulong2(0, 0), true);
+            }
+            for (uint i = 0; i < 4u; ++i) {
+                simdgroup_float8x8 a;
+                simdgroup_load(a, tiles + (0u + sr + 8u * i) * 36u + k, 36);
+                for (uint j = 0; j < 2u; ++j) {
+                    simdgroup_multiply_accumulate(acc[0u + i * 2u + j], a, b[j], acc[0u + i * 2u + j]);
+                }
             }
         }
         threadgroup_barrier(mem_flags::mem_threadgroup);
     }
-    const uint t = tok0 + tt;
-    if (t >= n) {
-        return;
-    }
-    for (uint k = 0; k < 4u; ++k) {
-        const uint r = row0 + rr + k;
-        if (r >= 384u) {
-            break;
+    // Results as [set][row][token], 32 tokens per row, over the W tiles.
+    for (uint i = 0; i < 4u; ++i) {
+        for (uint j = 0; j < 2u; ++j) {
+            simdgroup_store(acc[0u + i * 2u + j], tiles + (0u + sr + 8u * i) * 32u + st + 8u * j, 32);
         }
-        float v = acc[k];
-        y[t * 384u + r] = v;
+    }
+    threadgroup_barrier(mem_flags::mem_threadgroup);
+    for (uint i = tid; i < 64u * 32u; i += 128u) {
+        const uint t = i / 64u;
+        const uint rr = i % 64u;
+        const uint r = row0 + rr;
+        if (tok0 + t >= n || r >= 384u) {
+            continue;
+        }
+        float v = tiles[rr * 32u + t];
+        y[(tok0 + t) * 384u + r] = v;
 
     }
 }

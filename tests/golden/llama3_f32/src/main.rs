@@ -15,7 +15,7 @@ const PROJECT: Project = Project {
     // Compiled when the program starts (by Metal, or by msl-emu elsewhere).
     kernels: include_str!("../shaders/kernels.metal"),
     weights: WeightsSpec {
-        fingerprint: "1762094ad5fd5ef7",
+        fingerprint: "603a879d35e93866",
         model_hint: "../../tests/fixtures/llama3/hf",
         export_flags: "",
     },

@@ -355,7 +355,7 @@ impl Model {
         // qkv = attn_qkv projection
         batch.dispatch(
             &self.kernels.matmul_f32_128x64,
-            [4, pass.n.div_ceil(16), 1],
+            [2, pass.n.div_ceil(32), 1],
             [128, 1, 1],
             &[
                 (0, Arg::Buffer(&self.weights, layer.attn_qkv)),
@@ -394,7 +394,7 @@ impl Model {
         // x += attn_output projection
         batch.dispatch(
             &self.kernels.matmul_f32_64x64_residual,
-            [2, pass.n.div_ceil(16), 1],
+            [1, pass.n.div_ceil(32), 1],
             [128, 1, 1],
             &[
                 (0, Arg::Buffer(&self.weights, layer.attn_output)),
@@ -418,7 +418,7 @@ impl Model {
         // gated = act(gate) * up, from ffn_gate_up
         batch.dispatch(
             &self.kernels.matmul_f32_128x64_gated_silu,
-            [4, pass.n.div_ceil(16), 1],
+            [2, pass.n.div_ceil(32), 1],
             [128, 1, 1],
             &[
                 (0, Arg::Buffer(&self.weights, layer.ffn_gate_up)),
@@ -430,7 +430,7 @@ impl Model {
         // x += ffn_down projection
         batch.dispatch(
             &self.kernels.matmul_f32_64x128_residual,
-            [2, pass.n.div_ceil(16), 1],
+            [1, pass.n.div_ceil(32), 1],
             [128, 1, 1],
             &[
                 (0, Arg::Buffer(&self.weights, layer.ffn_down)),
@@ -474,7 +474,7 @@ impl Model {
         // logits of every token
         batch.dispatch(
             &self.kernels.matmul_f32_384x64,
-            [12, pass.n.div_ceil(16), 1],
+            [6, pass.n.div_ceil(32), 1],
             [128, 1, 1],
             &[
                 (0, Arg::Buffer(&self.weights, self.tensors.token_embd)),

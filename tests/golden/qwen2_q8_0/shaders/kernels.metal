@@ -104,9 +104,10 @@ struct RepeatPenalty {
 
 [[max_total_threads_per_threadgroup(32)]]
 kernel void embedding_q8_0_384x64(
-    device const block_q8_0* table [[buffer(0)]],
+    device const char4* table [[buffer(0)]],
     device const uint* tokens [[buffer(1)]],
     device float4* out [[buffer(2)]],
+    device const half* all_scales [[buffer(3)]],
     constant Step& step [[buffer(7)]],
     uint t [[threadgroup_position_in_grid]],
     uint tid [[thread_index_in_threadgroup]])
@@ -116,15 +117,11 @@ kernel void embedding_q8_0_384x64(
     }
     // Out-of-range ids read the last row rather than past the table.
     const uint id = min(tokens[t], 383u);
-    device const block_q8_0* row = table + id * 2u;
+    device const char4* row = table + id * 16u;
+    device const half* scales = all_scales + id * 2u;
     device float4* dst = out + t * 16u;
-    for (uint c = tid; c < 2u; c += 32u) {
-        device const block_q8_0& blk = row[c];
-        device const packed_char4* q = reinterpret_cast<device const packed_char4*>(blk.qs);
-        const float d = float(blk.d);
-        for (uint i = 0; i < 8u; ++i) {
-            dst[c * 8u + i] = float4(char4(q[i])) * d;
-        }
+    for (uint c = tid; c < 16u; c += 32u) {
+        dst[c] = float4(row[c]) * (float(scales[c / 8u]));
     }
 }
 
@@ -158,11 +155,12 @@ kernel void rms_norm_64_eps1em5(
 
 [[max_total_threads_per_threadgroup(64)]]
 kernel void matvec_q8_0_128x64_bias_prenorm1em5(
-    device const block_q8_0* w [[buffer(0)]],
+    device const char4* w [[buffer(0)]],
     device const float4* x [[buffer(1)]],
     device float* y [[buffer(2)]],
     device const float* bias [[buffer(3)]],
     device const float4* norm [[buffer(4)]],
+    device const half* all_scales [[buffer(5)]],
     uint group [[threadgroup_position_in_grid]],
     uint simdgroup [[simdgroup_index_in_threadgroup]],
     uint lane [[thread_index_in_simdgroup]])
@@ -178,25 +176,20 @@ kernel void matvec_q8_0_128x64_bias_prenorm1em5(
     for (uint s = 0; s < 2u; ++s) {
         acc[s] = float4(0.0f);
     }
-    for (uint c = lane; c < 2u; c += 32u) {
-        float4 xv[8];
-        for (uint i = 0; i < 8u; ++i) {
-            xv[i] = x[c * 8u + i];
+    for (uint c = lane; c < 16u; c += 32u) {
+        float4 xv[1];
+        for (uint i = 0; i < 1u; ++i) {
+            xv[i] = x[c * 1u + i];
             acc[1][3] += dot(xv[i], xv[i]);
-            xv[i] *= norm[c * 8u + i];
+            xv[i] *= norm[c * 1u + i];
         }
         for (uint k = 0; k < 7u; ++k) {
             if (k >= valid) {
                 break;
             }
             {
-                device const block_q8_0& blk = w[(r0 + k) * 2u + c];
-                device const packed_char4* q = reinterpret_cast<device const packed_char4*>(blk.qs);
-                float4 s = float4(char4(q[0])) * xv[0];
-                for (uint i = 1; i < 8u; ++i) {
-                    s += float4(char4(q[i])) * xv[i];
-                }
-                acc[k / 4u][k % 4u] += float(blk.d) * ((s.x + s.y) + (s.z + s.w));
+                device const half* scales = all_scales + (r0 + k) * 2u;
+                acc[k / 4u][k % 4u] += float(scales[c / 8u]) * dot(float4(w[(r0 + k) * 16u + c]), xv[0]);
             }
         }
     }
@@ -214,67 +207,95 @@ kernel void matvec_q8_0_128x64_bias_prenorm1em5(
 
 [[max_total_threads_per_threadgroup(128)]]
 kernel void matmul_q8_0_128x64_bias(
-    device const block_q8_0* w [[buffer(0)]],
+    device const char4* w [[buffer(0)]],
     device const float4* x [[buffer(1)]],
     device float* y [[buffer(2)]],
     device const float* bias [[buffer(3)]],
+    device const half* all_scales [[buffer(5)]],
     constant Step& step [[buffer(7)]],
     uint2 group [[threadgroup_position_in_grid]],
-    uint tid [[thread_index_in_threadgroup]])
+    uint tid [[thread_index_in_threadgroup]],
+    uint simd [[simdgroup_index_in_threadgroup]])
 {
-    // 32 columns of 16 tokens and of 32 weight rows, padded.
-    threadgroup float4 xs[16][9];
-    threadgroup float4 ws[32][9];
+    // W tiles (1 x 64 rows) then the x tile (32 tokens), rows of 36 floats;
+    // after the last step the W tiles hold the results (1 x 64 rows x 32 tokens).
+    // float4s, so the float4 stores below are aligned.
+    threadgroup float4 tile_vectors[864];
+    threadgroup float* tiles = reinterpret_cast<threadgroup float*>(tile_vectors);
+    threadgroup float* xs = tiles + 2304;
     const uint n = step.n_tokens;
-    const uint row0 = group.x * 32u;
-    const uint tok0 = group.y * 16u;
-    // This thread's token and first of four rows within the tile.
-    const uint tt = tid / 8u;
-    const uint rr = (tid % 8u) * 4u;
-    float4 acc = float4(0.0f);
+    const uint row0 = group.x * 64u;
+    const uint tok0 = group.y * 32u;
+    const uint sr = (simd % 2u) * 32u;
+    const uint st = (simd / 2u) * 16u;
+    simdgroup_float8x8 acc[8];
+    for (uint i = 0; i < 8u; ++i) {
+        acc[i] = make_filled_simdgroup_matrix<float, 8, 8>(0.0f);
+    }
     for (uint kb = 0; kb < 2u; ++kb) {
-        {
-            const uint t = tok0 + tid / 8u;
-            xs[tid / 8u][tid % 8u] = t < n ? x[t * 16u + kb * 8u + tid % 8u] : float4(0.0f);
-        }
-        {
-            // Tile row tid / 4, quarter tid % 4 of the weight rows.
-            const uint q = tid % 4u;
-            threadgroup float4* dst = &ws[0u + tid / 4u][2u * q];
-            if (row0 + tid / 4u < 128u) {
-                const uint wr = 0u + row0 + tid / 4u;
-            device const block_q8_0& blk = w[wr * 2u + kb];
-            device const packed_char4* qs = reinterpret_cast<device const packed_char4*>(blk.qs);
-            const float d = float(blk.d);
-            dst[0] = float4(char4(qs[2u * q])) * d;
-            dst[1] = float4(char4(qs[2u * q + 1u])) * d;
+        // Weight rows: 8 chunks of 4 values per row and step.
+        for (uint i = tid; i < 512u; i += 128u) {
+            const uint r = i / 8u;
+            const uint chunk = kb * 8u + i % 8u;
+            threadgroup float* dst = tiles + (0u + r) * 36u + (i % 8u) * 4u;
+            if (row0 + r < 128u && chunk * 4u < 64u) {
+                const uint wr = 0u + row0 + r;
+                const float d = float(all_scales[wr * 2u + chunk / 8u]);
+                *reinterpret_cast<threadgroup float4*>(dst) = float4(w[wr * 16u + chunk]) * d;
 
             } else {
-                dst[0] = float4(0.0f);
-                dst[1] = float4(0.0f);
+                for (uint j = 0; j < 4u; ++j) {
+                    dst[j] = 0.0f;
+                }
+            }
+        }
+        // Tokens: 8 chunks of 4 columns per token and step.
+        for (uint i = tid; i < 256u; i += 128u) {
+            const uint t = i / 8u;
+            const uint chunk = kb * 8u + i % 8u;
+            threadgroup float* dst = xs + t * 36u + (i % 8u) * 4u;
+            if (tok0 + t < n && chunk * 4u < 64u) {
+                *reinterpret_cast<threadgroup float4*>(dst) = x[(tok0 + t) * 16u + chunk];
+            } else {
+                for (uint j = 0; j < 4u; ++j) {
+                    dst[j] = 0.0f;
+                }
             }
         }
         threadgroup_barrier(mem_flags::mem_threadgroup);
-        for (uint i = 0; i < 8u; ++i) {
-            const float4 xv = xs[tt][i];
-            for (uint k = 0; k < 4u; ++k) {
-                acc[k] += dot(xv, ws[rr + k][i]);
+        for (uint k = 0; k < 32u; k += 8u) {
+            simdgroup_float8x8 b[2];
+            for (uint j = 0; j < 2u; ++j) {
+                // B[c][t] = x[t][c]: the x tile read transposed.
+                simdgroup_load(b[j], xs + (st + 8u * j) * 36u + k, 36, ulong2(0, 0), true);
+            }
+            for (uint i = 0; i < 4u; ++i) {
+                simdgroup_float8x8 a;
+                simdgroup_load(a, tiles + (0u + sr + 8u * i) * 36u + k, 36);
+                for (uint j = 0; j < 2u; ++j) {
+                    simdgroup_multiply_accumulate(acc[0u + i * 2u + j], a, b[j], acc[0u + i * 2u + j]);
+                }
             }
         }
         threadgroup_barrier(mem_flags::mem_threadgroup);
     }
-    const uint t = tok0 + tt;
-    if (t >= n) {
-        return;
-    }
-    for (uint k = 0; k < 4u; ++k) {
-        const uint r = row0 + rr + k;
-        if (r >= 128u) {
-            break;
+    // Results as [set][row][token], 32 tokens per row, over the W tiles.
+    for (uint i = 0; i < 4u; ++i) {
+        for (uint j = 0; j < 2u; ++j) {
+            simdgroup_store(acc[0u + i * 2u + j], tiles + (0u + sr + 8u * i) * 32u + st + 8u * j, 32);
         }
-        float v = acc[k];
+    }
+    threadgroup_barrier(mem_flags::mem_threadgroup);
+    for (uint i = tid; i < 64u * 32u; i += 128u) {
+        const uint t = i / 64u;
+        const uint rr = i % 64u;
+        const uint r = row0 + rr;
+        if (tok0 + t >= n || r >= 128u) {
+            continue;
+        }
+        float v = tiles[rr * 32u + t];
         v += bias[r];
-        y[t * 128u + r] = v;
+        y[(tok0 + t) * 128u + r] = v;
 
     }
 }
@@ -515,7 +536,8 @@ kernel void attention_prefill_h4_kv2_d16_f16_c256_s3e800000(
 
     for (uint i = tid; i < 512u; i += 128u) {
         const uint r = i / 16u;
-        tile[i] = r < rows ? qkv[(q0 + r) * 128u + head * 16u + i % 16u] * 0.25f : 0.0f;
+        const uint c = i % 16u;
+        tile[i] = r < rows && c < 16u ? qkv[(q0 + r) * 128u + head * 16u + c] * 0.25f : 0.0f;
     }
     for (uint i = lane; i < 64u; i += 32u) {
         my_diagonal[i] = 0.0f;
@@ -544,8 +566,9 @@ kernel void attention_prefill_h4_kv2_d16_f16_c256_s3e800000(
     for (uint k0 = first; k0 <= last; k0 += 32u) {
         for (uint i = tid; i < 512u; i += 128u) {
             const uint key = k0 + i / 16u;
-            const bool present = key <= last;
-            const uint at = key * 16u + i % 16u;
+            const uint c = i % 16u;
+            const bool present = key <= last && c < 16u;
+            const uint at = key * 16u + c;
             tile[i] = present ? float(keys[at]) : 0.0f;
             tile[512u + i] = present ? float(values[at]) : 0.0f;
         }
@@ -625,17 +648,19 @@ kernel void attention_prefill_h4_kv2_d16_f16_c256_s3e800000(
     simdgroup_barrier(mem_flags::mem_threadgroup);
     for (uint i = lane; i < 128u; i += 32u) {
         const uint row = q0 + simd * 8u + i / 16u;
-        if (row < n) {
-            out[row * 64u + head * 16u + i % 16u] = staged[i];
+        const uint c = i % 16u;
+        if (row < n && c < 16u) {
+            out[row * 64u + head * 16u + c] = staged[i];
         }
     }
 }
 
 [[max_total_threads_per_threadgroup(64)]]
 kernel void matvec_q8_0_64x64_residual(
-    device const block_q8_0* w [[buffer(0)]],
+    device const char4* w [[buffer(0)]],
     device const float4* x [[buffer(1)]],
     device float* y [[buffer(2)]],
+    device const half* all_scales [[buffer(5)]],
     uint group [[threadgroup_position_in_grid]],
     uint simdgroup [[simdgroup_index_in_threadgroup]],
     uint lane [[thread_index_in_simdgroup]])
@@ -650,20 +675,15 @@ kernel void matvec_q8_0_64x64_residual(
     for (uint s = 0; s < 2u; ++s) {
         acc[s] = float4(0.0f);
     }
-    for (uint c = lane; c < 2u; c += 32u) {
-        float4 xv[8];
-        for (uint i = 0; i < 8u; ++i) {
-            xv[i] = x[c * 8u + i];
+    for (uint c = lane; c < 16u; c += 32u) {
+        float4 xv[1];
+        for (uint i = 0; i < 1u; ++i) {
+            xv[i] = x[c * 1u + i];
         }
         for (uint k = 0; k < 8u; ++k) {
             {
-                device const block_q8_0& blk = w[(r0 + k) * 2u + c];
-                device const packed_char4* q = reinterpret_cast<device const packed_char4*>(blk.qs);
-                float4 s = float4(char4(q[0])) * xv[0];
-                for (uint i = 1; i < 8u; ++i) {
-                    s += float4(char4(q[i])) * xv[i];
-                }
-                acc[k / 4u][k % 4u] += float(blk.d) * ((s.x + s.y) + (s.z + s.w));
+                device const half* scales = all_scales + (r0 + k) * 2u;
+                acc[k / 4u][k % 4u] += float(scales[c / 8u]) * dot(float4(w[(r0 + k) * 16u + c]), xv[0]);
             }
         }
     }
@@ -680,76 +700,105 @@ kernel void matvec_q8_0_64x64_residual(
 
 [[max_total_threads_per_threadgroup(128)]]
 kernel void matmul_q8_0_64x64_residual(
-    device const block_q8_0* w [[buffer(0)]],
+    device const char4* w [[buffer(0)]],
     device const float4* x [[buffer(1)]],
     device float* y [[buffer(2)]],
+    device const half* all_scales [[buffer(5)]],
     constant Step& step [[buffer(7)]],
     uint2 group [[threadgroup_position_in_grid]],
-    uint tid [[thread_index_in_threadgroup]])
+    uint tid [[thread_index_in_threadgroup]],
+    uint simd [[simdgroup_index_in_threadgroup]])
 {
-    // 32 columns of 16 tokens and of 32 weight rows, padded.
-    threadgroup float4 xs[16][9];
-    threadgroup float4 ws[32][9];
+    // W tiles (1 x 64 rows) then the x tile (32 tokens), rows of 36 floats;
+    // after the last step the W tiles hold the results (1 x 64 rows x 32 tokens).
+    // float4s, so the float4 stores below are aligned.
+    threadgroup float4 tile_vectors[864];
+    threadgroup float* tiles = reinterpret_cast<threadgroup float*>(tile_vectors);
+    threadgroup float* xs = tiles + 2304;
     const uint n = step.n_tokens;
-    const uint row0 = group.x * 32u;
-    const uint tok0 = group.y * 16u;
-    // This thread's token and first of four rows within the tile.
-    const uint tt = tid / 8u;
-    const uint rr = (tid % 8u) * 4u;
-    float4 acc = float4(0.0f);
+    const uint row0 = group.x * 64u;
+    const uint tok0 = group.y * 32u;
+    const uint sr = (simd % 2u) * 32u;
+    const uint st = (simd / 2u) * 16u;
+    simdgroup_float8x8 acc[8];
+    for (uint i = 0; i < 8u; ++i) {
+        acc[i] = make_filled_simdgroup_matrix<float, 8, 8>(0.0f);
+    }
     for (uint kb = 0; kb < 2u; ++kb) {
-        {
-            const uint t = tok0 + tid / 8u;
-            xs[tid / 8u][tid % 8u] = t < n ? x[t * 16u + kb * 8u + tid % 8u] : float4(0.0f);
-        }
-        {
-            // Tile row tid / 4, quarter tid % 4 of the weight rows.
-            const uint q = tid % 4u;
-            threadgroup float4* dst = &ws[0u + tid / 4u][2u * q];
-            if (row0 + tid / 4u < 64u) {
-                const uint wr = 0u + row0 + tid / 4u;
-            device const block_q8_0& blk = w[wr * 2u + kb];
-            device const packed_char4* qs = reinterpret_cast<device const packed_char4*>(blk.qs);
-            const float d = float(blk.d);
-            dst[0] = float4(char4(qs[2u * q])) * d;
-            dst[1] = float4(char4(qs[2u * q + 1u])) * d;
+        // Weight rows: 8 chunks of 4 values per row and step.
+        for (uint i = tid; i < 512u; i += 128u) {
+            const uint r = i / 8u;
+            const uint chunk = kb * 8u + i % 8u;
+            threadgroup float* dst = tiles + (0u + r) * 36u + (i % 8u) * 4u;
+            if (row0 + r < 64u && chunk * 4u < 64u) {
+                const uint wr = 0u + row0 + r;
+                const float d = float(all_scales[wr * 2u + chunk / 8u]);
+                *reinterpret_cast<threadgroup float4*>(dst) = float4(w[wr * 16u + chunk]) * d;
 
             } else {
-                dst[0] = float4(0.0f);
-                dst[1] = float4(0.0f);
+                for (uint j = 0; j < 4u; ++j) {
+                    dst[j] = 0.0f;
+                }
+            }
+        }
+        // Tokens: 8 chunks of 4 columns per token and step.
+        for (uint i = tid; i < 256u; i += 128u) {
+            const uint t = i / 8u;
+            const uint chunk = kb * 8u + i % 8u;
+            threadgroup float* dst = xs + t * 36u + (i % 8u) * 4u;
+            if (tok0 + t < n && chunk * 4u < 64u) {
+                *reinterpret_cast<threadgroup float4*>(dst) = x[(tok0 + t) * 16u + chunk];
+            } else {
+                for (uint j = 0; j < 4u; ++j) {
+                    dst[j] = 0.0f;
+                }
             }
         }
         threadgroup_barrier(mem_flags::mem_threadgroup);
-        for (uint i = 0; i < 8u; ++i) {
-            const float4 xv = xs[tt][i];
-            for (uint k = 0; k < 4u; ++k) {
-                acc[k] += dot(xv, ws[rr + k][i]);
+        for (uint k = 0; k < 32u; k += 8u) {
+            simdgroup_float8x8 b[2];
+            for (uint j = 0; j < 2u; ++j) {
+                // B[c][t] = x[t][c]: the x tile read transposed.
+                simdgroup_load(b[j], xs + (st + 8u * j) * 36u + k, 36, ulong2(0, 0), true);
+            }
+            for (uint i = 0; i < 4u; ++i) {
+                simdgroup_float8x8 a;
+                simdgroup_load(a, tiles + (0u + sr + 8u * i) * 36u + k, 36);
+                for (uint j = 0; j < 2u; ++j) {
+                    simdgroup_multiply_accumulate(acc[0u + i * 2u + j], a, b[j], acc[0u + i * 2u + j]);
+                }
             }
         }
         threadgroup_barrier(mem_flags::mem_threadgroup);
     }
-    const uint t = tok0 + tt;
-    if (t >= n) {
-        return;
-    }
-    for (uint k = 0; k < 4u; ++k) {
-        const uint r = row0 + rr + k;
-        if (r >= 64u) {
-            break;
+    // Results as [set][row][token], 32 tokens per row, over the W tiles.
+    for (uint i = 0; i < 4u; ++i) {
+        for (uint j = 0; j < 2u; ++j) {
+            simdgroup_store(acc[0u + i * 2u + j], tiles + (0u + sr + 8u * i) * 32u + st + 8u * j, 32);
         }
-        float v = acc[k];
-        v += y[t * 64u + r];
-        y[t * 64u + r] = v;
+    }
+    threadgroup_barrier(mem_flags::mem_threadgroup);
+    for (uint i = tid; i < 64u * 32u; i += 128u) {
+        const uint t = i / 64u;
+        const uint rr = i % 64u;
+        const uint r = row0 + rr;
+        if (tok0 + t >= n || r >= 64u) {
+            continue;
+        }
+        float v = tiles[rr * 32u + t];
+        v += y[(tok0 + t) * 64u + r];
+        y[(tok0 + t) * 64u + r] = v;
 
     }
 }
 
 [[max_total_threads_per_threadgroup(64)]]
 kernel void matvec_q8_0_128x64_gated_silu_prenorm1em5(
-    device const block_q8_0* w [[buffer(0)]],
+    device const char4* w [[buffer(0)]],
     device const float4* x [[buffer(1)]],
     device float* y [[buffer(2)]],
     device const float4* norm [[buffer(4)]],
+    device const half* all_scales [[buffer(5)]],
     uint group [[threadgroup_position_in_grid]],
     uint simdgroup [[simdgroup_index_in_threadgroup]],
     uint lane [[thread_index_in_simdgroup]])
@@ -765,34 +814,24 @@ kernel void matvec_q8_0_128x64_gated_silu_prenorm1em5(
     for (uint s = 0; s < 4u; ++s) {
         acc[s] = float4(0.0f);
     }
-    for (uint c = lane; c < 2u; c += 32u) {
-        float4 xv[8];
-        for (uint i = 0; i < 8u; ++i) {
-            xv[i] = x[c * 8u + i];
+    for (uint c = lane; c < 16u; c += 32u) {
+        float4 xv[1];
+        for (uint i = 0; i < 1u; ++i) {
+            xv[i] = x[c * 1u + i];
             acc[3][2] += dot(xv[i], xv[i]);
-            xv[i] *= norm[c * 8u + i];
+            xv[i] *= norm[c * 1u + i];
         }
         for (uint k = 0; k < 7u; ++k) {
             if (k >= valid) {
                 break;
             }
             {
-                device const block_q8_0& blk = w[(r0 + k) * 2u + c];
-                device const packed_char4* q = reinterpret_cast<device const packed_char4*>(blk.qs);
-                float4 s = float4(char4(q[0])) * xv[0];
-                for (uint i = 1; i < 8u; ++i) {
-                    s += float4(char4(q[i])) * xv[i];
-                }
-                acc[k / 4u][k % 4u] += float(blk.d) * ((s.x + s.y) + (s.z + s.w));
+                device const half* scales = all_scales + (r0 + k) * 2u;
+                acc[k / 4u][k % 4u] += float(scales[c / 8u]) * dot(float4(w[(r0 + k) * 16u + c]), xv[0]);
             }
             {
-                device const block_q8_0& blk = w[(128u + r0 + k) * 2u + c];
-                device const packed_char4* q = reinterpret_cast<device const packed_char4*>(blk.qs);
-                float4 s = float4(char4(q[0])) * xv[0];
-                for (uint i = 1; i < 8u; ++i) {
-                    s += float4(char4(q[i])) * xv[i];
-                }
-                acc[(k + 7u) / 4u][(k + 7u) % 4u] += float(blk.d) * ((s.x + s.y) + (s.z + s.w));
+                device const half* scales = all_scales + (128u + r0 + k) * 2u;
+                acc[(k + 7u) / 4u][(k + 7u) % 4u] += float(scales[c / 8u]) * dot(float4(w[(128u + r0 + k) * 16u + c]), xv[0]);
             }
         }
     }
@@ -811,95 +850,132 @@ kernel void matvec_q8_0_128x64_gated_silu_prenorm1em5(
 
 [[max_total_threads_per_threadgroup(128)]]
 kernel void matmul_q8_0_128x64_gated_silu(
-    device const block_q8_0* w [[buffer(0)]],
+    device const char4* w [[buffer(0)]],
     device const float4* x [[buffer(1)]],
     device float* y [[buffer(2)]],
+    device const half* all_scales [[buffer(5)]],
     constant Step& step [[buffer(7)]],
     uint2 group [[threadgroup_position_in_grid]],
-    uint tid [[thread_index_in_threadgroup]])
+    uint tid [[thread_index_in_threadgroup]],
+    uint simd [[simdgroup_index_in_threadgroup]])
 {
-    // 32 columns of 16 tokens and of 64 weight rows, padded.
-    threadgroup float4 xs[16][9];
-    threadgroup float4 ws[64][9];
+    // W tiles (2 x 64 rows) then the x tile (32 tokens), rows of 36 floats;
+    // after the last step the W tiles hold the results (2 x 64 rows x 32 tokens).
+    // float4s, so the float4 stores below are aligned.
+    threadgroup float4 tile_vectors[1440];
+    threadgroup float* tiles = reinterpret_cast<threadgroup float*>(tile_vectors);
+    threadgroup float* xs = tiles + 4608;
     const uint n = step.n_tokens;
-    const uint row0 = group.x * 32u;
-    const uint tok0 = group.y * 16u;
-    // This thread's token and first of four rows within the tile.
-    const uint tt = tid / 8u;
-    const uint rr = (tid % 8u) * 4u;
-    float4 acc = float4(0.0f);
-    float4 acc_up = float4(0.0f);
+    const uint row0 = group.x * 64u;
+    const uint tok0 = group.y * 32u;
+    const uint sr = (simd % 2u) * 32u;
+    const uint st = (simd / 2u) * 16u;
+    simdgroup_float8x8 acc[16];
+    for (uint i = 0; i < 16u; ++i) {
+        acc[i] = make_filled_simdgroup_matrix<float, 8, 8>(0.0f);
+    }
     for (uint kb = 0; kb < 2u; ++kb) {
-        {
-            const uint t = tok0 + tid / 8u;
-            xs[tid / 8u][tid % 8u] = t < n ? x[t * 16u + kb * 8u + tid % 8u] : float4(0.0f);
-        }
-        {
-            // Tile row tid / 4, quarter tid % 4 of the gate rows.
-            const uint q = tid % 4u;
-            threadgroup float4* dst = &ws[0u + tid / 4u][2u * q];
-            if (row0 + tid / 4u < 128u) {
-                const uint wr = 0u + row0 + tid / 4u;
-            device const block_q8_0& blk = w[wr * 2u + kb];
-            device const packed_char4* qs = reinterpret_cast<device const packed_char4*>(blk.qs);
-            const float d = float(blk.d);
-            dst[0] = float4(char4(qs[2u * q])) * d;
-            dst[1] = float4(char4(qs[2u * q + 1u])) * d;
+        // Weight rows: 8 chunks of 4 values per row and step.
+        for (uint i = tid; i < 512u; i += 128u) {
+            const uint r = i / 8u;
+            const uint chunk = kb * 8u + i % 8u;
+            threadgroup float* dst = tiles + (0u + r) * 36u + (i % 8u) * 4u;
+            if (row0 + r < 128u && chunk * 4u < 64u) {
+                const uint wr = 0u + row0 + r;
+                const float d = float(all_scales[wr * 2u + chunk / 8u]);
+                *reinterpret_cast<threadgroup float4*>(dst) = float4(w[wr * 16u + chunk]) * d;
 
             } else {
-                dst[0] = float4(0.0f);
-                dst[1] = float4(0.0f);
+                for (uint j = 0; j < 4u; ++j) {
+                    dst[j] = 0.0f;
+                }
             }
         }
-        {
-            // Tile row tid / 4, quarter tid % 4 of the up rows.
-            const uint q = tid % 4u;
-            threadgroup float4* dst = &ws[32u + tid / 4u][2u * q];
-            if (row0 + tid / 4u < 128u) {
-                const uint wr = 128u + row0 + tid / 4u;
-            device const block_q8_0& blk = w[wr * 2u + kb];
-            device const packed_char4* qs = reinterpret_cast<device const packed_char4*>(blk.qs);
-            const float d = float(blk.d);
-            dst[0] = float4(char4(qs[2u * q])) * d;
-            dst[1] = float4(char4(qs[2u * q + 1u])) * d;
+        for (uint i = tid; i < 512u; i += 128u) {
+            const uint r = i / 8u;
+            const uint chunk = kb * 8u + i % 8u;
+            threadgroup float* dst = tiles + (64u + r) * 36u + (i % 8u) * 4u;
+            if (row0 + r < 128u && chunk * 4u < 64u) {
+                const uint wr = 128u + row0 + r;
+                const float d = float(all_scales[wr * 2u + chunk / 8u]);
+                *reinterpret_cast<threadgroup float4*>(dst) = float4(w[wr * 16u + chunk]) * d;
 
             } else {
-                dst[0] = float4(0.0f);
-                dst[1] = float4(0.0f);
+                for (uint j = 0; j < 4u; ++j) {
+                    dst[j] = 0.0f;
+                }
+            }
+        }
+        // Tokens: 8 chunks of 4 columns per token and step.
+        for (uint i = tid; i < 256u; i += 128u) {
+            const uint t = i / 8u;
+            const uint chunk = kb * 8u + i % 8u;
+            threadgroup float* dst = xs + t * 36u + (i % 8u) * 4u;
+            if (tok0 + t < n && chunk * 4u < 64u) {
+                *reinterpret_cast<threadgroup float4*>(dst) = x[(tok0 + t) * 16u + chunk];
+            } else {
+                for (uint j = 0; j < 4u; ++j) {
+                    dst[j] = 0.0f;
+                }
             }
         }
         threadgroup_barrier(mem_flags::mem_threadgroup);
-        for (uint i = 0; i < 8u; ++i) {
-            const float4 xv = xs[tt][i];
-            for (uint k = 0; k < 4u; ++k) {
-                acc[k] += dot(xv, ws[rr + k][i]);
-                acc_up[k] += dot(xv, ws[32u + rr + k][i]);
+        for (uint k = 0; k < 32u; k += 8u) {
+            simdgroup_float8x8 b[2];
+            for (uint j = 0; j < 2u; ++j) {
+                // B[c][t] = x[t][c]: the x tile read transposed.
+                simdgroup_load(b[j], xs + (st + 8u * j) * 36u + k, 36, ulong2(0, 0), true);
+            }
+            for (uint i = 0; i < 4u; ++i) {
+                simdgroup_float8x8 a;
+                simdgroup_load(a, tiles + (0u + sr + 8u * i) * 36u + k, 36);
+                for (uint j = 0; j < 2u; ++j) {
+                    simdgroup_multiply_accumulate(acc[0u + i * 2u + j], a, b[j], acc[0u + i * 2u + j]);
+                }
+            }
+            for (uint i = 0; i < 4u; ++i) {
+                simdgroup_float8x8 a;
+                simdgroup_load(a, tiles + (64u + sr + 8u * i) * 36u + k, 36);
+                for (uint j = 0; j < 2u; ++j) {
+                    simdgroup_multiply_accumulate(acc[8u + i * 2u + j], a, b[j], acc[8u + i * 2u + j]);
+                }
             }
         }
         threadgroup_barrier(mem_flags::mem_threadgroup);
     }
-    const uint t = tok0 + tt;
-    if (t >= n) {
-        return;
-    }
-    for (uint k = 0; k < 4u; ++k) {
-        const uint r = row0 + rr + k;
-        if (r >= 128u) {
-            break;
+    // Results as [set][row][token], 32 tokens per row, over the W tiles.
+    for (uint i = 0; i < 4u; ++i) {
+        for (uint j = 0; j < 2u; ++j) {
+            simdgroup_store(acc[0u + i * 2u + j], tiles + (0u + sr + 8u * i) * 32u + st + 8u * j, 32);
         }
-        float v = acc[k];
-        const float u = acc_up[k];
+    }
+    for (uint i = 0; i < 4u; ++i) {
+        for (uint j = 0; j < 2u; ++j) {
+            simdgroup_store(acc[8u + i * 2u + j], tiles + (64u + sr + 8u * i) * 32u + st + 8u * j, 32);
+        }
+    }
+    threadgroup_barrier(mem_flags::mem_threadgroup);
+    for (uint i = tid; i < 64u * 32u; i += 128u) {
+        const uint t = i / 64u;
+        const uint rr = i % 64u;
+        const uint r = row0 + rr;
+        if (tok0 + t >= n || r >= 128u) {
+            continue;
+        }
+        float v = tiles[rr * 32u + t];
+        const float u = tiles[(64u + rr) * 32u + t];
         v = act_silu(v) * u;
-        y[t * 128u + r] = v;
+        y[(tok0 + t) * 128u + r] = v;
 
     }
 }
 
 [[max_total_threads_per_threadgroup(64)]]
 kernel void matvec_q8_0_64x128_residual(
-    device const block_q8_0* w [[buffer(0)]],
+    device const char4* w [[buffer(0)]],
     device const float4* x [[buffer(1)]],
     device float* y [[buffer(2)]],
+    device const half* all_scales [[buffer(5)]],
     uint group [[threadgroup_position_in_grid]],
     uint simdgroup [[simdgroup_index_in_threadgroup]],
     uint lane [[thread_index_in_simdgroup]])
@@ -914,20 +990,15 @@ kernel void matvec_q8_0_64x128_residual(
     for (uint s = 0; s < 2u; ++s) {
         acc[s] = float4(0.0f);
     }
-    for (uint c = lane; c < 4u; c += 32u) {
-        float4 xv[8];
-        for (uint i = 0; i < 8u; ++i) {
-            xv[i] = x[c * 8u + i];
+    for (uint c = lane; c < 32u; c += 32u) {
+        float4 xv[1];
+        for (uint i = 0; i < 1u; ++i) {
+            xv[i] = x[c * 1u + i];
         }
         for (uint k = 0; k < 8u; ++k) {
             {
-                device const block_q8_0& blk = w[(r0 + k) * 4u + c];
-                device const packed_char4* q = reinterpret_cast<device const packed_char4*>(blk.qs);
-                float4 s = float4(char4(q[0])) * xv[0];
-                for (uint i = 1; i < 8u; ++i) {
-                    s += float4(char4(q[i])) * xv[i];
-                }
-                acc[k / 4u][k % 4u] += float(blk.d) * ((s.x + s.y) + (s.z + s.w));
+                device const half* scales = all_scales + (r0 + k) * 4u;
+                acc[k / 4u][k % 4u] += float(scales[c / 8u]) * dot(float4(w[(r0 + k) * 32u + c]), xv[0]);
             }
         }
     }
@@ -944,76 +1015,105 @@ kernel void matvec_q8_0_64x128_residual(
 
 [[max_total_threads_per_threadgroup(128)]]
 kernel void matmul_q8_0_64x128_residual(
-    device const block_q8_0* w [[buffer(0)]],
+    device const char4* w [[buffer(0)]],
     device const float4* x [[buffer(1)]],
     device float* y [[buffer(2)]],
+    device const half* all_scales [[buffer(5)]],
     constant Step& step [[buffer(7)]],
     uint2 group [[threadgroup_position_in_grid]],
-    uint tid [[thread_index_in_threadgroup]])
+    uint tid [[thread_index_in_threadgroup]],
+    uint simd [[simdgroup_index_in_threadgroup]])
 {
-    // 32 columns of 16 tokens and of 32 weight rows, padded.
-    threadgroup float4 xs[16][9];
-    threadgroup float4 ws[32][9];
+    // W tiles (1 x 64 rows) then the x tile (32 tokens), rows of 36 floats;
+    // after the last step the W tiles hold the results (1 x 64 rows x 32 tokens).
+    // float4s, so the float4 stores below are aligned.
+    threadgroup float4 tile_vectors[864];
+    threadgroup float* tiles = reinterpret_cast<threadgroup float*>(tile_vectors);
+    threadgroup float* xs = tiles + 2304;
     const uint n = step.n_tokens;
-    const uint row0 = group.x * 32u;
-    const uint tok0 = group.y * 16u;
-    // This thread's token and first of four rows within the tile.
-    const uint tt = tid / 8u;
-    const uint rr = (tid % 8u) * 4u;
-    float4 acc = float4(0.0f);
+    const uint row0 = group.x * 64u;
+    const uint tok0 = group.y * 32u;
+    const uint sr = (simd % 2u) * 32u;
+    const uint st = (simd / 2u) * 16u;
+    simdgroup_float8x8 acc[8];
+    for (uint i = 0; i < 8u; ++i) {
+        acc[i] = make_filled_simdgroup_matrix<float, 8, 8>(0.0f);
+    }
     for (uint kb = 0; kb < 4u; ++kb) {
-        {
-            const uint t = tok0 + tid / 8u;
-            xs[tid / 8u][tid % 8u] = t < n ? x[t * 32u + kb * 8u + tid % 8u] : float4(0.0f);
-        }
-        {
-            // Tile row tid / 4, quarter tid % 4 of the weight rows.
-            const uint q = tid % 4u;
-            threadgroup float4* dst = &ws[0u + tid / 4u][2u * q];
-            if (row0 + tid / 4u < 64u) {
-                const uint wr = 0u + row0 + tid / 4u;
-            device const block_q8_0& blk = w[wr * 4u + kb];
-            device const packed_char4* qs = reinterpret_cast<device const packed_char4*>(blk.qs);
-            const float d = float(blk.d);
-            dst[0] = float4(char4(qs[2u * q])) * d;
-            dst[1] = float4(char4(qs[2u * q + 1u])) * d;
+        // Weight rows: 8 chunks of 4 values per row and step.
+        for (uint i = tid; i < 512u; i += 128u) {
+            const uint r = i / 8u;
+            const uint chunk = kb * 8u + i % 8u;
+            threadgroup float* dst = tiles + (0u + r) * 36u + (i % 8u) * 4u;
+            if (row0 + r < 64u && chunk * 4u < 128u) {
+                const uint wr = 0u + row0 + r;
+                const float d = float(all_scales[wr * 4u + chunk / 8u]);
+                *reinterpret_cast<threadgroup float4*>(dst) = float4(w[wr * 32u + chunk]) * d;
 
             } else {
-                dst[0] = float4(0.0f);
-                dst[1] = float4(0.0f);
+                for (uint j = 0; j < 4u; ++j) {
+                    dst[j] = 0.0f;
+                }
+            }
+        }
+        // Tokens: 8 chunks of 4 columns per token and step.
+        for (uint i = tid; i < 256u; i += 128u) {
+            const uint t = i / 8u;
+            const uint chunk = kb * 8u + i % 8u;
+            threadgroup float* dst = xs + t * 36u + (i % 8u) * 4u;
+            if (tok0 + t < n && chunk * 4u < 128u) {
+                *reinterpret_cast<threadgroup float4*>(dst) = x[(tok0 + t) * 32u + chunk];
+            } else {
+                for (uint j = 0; j < 4u; ++j) {
+                    dst[j] = 0.0f;
+                }
             }
         }
         threadgroup_barrier(mem_flags::mem_threadgroup);
-        for (uint i = 0; i < 8u; ++i) {
-            const float4 xv = xs[tt][i];
-            for (uint k = 0; k < 4u; ++k) {
-                acc[k] += dot(xv, ws[rr + k][i]);
+        for (uint k = 0; k < 32u; k += 8u) {
+            simdgroup_float8x8 b[2];
+            for (uint j = 0; j < 2u; ++j) {
+                // B[c][t] = x[t][c]: the x tile read transposed.
+                simdgroup_load(b[j], xs + (st + 8u * j) * 36u + k, 36, ulong2(0, 0), true);
+            }
+            for (uint i = 0; i < 4u; ++i) {
+                simdgroup_float8x8 a;
+                simdgroup_load(a, tiles + (0u + sr + 8u * i) * 36u + k, 36);
+                for (uint j = 0; j < 2u; ++j) {
+                    simdgroup_multiply_accumulate(acc[0u + i * 2u + j], a, b[j], acc[0u + i * 2u + j]);
+                }
             }
         }
         threadgroup_barrier(mem_flags::mem_threadgroup);
     }
-    const uint t = tok0 + tt;
-    if (t >= n) {
-        return;
-    }
-    for (uint k = 0; k < 4u; ++k) {
-        const uint r = row0 + rr + k;
-        if (r >= 64u) {
-            break;
+    // Results as [set][row][token], 32 tokens per row, over the W tiles.
+    for (uint i = 0; i < 4u; ++i) {
+        for (uint j = 0; j < 2u; ++j) {
+            simdgroup_store(acc[0u + i * 2u + j], tiles + (0u + sr + 8u * i) * 32u + st + 8u * j, 32);
         }
-        float v = acc[k];
-        v += y[t * 64u + r];
-        y[t * 64u + r] = v;
+    }
+    threadgroup_barrier(mem_flags::mem_threadgroup);
+    for (uint i = tid; i < 64u * 32u; i += 128u) {
+        const uint t = i / 64u;
+        const uint rr = i % 64u;
+        const uint r = row0 + rr;
+        if (tok0 + t >= n || r >= 64u) {
+            continue;
+        }
+        float v = tiles[rr * 32u + t];
+        v += y[(tok0 + t) * 64u + r];
+        y[(tok0 + t) * 64u + r] = v;
 
     }
 }
 
 [[max_total_threads_per_threadgroup(64)]]
 kernel void matvec_q8_0_384x64_prenorm1em5(
-    device const block_q8_0* w [[buffer(0)]],
+    device const char4* w [[buffer(0)]],
     device const float4* x [[buffer(1)]],
     device float* y [[buffer(2)]],
     device const float4* norm [[buffer(4)]],
+    device const half* all_scales [[buffer(5)]],
     uint group [[threadgroup_position_in_grid]],
     uint simdgroup [[simdgroup_index_in_threadgroup]],
     uint lane [[thread_index_in_simdgroup]])
@@ -1029,25 +1129,20 @@ kernel void matvec_q8_0_384x64_prenorm1em5(
     for (uint s = 0; s < 2u; ++s) {
         acc[s] = float4(0.0f);
     }
-    for (uint c = lane; c < 2u; c += 32u) {
-        float4 xv[8];
-        for (uint i = 0; i < 8u; ++i) {
-            xv[i] = x[c * 8u + i];
+    for (uint c = lane; c < 16u; c += 32u) {
+        float4 xv[1];
+        for (uint i = 0; i < 1u; ++i) {
+            xv[i] = x[c * 1u + i];
             acc[1][3] += dot(xv[i], xv[i]);
-            xv[i] *= norm[c * 8u + i];
+            xv[i] *= norm[c * 1u + i];
         }
         for (uint k = 0; k < 7u; ++k) {
             if (k >= valid) {
                 break;
             }
             {
-                device const block_q8_0& blk = w[(r0 + k) * 2u + c];
-                device const packed_char4* q = reinterpret_cast<device const packed_char4*>(blk.qs);
-                float4 s = float4(char4(q[0])) * xv[0];
-                for (uint i = 1; i < 8u; ++i) {
-                    s += float4(char4(q[i])) * xv[i];
-                }
-                acc[k / 4u][k % 4u] += float(blk.d) * ((s.x + s.y) + (s.z + s.w));
+                device const half* scales = all_scales + (r0 + k) * 2u;
+                acc[k / 4u][k % 4u] += float(scales[c / 8u]) * dot(float4(w[(r0 + k) * 16u + c]), xv[0]);
             }
         }
     }
@@ -1064,65 +1159,93 @@ kernel void matvec_q8_0_384x64_prenorm1em5(
 
 [[max_total_threads_per_threadgroup(128)]]
 kernel void matmul_q8_0_384x64(
-    device const block_q8_0* w [[buffer(0)]],
+    device const char4* w [[buffer(0)]],
     device const float4* x [[buffer(1)]],
     device float* y [[buffer(2)]],
+    device const half* all_scales [[buffer(5)]],
     constant Step& step [[buffer(7)]],
     uint2 group [[threadgroup_position_in_grid]],
-    uint tid [[thread_index_in_threadgroup]])
+    uint tid [[thread_index_in_threadgroup]],
+    uint simd [[simdgroup_index_in_threadgroup]])
 {
-    // 32 columns of 16 tokens and of 32 weight rows, padded.
-    threadgroup float4 xs[16][9];
-    threadgroup float4 ws[32][9];
+    // W tiles (1 x 64 rows) then the x tile (32 tokens), rows of 36 floats;
+    // after the last step the W tiles hold the results (1 x 64 rows x 32 tokens).
+    // float4s, so the float4 stores below are aligned.
+    threadgroup float4 tile_vectors[864];
+    threadgroup float* tiles = reinterpret_cast<threadgroup float*>(tile_vectors);
+    threadgroup float* xs = tiles + 2304;
     const uint n = step.n_tokens;
-    const uint row0 = group.x * 32u;
-    const uint tok0 = group.y * 16u;
-    // This thread's token and first of four rows within the tile.
-    const uint tt = tid / 8u;
-    const uint rr = (tid % 8u) * 4u;
-    float4 acc = float4(0.0f);
+    const uint row0 = group.x * 64u;
+    const uint tok0 = group.y * 32u;
+    const uint sr = (simd % 2u) * 32u;
+    const uint st = (simd / 2u) * 16u;
+    simdgroup_float8x8 acc[8];
+    for (uint i = 0; i < 8u; ++i) {
+        acc[i] = make_filled_simdgroup_matrix<float, 8, 8>(0.0f);
+    }
     for (uint kb = 0; kb < 2u; ++kb) {
-        {
-            const uint t = tok0 + tid / 8u;
-            xs[tid / 8u][tid % 8u] = t < n ? x[t * 16u + kb * 8u + tid % 8u] : float4(0.0f);
-        }
-        {
-            // Tile row tid / 4, quarter tid % 4 of the weight rows.
-            const uint q = tid % 4u;
-            threadgroup float4* dst = &ws[0u + tid / 4u][2u * q];
-            if (row0 + tid / 4u < 384u) {
-                const uint wr = 0u + row0 + tid / 4u;
-            device const block_q8_0& blk = w[wr * 2u + kb];
-            device const packed_char4* qs = reinterpret_cast<device const packed_char4*>(blk.qs);
-            const float d = float(blk.d);
-            dst[0] = float4(char4(qs[2u * q])) * d;
-            dst[1] = float4(char4(qs[2u * q + 1u])) * d;
+        // Weight rows: 8 chunks of 4 values per row and step.
+        for (uint i = tid; i < 512u; i += 128u) {
+            const uint r = i / 8u;
+            const uint chunk = kb * 8u + i % 8u;
+            threadgroup float* dst = tiles + (0u + r) * 36u + (i % 8u) * 4u;
+            if (row0 + r < 384u && chunk * 4u < 64u) {
+                const uint wr = 0u + row0 + r;
+                const float d = float(all_scales[wr * 2u + chunk / 8u]);
+                *reinterpret_cast<threadgroup float4*>(dst) = float4(w[wr * 16u + chunk]) * d;
 
             } else {
-                dst[0] = float4(0.0f);
-                dst[1] = float4(0.0f);
+                for (uint j = 0; j < 4u; ++j) {
+                    dst[j] = 0.0f;
+                }
+            }
+        }
+        // Tokens: 8 chunks of 4 columns per token and step.
+        for (uint i = tid; i < 256u; i += 128u) {
+            const uint t = i / 8u;
+            const uint chunk = kb * 8u + i % 8u;
+            threadgroup float* dst = xs + t * 36u + (i % 8u) * 4u;
+            if (tok0 + t < n && chunk * 4u < 64u) {
+                *reinterpret_cast<threadgroup float4*>(dst) = x[(tok0 + t) * 16u + chunk];
+            } else {
+                for (uint j = 0; j < 4u; ++j) {
+                    dst[j] = 0.0f;
+                }
             }
         }
         threadgroup_barrier(mem_flags::mem_threadgroup);
-        for (uint i = 0; i < 8u; ++i) {
-            const float4 xv = xs[tt][i];
-            for (uint k = 0; k < 4u; ++k) {
-                acc[k] += dot(xv, ws[rr + k][i]);
+        for (uint k = 0; k < 32u; k += 8u) {
+            simdgroup_float8x8 b[2];
+            for (uint j = 0; j < 2u; ++j) {
+                // B[c][t] = x[t][c]: the x tile read transposed.
+                simdgroup_load(b[j], xs + (st + 8u * j) * 36u + k, 36, ulong2(0, 0), true);
+            }
+            for (uint i = 0; i < 4u; ++i) {
+                simdgroup_float8x8 a;
+                simdgroup_load(a, tiles + (0u + sr + 8u * i) * 36u + k, 36);
+                for (uint j = 0; j < 2u; ++j) {
+                    simdgroup_multiply_accumulate(acc[0u + i * 2u + j], a, b[j], acc[0u + i * 2u + j]);
+                }
             }
         }
         threadgroup_barrier(mem_flags::mem_threadgroup);
     }
-    const uint t = tok0 + tt;
-    if (t >= n) {
-        return;
-    }
-    for (uint k = 0; k < 4u; ++k) {
-        const uint r = row0 + rr + k;
-        if (r >= 384u) {
-            break;
+    // Results as [set][row][token], 32 tokens per row, over the W tiles.
+    for (uint i = 0; i < 4u; ++i) {
+        for (uint j = 0; j < 2u; ++j) {
+            simdgroup_store(acc[0u + i * 2u + j], tiles + (0u + sr + 8u * i) * 32u + st + 8u * j, 32);
         }
-        float v = acc[k];
-        y[t * 384u + r] = v;
+    }
+    threadgroup_barrier(mem_flags::mem_threadgroup);
+    for (uint i = tid; i < 64u * 32u; i += 128u) {
+        const uint t = i / 64u;
+        const uint rr = i % 64u;
+        const uint r = row0 + rr;
+        if (tok0 + t >= n || r >= 384u) {
+            continue;
+        }
+        float v = tiles[rr * 32u + t];
+        y[(tok0 + t) * 384u + r] = v;
 
     }
 }

@@ -15,7 +15,7 @@ const PROJECT: Project = Project {
     // Compiled when the program starts (by Metal, or by msl-emu elsewhere).
     kernels: include_str!("../shaders/kernels.metal"),
     weights: WeightsSpec {
-        fingerprint: "2f16fd3eb7c39e90",
+        fingerprint: "d9516af0243e768d",
         model_hint: "../../tests/fixtures/qwen2/hf",
         export_flags: " --dtype q8_0",
     },

@@ -51,17 +51,23 @@ forge_runtime::kernels! {
 struct Tensors {
     output: usize,
     output_norm: usize,
+    output_scales: usize,
     token_embd: usize,
+    token_embd_scales: usize,
 }
 
 /// Byte offsets of one layer's tensors in `weights.gguf`.
 struct Layer {
     attn_norm: usize,
     attn_output: usize,
+    attn_output_scales: usize,
     attn_qkv: usize,
     attn_qkv_bias: usize,
+    attn_qkv_scales: usize,
     ffn_down: usize,
+    ffn_down_scales: usize,
     ffn_gate_up: usize,
+    ffn_gate_up_scales: usize,
     ffn_norm: usize,
 }
 
@@ -145,17 +151,23 @@ impl CompiledModel for Model {
         let tensors = Tensors {
             output: offset("output.weight")?,
             output_norm: offset("output_norm.weight")?,
+            output_scales: offset("output.weight.scales")?,
             token_embd: offset("token_embd.weight")?,
+            token_embd_scales: offset("token_embd.weight.scales")?,
         };
         let layers = (0..LAYERS)
             .map(|i| {
                 Ok(Layer {
                     attn_norm: offset(&format!("blk.{i}.attn_norm.weight"))?,
                     attn_output: offset(&format!("blk.{i}.attn_output.weight"))?,
+                    attn_output_scales: offset(&format!("blk.{i}.attn_output.weight.scales"))?,
                     attn_qkv: offset(&format!("blk.{i}.attn_qkv.weight"))?,
                     attn_qkv_bias: offset(&format!("blk.{i}.attn_qkv.bias"))?,
+                    attn_qkv_scales: offset(&format!("blk.{i}.attn_qkv.weight.scales"))?,
                     ffn_down: offset(&format!("blk.{i}.ffn_down.weight"))?,
+                    ffn_down_scales: offset(&format!("blk.{i}.ffn_down.weight.scales"))?,
                     ffn_gate_up: offset(&format!("blk.{i}.ffn_gate_up.weight"))?,
+                    ffn_gate_up_scales: offset(&format!("blk.{i}.ffn_gate_up.weight.scales"))?,
                     ffn_norm: offset(&format!("blk.{i}.ffn_norm.weight"))?,
                 })
             })
@@ -239,6 +251,10 @@ impl Model {
                 (0, Arg::Buffer(&self.weights, self.tensors.token_embd)),
                 (1, Arg::Buffer(&self.act.tokens, 0)),
                 (2, Arg::Buffer(&self.act.x, 0)),
+                (
+                    3,
+                    Arg::Buffer(&self.weights, self.tensors.token_embd_scales),
+                ),
                 (7, Arg::Bytes(pass.step())),
             ],
         );
@@ -257,6 +273,7 @@ impl Model {
                 (2, Arg::Buffer(&self.act.qkv, 0)),
                 (3, Arg::Buffer(&self.weights, layer.attn_qkv_bias)),
                 (4, Arg::Buffer(&self.weights, layer.attn_norm)),
+                (5, Arg::Buffer(&self.weights, layer.attn_qkv_scales)),
             ],
         );
         // rotate q and k, append k and v to the cache
@@ -316,6 +333,7 @@ impl Model {
                 (0, Arg::Buffer(&self.weights, layer.attn_output)),
                 (1, Arg::Buffer(&self.act.attn, 0)),
                 (2, Arg::Buffer(&self.act.x, 0)),
+                (5, Arg::Buffer(&self.weights, layer.attn_output_scales)),
             ],
         );
         // gated = act(gate) * up, from ffn_gate_up
@@ -328,6 +346,7 @@ impl Model {
                 (1, Arg::Buffer(&self.act.x, 0)),
                 (2, Arg::Buffer(&self.act.gated, 0)),
                 (4, Arg::Buffer(&self.weights, layer.ffn_norm)),
+                (5, Arg::Buffer(&self.weights, layer.ffn_gate_up_scales)),
             ],
         );
         // x += ffn_down projection
@@ -339,6 +358,7 @@ impl Model {
                 (0, Arg::Buffer(&self.weights, layer.ffn_down)),
                 (1, Arg::Buffer(&self.act.gated, 0)),
                 (2, Arg::Buffer(&self.act.x, 0)),
+                (5, Arg::Buffer(&self.weights, layer.ffn_down_scales)),
             ],
         );
     }
@@ -360,13 +380,14 @@ impl Model {
         // qkv = attn_qkv projection
         batch.dispatch(
             &self.kernels.matmul_q8_0_128x64_bias,
-            [4, pass.n.div_ceil(16), 1],
+            [2, pass.n.div_ceil(32), 1],
             [128, 1, 1],
             &[
                 (0, Arg::Buffer(&self.weights, layer.attn_qkv)),
                 (1, Arg::Buffer(&self.act.attn_norm, 0)),
                 (2, Arg::Buffer(&self.act.qkv, 0)),
                 (3, Arg::Buffer(&self.weights, layer.attn_qkv_bias)),
+                (5, Arg::Buffer(&self.weights, layer.attn_qkv_scales)),
                 (7, Arg::Bytes(pass.step())),
             ],
         );
@@ -400,12 +421,13 @@ impl Model {
         // x += attn_output projection
         batch.dispatch(
             &self.kernels.matmul_q8_0_64x64_residual,
-            [2, pass.n.div_ceil(16), 1],
+            [1, pass.n.div_ceil(32), 1],
             [128, 1, 1],
             &[
                 (0, Arg::Buffer(&self.weights, layer.attn_output)),
                 (1, Arg::Buffer(&self.act.attn, 0)),
                 (2, Arg::Buffer(&self.act.x, 0)),
+                (5, Arg::Buffer(&self.weights, layer.attn_output_scales)),
                 (7, Arg::Bytes(pass.step())),
             ],
         );
@@ -424,24 +446,26 @@ impl Model {
         // gated = act(gate) * up, from ffn_gate_up
         batch.dispatch(
             &self.kernels.matmul_q8_0_128x64_gated_silu,
-            [4, pass.n.div_ceil(16), 1],
+            [2, pass.n.div_ceil(32), 1],
             [128, 1, 1],
             &[
                 (0, Arg::Buffer(&self.weights, layer.ffn_gate_up)),
                 (1, Arg::Buffer(&self.act.ffn_norm, 0)),
                 (2, Arg::Buffer(&self.act.gated, 0)),
+                (5, Arg::Buffer(&self.weights, layer.ffn_gate_up_scales)),
                 (7, Arg::Bytes(pass.step())),
             ],
         );
         // x += ffn_down projection
         batch.dispatch(
             &self.kernels.matmul_q8_0_64x128_residual,
-            [2, pass.n.div_ceil(16), 1],
+            [1, pass.n.div_ceil(32), 1],
             [128, 1, 1],
             &[
                 (0, Arg::Buffer(&self.weights, layer.ffn_down)),
                 (1, Arg::Buffer(&self.act.gated, 0)),
                 (2, Arg::Buffer(&self.act.x, 0)),
+                (5, Arg::Buffer(&self.weights, layer.ffn_down_scales)),
                 (7, Arg::Bytes(pass.step())),
             ],
         );
@@ -459,6 +483,7 @@ impl Model {
                 (1, Arg::Buffer(&self.act.x, pass.last_row(64))),
                 (2, Arg::Buffer(&self.act.logits, 0)),
                 (4, Arg::Buffer(&self.weights, self.tensors.output_norm)),
+                (5, Arg::Buffer(&self.weights, self.tensors.output_scales)),
             ],
         );
     }
@@ -480,12 +505,13 @@ impl Model {
         // logits of every token
         batch.dispatch(
             &self.kernels.matmul_q8_0_384x64,
-            [12, pass.n.div_ceil(16), 1],
+            [6, pass.n.div_ceil(32), 1],
             [128, 1, 1],
             &[
                 (0, Arg::Buffer(&self.weights, self.tensors.output)),
                 (1, Arg::Buffer(&self.act.final_norm, 0)),
                 (2, Arg::Buffer(&self.act.logits, 0)),
+                (5, Arg::Buffer(&self.weights, self.tensors.output_scales)),
                 (7, Arg::Bytes(pass.step())),
             ],
         );
