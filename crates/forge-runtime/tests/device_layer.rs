@@ -116,6 +116,8 @@ fn dependent_dispatches_barriers_and_counters() {
         // add_one's 8x2 groups read two half lines of 8 floats each (50%).
         load_requested_bytes: 2 * 4 * n as u64,
         load_line_bytes: 4 * n as u64 + 2 * 4 * n as u64,
+        // add_one reads y, which mirrored_affine writes: one barrier between them.
+        barriers: 1,
     };
     assert_eq!(gpu.take_stats(), Some(want));
     assert_eq!(

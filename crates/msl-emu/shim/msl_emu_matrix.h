@@ -73,11 +73,13 @@ __MSL_INLINE void simdgroup_store(simdgroup_matrix<T, C, R> m, P* dst, ulong ele
 }
 #endif
 
-// d = a * b + c; products are accumulated in float and rounded once to T.
+// d = a * b + c; products are accumulated in float with fused multiply-adds,
+// as a GPU's matrix unit does, and rounded once to T.
 template <class T, class TA, class TB, class TC, int M, int N, int K>
 __MSL_INLINE void simdgroup_multiply_accumulate(simdgroup_matrix<T, N, M>& d, const simdgroup_matrix<TA, K, M>& a,
                                                 const simdgroup_matrix<TB, N, K>& b,
                                                 const simdgroup_matrix<TC, N, M>& c) {
+#pragma clang fp contract(fast)
   simdgroup_matrix<T, N, M> out;
   for (int i = 0; i < M; i++) {
     float row[N];

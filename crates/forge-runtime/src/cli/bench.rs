@@ -108,6 +108,11 @@ pub(super) fn bench<M: CompiledModel>(
             "decode per token: {:.0} bytes of device memory (distinct 64-byte lines per dispatch)",
             d.line_bytes_read as f64 / n
         )?;
+        writeln!(
+            out,
+            "decode per token: {:.1} memory barriers on Metal's concurrent encoder",
+            d.barriers as f64 / n
+        )?;
         if !counting {
             writeln!(
                 out,

@@ -181,6 +181,7 @@ fn load<M: CompiledModel>(
     let file = WeightsFile::open(&path, &project.weights)?;
     let gpu = Gpu::new(project.kernels, options)?;
     let model = M::load(gpu, &file).with_context(|| format!("loading {}", path.display()))?;
+    model.gpu().store_pipelines();
     Ok(Session::new(model))
 }
 

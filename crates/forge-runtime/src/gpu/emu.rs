@@ -2,7 +2,7 @@
 //! on the CPU with GPU semantics. Dispatches run when they are recorded; the
 //! first failure is kept and returned by `Batch::finish`.
 
-use super::{Arg, GpuOptions, KernelStats, Stats};
+use super::{Arg, GpuOptions, Hazards, KernelStats, Stats};
 use anyhow::{anyhow, Result};
 use std::sync::{Arc, Mutex};
 
@@ -19,12 +19,16 @@ pub struct Pipeline {
 #[derive(Clone)]
 pub struct Buffer {
     inner: msl_emu::Buffer,
+    /// A mapped file no kernel writes (the weights).
+    read_only: bool,
 }
 
-/// One command buffer's worth of dispatches.
+/// One command buffer's worth of dispatches. They run in program order; the
+/// batch also counts the memory barriers Metal's concurrent encoder would need.
 pub struct Batch<'g> {
     gpu: &'g Gpu,
     error: Option<anyhow::Error>,
+    hazards: Hazards,
 }
 
 impl Gpu {
@@ -50,10 +54,14 @@ impl Gpu {
         Ok(Pipeline { inner })
     }
 
+    /// msl-emu keeps compiled kernels in its own cache (`MSL_EMU_CACHE`).
+    pub fn store_pipelines(&self) {}
+
     /// A zero-filled buffer of `bytes` bytes.
     pub fn buffer(&self, bytes: usize) -> Buffer {
         Buffer {
             inner: msl_emu::Buffer::new(bytes),
+            read_only: false,
         }
     }
 
@@ -63,13 +71,17 @@ impl Gpu {
         let len = map.len();
         // The mapping lives as long as the buffer holds the Arc, and kernels only read weights.
         let inner = unsafe { msl_emu::Buffer::wrap(ptr, len, map) };
-        Ok(Buffer { inner })
+        Ok(Buffer {
+            inner,
+            read_only: true,
+        })
     }
 
     pub fn batch(&self) -> Batch<'_> {
         Batch {
             gpu: self,
             error: None,
+            hazards: Hazards::default(),
         }
     }
 
@@ -127,7 +139,7 @@ impl Batch<'_> {
     }
 
     fn run(
-        &self,
+        &mut self,
         p: &Pipeline,
         grid: [u32; 3],
         threads: [u32; 3],
@@ -135,6 +147,14 @@ impl Batch<'_> {
     ) -> Result<()> {
         let mut bindings = Vec::with_capacity(args.len());
         let mut constant_indices = Vec::new();
+        let mutable: Vec<usize> = args
+            .iter()
+            .filter_map(|(_, arg)| match arg {
+                Arg::Buffer(b, _) if !b.read_only => Some(b.contents() as usize),
+                _ => None,
+            })
+            .collect();
+        let barrier = self.hazards.barrier_before(&mutable);
         for &(index, arg) in args {
             bindings.push(match arg {
                 Arg::Buffer(buffer, offset) => msl_emu::Binding::Buffer {
@@ -166,6 +186,7 @@ impl Batch<'_> {
             threads: stats.threads,
             load_requested_bytes: stats.coalescing.requested_bytes,
             load_line_bytes: stats.coalescing.line_bytes,
+            barriers: u64::from(barrier),
             ..Stats::default()
         };
         for traffic in stats

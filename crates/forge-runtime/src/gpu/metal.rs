@@ -1,18 +1,24 @@
 //! The device layer on Metal (objc2-metal): the kernels are compiled from
-//! source when the program starts, buffers use shared storage, and a batch is
-//! one command buffer with one compute encoder.
+//! source when the program starts and their pipelines cached in a binary
+//! archive keyed by the source's hash (a second start does not compile them
+//! again), buffers use shared storage, and a batch is one command buffer with
+//! one concurrent compute encoder, a memory barrier placed only before a
+//! dispatch that shares a mutable buffer with one since the last barrier.
 
-use super::{Arg, GpuOptions, KernelStats, Stats, MAX_BYTES_ARG};
+use super::{Arg, GpuOptions, Hazards, KernelStats, Stats, MAX_BYTES_ARG};
 use anyhow::{anyhow, bail, Result};
 use objc2::rc::{autoreleasepool, Retained};
 use objc2::runtime::ProtocolObject;
-use objc2_foundation::NSString;
+use objc2_foundation::{NSArray, NSString, NSURL};
 use objc2_metal::{
-    MTLBuffer, MTLCommandBuffer, MTLCommandBufferStatus, MTLCommandEncoder, MTLCommandQueue,
-    MTLCompileOptions, MTLComputeCommandEncoder, MTLComputePipelineState,
-    MTLCreateSystemDefaultDevice, MTLDevice, MTLLibrary, MTLResourceOptions, MTLSize,
+    MTLBarrierScope, MTLBinaryArchive, MTLBinaryArchiveDescriptor, MTLBuffer, MTLCommandBuffer,
+    MTLCommandBufferStatus, MTLCommandEncoder, MTLCommandQueue, MTLCompileOptions,
+    MTLComputeCommandEncoder, MTLComputePipelineDescriptor, MTLComputePipelineState,
+    MTLCreateSystemDefaultDevice, MTLDevice, MTLDispatchType, MTLGPUFamily, MTLLibrary,
+    MTLPipelineOption, MTLResourceOptions, MTLSize,
 };
 use std::marker::PhantomData;
+use std::path::PathBuf;
 use std::ptr::NonNull;
 use std::sync::Arc;
 
@@ -27,6 +33,10 @@ pub struct Gpu {
     device: Retained<ProtocolObject<dyn MTLDevice>>,
     queue: Retained<ProtocolObject<dyn MTLCommandQueue>>,
     library: Retained<ProtocolObject<dyn MTLLibrary>>,
+    /// Compiled pipelines of earlier runs of the same kernels, and where it is kept.
+    archive: Option<(Retained<ProtocolObject<dyn MTLBinaryArchive>>, PathBuf)>,
+    /// A pipeline was added to the archive since it was read.
+    archive_grew: std::cell::Cell<bool>,
 }
 
 #[derive(Clone)]
@@ -49,6 +59,45 @@ pub struct Batch<'g> {
     command: Option<Retained<ProtocolObject<dyn MTLCommandBuffer>>>,
     encoder: Option<Retained<ProtocolObject<dyn MTLComputeCommandEncoder>>>,
     error: Option<anyhow::Error>,
+    hazards: Hazards,
+}
+
+/// Offsets of every binding are at least this aligned (the smallest type
+/// forge binds); msl-emu checks each binding against its exact type.
+const MIN_OFFSET_ALIGNMENT: usize = 4;
+
+/// An FNV-1a hash of the kernels' source, naming their pipeline cache.
+fn source_hash(source: &str) -> u64 {
+    source.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+/// `~/Library/Caches/forge/<hash>.metalar`: the binary archive of these kernels.
+fn archive_path(source: &str) -> Option<PathBuf> {
+    let home = std::env::var_os("HOME")?;
+    let dir = PathBuf::from(home).join("Library/Caches/forge");
+    std::fs::create_dir_all(&dir).ok()?;
+    Some(dir.join(format!("{:016x}.metalar", source_hash(source))))
+}
+
+/// The binary archive at `path`, read when it exists and created empty otherwise.
+fn open_archive(
+    device: &ProtocolObject<dyn MTLDevice>,
+    path: &std::path::Path,
+) -> Option<Retained<ProtocolObject<dyn MTLBinaryArchive>>> {
+    let descriptor = MTLBinaryArchiveDescriptor::new();
+    if path.is_file() {
+        let url = NSURL::fileURLWithPath(&NSString::from_str(&path.to_string_lossy()));
+        descriptor.setUrl(Some(&url));
+    }
+    // A stale or unreadable archive only costs a compile: start an empty one.
+    device
+        .newBinaryArchiveWithDescriptor_error(&descriptor)
+        .or_else(|_| {
+            device.newBinaryArchiveWithDescriptor_error(&MTLBinaryArchiveDescriptor::new())
+        })
+        .ok()
 }
 
 impl Gpu {
@@ -56,6 +105,13 @@ impl Gpu {
     pub fn new(source: &str, _options: GpuOptions) -> Result<Gpu> {
         let device =
             MTLCreateSystemDefaultDevice().ok_or_else(|| anyhow!("no Metal device found"))?;
+        // The kernels use simdgroup matrices and 32-wide SIMD-group functions.
+        if !device.supportsFamily(MTLGPUFamily::Apple7) {
+            bail!(
+                "the Metal device {} is not an Apple7 GPU or newer (M1 or later): the kernels need simdgroup matrices",
+                device.name()
+            );
+        }
         let queue = device
             .newCommandQueue()
             .ok_or_else(|| anyhow!("Metal could not create a command queue"))?;
@@ -73,28 +129,78 @@ impl Gpu {
                     )
                 })
         })?;
+        let archive =
+            archive_path(source).and_then(|path| Some((open_archive(&device, &path)?, path)));
         Ok(Gpu {
             device,
             queue,
             library,
+            archive,
+            archive_grew: std::cell::Cell::new(false),
         })
     }
 
+    /// The kernel `name`, its pipeline taken from (and added to) the binary archive.
     pub fn pipeline(&self, name: &str) -> Result<Pipeline> {
         autoreleasepool(|_| {
             let function = self
                 .library
                 .newFunctionWithName(&NSString::from_str(name))
                 .ok_or_else(|| anyhow!("kernel '{name}' is not in shaders/kernels.metal"))?;
-            let state = self
-                .device
-                .newComputePipelineStateWithFunction_error(&function)
-                .map_err(|e| anyhow!("kernel '{name}': {}", e.localizedDescription()))?;
+            let descriptor = MTLComputePipelineDescriptor::new();
+            descriptor.setComputeFunction(Some(&function));
+            let compile = |options| {
+                self.device
+                    .newComputePipelineStateWithDescriptor_options_reflection_error(
+                        &descriptor,
+                        options,
+                        None,
+                    )
+            };
+            let cached = self.archive.as_ref().and_then(|(archive, _)| {
+                descriptor.setBinaryArchives(Some(&NSArray::from_retained_slice(
+                    std::slice::from_ref(archive),
+                )));
+                match compile(MTLPipelineOption::FailOnBinaryArchiveMiss) {
+                    Ok(state) => Some(state),
+                    Err(_) => {
+                        // Not compiled before: compile it into the archive.
+                        if archive
+                            .addComputePipelineFunctionsWithDescriptor_error(&descriptor)
+                            .is_ok()
+                        {
+                            self.archive_grew.set(true);
+                        }
+                        None
+                    }
+                }
+            });
+            let state = match cached {
+                Some(state) => state,
+                None => compile(MTLPipelineOption::None)
+                    .map_err(|e| anyhow!("kernel '{name}': {}", e.localizedDescription()))?,
+            };
+            // The kernels' SIMD-group code assumes 32 lanes.
+            let width = state.threadExecutionWidth();
+            if width != 32 {
+                bail!("kernel '{name}': this GPU runs {width}-wide SIMD groups; forge's kernels need 32");
+            }
             Ok(Pipeline {
                 state,
                 name: name.into(),
             })
         })
+    }
+
+    /// Writes the binary archive when pipelines were added to it, so the next
+    /// start finds them compiled (best effort: a failure only costs a compile).
+    pub fn store_pipelines(&self) {
+        if let (Some((archive, path)), true) = (&self.archive, self.archive_grew.get()) {
+            let url = NSURL::fileURLWithPath(&NSString::from_str(&path.to_string_lossy()));
+            if archive.serializeToURL_error(&url).is_ok() {
+                self.archive_grew.set(false);
+            }
+        }
     }
 
     /// A zero-filled shared-storage buffer of `bytes` bytes.
@@ -145,7 +251,9 @@ impl Gpu {
     pub fn batch(&self) -> Batch<'_> {
         let (command, encoder) = autoreleasepool(|_| {
             let command = self.queue.commandBuffer();
-            let encoder = command.as_ref().and_then(|c| c.computeCommandEncoder());
+            let encoder = command
+                .as_ref()
+                .and_then(|c| c.computeCommandEncoderWithDispatchType(MTLDispatchType::Concurrent));
             (command, encoder)
         });
         let error = match (&command, &encoder) {
@@ -157,6 +265,7 @@ impl Gpu {
             command,
             encoder,
             error,
+            hazards: Hazards::default(),
         }
     }
 
@@ -209,7 +318,7 @@ impl Batch<'_> {
     }
 
     fn encode(
-        &self,
+        &mut self,
         p: &Pipeline,
         grid: [u32; 3],
         threads: [u32; 3],
@@ -224,6 +333,16 @@ impl Batch<'_> {
         if per_group == 0 || per_group > limit {
             bail!("kernel '{}': {per_group} threads per threadgroup; this pipeline allows 1 to {limit}", p.name);
         }
+        let mutable: Vec<usize> = args
+            .iter()
+            .filter_map(|(_, arg)| match arg {
+                Arg::Buffer(b, _) if b._map.is_none() => Some(b.contents() as usize),
+                _ => None,
+            })
+            .collect();
+        if self.hazards.barrier_before(&mutable) {
+            encoder.memoryBarrierWithScope(MTLBarrierScope::Buffers);
+        }
         encoder.setComputePipelineState(&p.state);
         for &(index, arg) in args {
             let index = index as usize;
@@ -231,6 +350,9 @@ impl Batch<'_> {
                 Arg::Buffer(buffer, offset) => {
                     if offset > buffer.len {
                         bail!("kernel '{}': offset {offset} is past the end of the {}-byte buffer at index {index}", p.name, buffer.len);
+                    }
+                    if !offset.is_multiple_of(MIN_OFFSET_ALIGNMENT) {
+                        bail!("kernel '{}': buffer {index} is bound at offset {offset}, not a multiple of {MIN_OFFSET_ALIGNMENT} bytes", p.name);
                     }
                     // In bounds (checked above); the buffer outlives the command buffer's wait in `finish`.
                     unsafe { encoder.setBuffer_offset_atIndex(Some(&buffer.inner), offset, index) };

@@ -4,6 +4,7 @@
 
 #[cfg(not(target_os = "macos"))]
 mod emu;
+mod hazards;
 #[cfg(target_os = "macos")]
 mod metal;
 
@@ -11,6 +12,8 @@ mod metal;
 pub use emu::{Batch, Buffer, Gpu, Pipeline};
 #[cfg(target_os = "macos")]
 pub use metal::{Batch, Buffer, Gpu, Pipeline};
+
+pub use hazards::Hazards;
 
 /// What a kernel argument index is bound to (Metal's setBuffer, setBytes and
 /// setThreadgroupMemoryLength).
@@ -48,6 +51,8 @@ pub struct Stats {
     pub load_requested_bytes: u64,
     /// 64 × the distinct lines each simdgroup load touched.
     pub load_line_bytes: u64,
+    /// Memory barriers Metal's concurrent encoder needs before these dispatches.
+    pub barriers: u64,
 }
 
 impl Stats {
@@ -60,6 +65,7 @@ impl Stats {
         self.line_bytes_read += other.line_bytes_read;
         self.load_requested_bytes += other.load_requested_bytes;
         self.load_line_bytes += other.load_line_bytes;
+        self.barriers += other.barriers;
     }
 
     /// Requested ÷ line bytes of the loads, in percent: how much of the

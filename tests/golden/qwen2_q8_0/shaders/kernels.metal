@@ -383,7 +383,8 @@ kernel void attention_decode_h4_kv2_d16_f16_c256_s3e800000_split256(
         return;
     }
     const uint begin = first + split * 256u;
-    const uint end = min(begin + 256u, pos + 1u);
+    // Never past the cache: positions beyond the context were not stored (the host refuses them).
+    const uint end = min(min(begin + 256u, pos + 1u), 256u);
     const uint kv_head = head / 2u;
     device const half* keys = k_cache + kv_head * 4096u;
     device const half* values = v_cache + kv_head * 4096u;
@@ -556,7 +557,8 @@ kernel void attention_prefill_h4_kv2_d16_f16_c256_s3e800000(
     // The key tiles overwrite the staged queries.
     threadgroup_barrier(mem_flags::mem_threadgroup);
 
-    const uint last = step.pos + q0 + rows - 1u;
+    // Never past the cache: positions beyond the context were not stored (the host refuses them).
+    const uint last = min(step.pos + q0 + rows - 1u, 255u);
     const uint first = 0u;
     // This lane's row and column phase in the softmax update: 4 lanes per row.
     const uint r = lane / 4u;
