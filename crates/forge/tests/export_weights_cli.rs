@@ -94,16 +94,29 @@ fn export_matches_the_plan_of_the_same_dtype() {
             .get("forge.plan_fingerprint")
             .and_then(GgufValue::as_str);
         assert_eq!(fingerprint, Some(plan.fingerprint().as_str()));
-        let names: Vec<&str> = file.tensors.iter().map(|t| t.name.as_str()).collect();
-        let planned: Vec<&str> = plan.tensors.iter().map(|t| t.name.as_str()).collect();
-        assert_eq!(names, planned);
-        for (info, t) in file.tensors.iter().zip(&plan.tensors) {
-            assert_eq!(info.dtype, t.dtype, "{}", t.name);
-        }
+        // Q8_0 and Q4_0 tensors are written as an I8 quant plane and an F16 `.scales` plane.
+        let planes = |d: DType| matches!(d, DType::Q8_0 | DType::Q4_0);
+        let expected: Vec<(String, DType)> = plan
+            .tensors
+            .iter()
+            .flat_map(|t| match planes(t.dtype) {
+                true => vec![
+                    (t.name.clone(), DType::I8),
+                    (format!("{}.scales", t.name), DType::F16),
+                ],
+                false => vec![(t.name.clone(), t.dtype)],
+            })
+            .collect();
+        let written: Vec<(String, DType)> = file
+            .tensors
+            .iter()
+            .map(|t| (t.name.clone(), t.dtype))
+            .collect();
+        assert_eq!(written, expected);
         if let Some(dtype) = dtype {
             assert!(
-                file.tensors.iter().any(|t| t.dtype == dtype),
-                "no {dtype} tensor"
+                plan.tensors.iter().any(|t| t.dtype == dtype),
+                "no {dtype} tensor planned"
             );
         }
     }
