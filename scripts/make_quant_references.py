@@ -64,7 +64,14 @@ CASES = [
     ("phi3", "q4_0"),
     ("qwen3", "q8_0"),
     ("qwen3", "q4_0"),
+    ("mamba", "q8_0"),
+    ("mamba2", "q4_0"),
 ]
+# State-space architectures: no attention, so no K/V cache to round.
+STATE_SPACE = {"MambaForCausalLM", "Mamba2ForCausalLM"}
+# Linear layers forge keeps in float32 whatever --dtype says: Mamba-1's dt
+# projection, which its selective-scan kernel computes itself.
+FLOAT32_LINEARS = ("dt_proj",)
 INDEX = "quant_references.json"
 # Below this top-1/top-2 logit gap a greedy token can legitimately flip under
 # float noise of the size an f16 K/V cache or a different summation order adds.
@@ -95,7 +102,9 @@ def checkpoint_digest(hf: Path) -> dict:
 
 
 def quantise_weights(model, qtype_name: str) -> dict:
-    """Replace Linear/Embedding weights in place by their gguf-py quantise/dequantise round trip."""
+    """Replace Linear/Embedding weights in place by their gguf-py quantise/dequantise round trip.
+
+    Mamba's conv filters (nn.Conv1d) and dt projection stay float32, as forge keeps them."""
     import gguf
     import numpy as np
     import torch
@@ -107,6 +116,8 @@ def quantise_weights(model, qtype_name: str) -> dict:
     max_err = 0.0
     for mod_name, module in model.named_modules():
         if not isinstance(module, (torch.nn.Linear, torch.nn.Embedding)):
+            continue
+        if mod_name.endswith(FLOAT32_LINEARS):
             continue
         w = module.weight
         if id(w) in done:
@@ -123,17 +134,25 @@ def quantise_weights(model, qtype_name: str) -> dict:
         quantised.append({"name": names[id(w)], "shape": list(src.shape)})
     # Anything else with 2+ dims (e.g. fused 3-D expert tensors) has no defined treatment here.
     kept = []
+    float32_modules = {
+        id(p)
+        for mod_name, module in model.named_modules()
+        if isinstance(module, torch.nn.Conv1d) or mod_name.endswith(FLOAT32_LINEARS)
+        for p in module.parameters(recurse=False)
+    }
     for n, p in model.named_parameters():
         if id(p) in done:
             continue
-        if p.dim() >= 2:
+        # Mamba-1's A_log ([d_inner, d_state]) is a scan parameter forge keeps float32.
+        if p.dim() >= 2 and id(p) not in float32_modules and not n.endswith(".A_log"):
             raise QuantRefError(f"{n}: {p.dim()}-D parameter outside Linear/Embedding; quantisation undefined")
         kept.append(n)
     return {
         "qtype": qtype_name,
         "method": (
             f"gguf.quants.dequantize(gguf.quants.quantize(w, {qtype.name}), {qtype.name}) on the float32 "
-            "weight of every nn.Linear and nn.Embedding (blocks of 32 along each row); everything else float32"
+            "weight of every nn.Linear and nn.Embedding (blocks of 32 along each row) but Mamba's dt_proj; "
+            "everything else (conv filters, dt_proj, norms, biases, A_log, D) float32"
         ),
         "quantised": quantised,
         "tied": tied,
@@ -177,23 +196,33 @@ def make_case(root: Path, name: str, dtype: str, manifest_entry: dict) -> dict:
     n_new = f32_ref["greedy"]["max_new_tokens"]
 
     model = load_model(hf, manifest_entry["architecture"])
+    has_attention = manifest_entry["architecture"] not in STATE_SPACE
     # The unmodified model must reproduce the committed f32 reference, or the fixture is stale.
     check = prompt_logits(model, ids)
     if not np.array_equal(check, f32_logits):
         raise QuantRefError(f"{name}: f32 model no longer reproduces reference/prompt_logits.npy")
-    # The K/V-rounding hook with f32 storage must be eager attention exactly, mask included.
-    model.config._attn_implementation = "forge_f32_kv"
-    if not np.array_equal(prompt_logits(model, ids), f32_logits):
-        raise QuantRefError(f"{name}: the K/V attention hook does not reproduce eager attention")
-    model.config._attn_implementation = "eager"
+    if has_attention:
+        # The K/V-rounding hook with f32 storage must be eager attention exactly, mask included.
+        model.config._attn_implementation = "forge_f32_kv"
+        if not np.array_equal(prompt_logits(model, ids), f32_logits):
+            raise QuantRefError(f"{name}: the K/V attention hook does not reproduce eager attention")
+        model.config._attn_implementation = "eager"
     weights = quantise_weights(model, dtype)
     logits, greedy, margins = run_model(model, ids, n_new, prompt_logits)
 
-    model.config._attn_implementation = "forge_f16_kv"
-    kv_logits, kv_greedy, _ = run_model(model, ids, n_new, prompt_logits)
-    model.config._attn_implementation = "eager"
-    if np.array_equal(kv_logits, logits):
-        raise QuantRefError(f"{name}: rounding K/V to f16 changed nothing; the attention hook was not called")
+    kv_check = None
+    if has_attention:
+        model.config._attn_implementation = "forge_f16_kv"
+        kv_logits, kv_greedy, _ = run_model(model, ids, n_new, prompt_logits)
+        model.config._attn_implementation = "eager"
+        if np.array_equal(kv_logits, logits):
+            raise QuantRefError(f"{name}: rounding K/V to f16 changed nothing; the attention hook was not called")
+        kv_check = {
+            "what": "the same run with K (after RoPE) and V rounded to f16 before attention, as forge's f16 KV cache",
+            "greedy_ids_equal": kv_greedy == greedy,
+            "greedy_ids": kv_greedy,
+            "prompt_logits_max_abs_diff": float(np.abs(kv_logits - logits).max()),
+        }
 
     out = case_dir(root, name, dtype)
     out.mkdir(parents=True, exist_ok=True)
@@ -224,12 +253,8 @@ def make_case(root: Path, name: str, dtype: str, manifest_entry: dict) -> dict:
             "small_margin": SMALL_MARGIN,
             "same_as_f32": greedy == f32_ref["greedy"]["ids"],
         },
-        "f16_kv_check": {
-            "what": "the same run with K (after RoPE) and V rounded to f16 before attention, as forge's f16 KV cache",
-            "greedy_ids_equal": kv_greedy == greedy,
-            "greedy_ids": kv_greedy,
-            "prompt_logits_max_abs_diff": float(np.abs(kv_logits - logits).max()),
-        },
+        # None for state-space models: they have no K/V cache.
+        "f16_kv_check": kv_check,
     }
     (out / "reference.json").write_text(json.dumps(ref, indent=2, ensure_ascii=False) + "\n")
     return {
@@ -241,7 +266,7 @@ def make_case(root: Path, name: str, dtype: str, manifest_entry: dict) -> dict:
         "greedy_top2_margin_min": ref["greedy"]["top2_margin_min"],
         "greedy_stable_tokens": ref["greedy"]["stable_tokens"],
         "greedy_distinct_tokens": len(set(greedy)),
-        "f16_kv_greedy_equal": ref["f16_kv_check"]["greedy_ids_equal"],
+        "f16_kv_greedy_equal": kv_check["greedy_ids_equal"] if kv_check else None,
     }
 
 

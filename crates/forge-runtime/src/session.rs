@@ -32,11 +32,29 @@ impl Output {
 pub struct Session<M> {
     model: M,
     position: usize,
+    /// Tokens per prefill pass, at most the model's `prefill_chunk`.
+    pass_tokens: usize,
 }
 
 impl<M: CompiledModel> Session<M> {
     pub fn new(model: M) -> Session<M> {
-        Session { model, position: 0 }
+        Session {
+            model,
+            position: 0,
+            pass_tokens: M::INFO.prefill_chunk,
+        }
+    }
+
+    /// Splits prompts into passes of at most `tokens` (1 ..= `prefill_chunk`)
+    /// tokens instead of `prefill_chunk`: how tests cross pass boundaries
+    /// with short prompts.
+    pub fn set_pass_tokens(&mut self, tokens: usize) -> Result<()> {
+        let most = M::INFO.prefill_chunk;
+        if !(1..=most).contains(&tokens) {
+            bail!("tokens per pass must be between 1 and {most}, not {tokens}");
+        }
+        self.pass_tokens = tokens;
+        Ok(())
     }
 
     pub fn model(&self) -> &M {
@@ -56,6 +74,7 @@ impl<M: CompiledModel> Session<M> {
 
     /// Runs `tokens` from the current position: a single token takes the
     /// decode path, more run as prefill passes of up to `prefill_chunk`
+    /// (or [`Session::set_pass_tokens`])
     /// tokens, and only the last pass reads back (every pass, for `AllLogits`).
     pub fn forward(&mut self, tokens: &[u32], readback: Readback) -> Result<Output> {
         let info = M::INFO;
@@ -88,8 +107,8 @@ impl<M: CompiledModel> Session<M> {
             other => other,
         };
         let mut all_logits = Vec::new();
-        let chunks = tokens.len().div_ceil(info.prefill_chunk);
-        for (c, chunk) in tokens.chunks(info.prefill_chunk).enumerate() {
+        let chunks = tokens.len().div_ceil(self.pass_tokens);
+        for (c, chunk) in tokens.chunks(self.pass_tokens).enumerate() {
             let this = match readback {
                 Readback::AllLogits => Readback::AllLogits,
                 _ if c + 1 == chunks => readback,

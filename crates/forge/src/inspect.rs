@@ -196,10 +196,18 @@ pub fn render_text(s: &Summary) -> String {
             "ssm           Mamba: inner {}, state {}, conv {}, dt rank {}",
             m.d_inner, m.d_state, m.d_conv, m.dt_rank
         )),
-        Some(SsmConfig::Mamba2(m)) => out.push(format!(
-            "ssm           Mamba-2: {} heads of {}, {} groups, state {}, conv {}",
-            m.num_heads, m.head_dim, m.n_groups, m.d_state, m.d_conv
-        )),
+        Some(SsmConfig::Mamba2(m)) => {
+            let groups = if m.n_groups == 1 { "group" } else { "groups" };
+            let mut line = format!(
+                "ssm           Mamba-2: {} heads of {}, {} {groups}, state {}, conv {}, chunk {}",
+                m.num_heads, m.head_dim, m.n_groups, m.d_state, m.d_conv, m.chunk_size
+            );
+            let (min, max) = m.dt_limit;
+            if min > 0.0 || max.is_finite() {
+                line += &format!(", dt in [{min}, {max}]");
+            }
+            out.push(line);
+        }
         None => {}
     }
     out.push(format!(

@@ -91,20 +91,22 @@ fn ids_arg(ids: &[u32]) -> String {
         .join(",")
 }
 
+/// Tokens per pass of the `passes` mode: 7 splits the 15-token prompts into
+/// 7 + 7 + 1 (the last a decode step) and prompt + continuation into five
+/// passes, boundaries that are not multiples of the SSD chunks (4, 5) either.
+const PASS_TOKENS: &str = "7";
+
+/// `mode` is `prefill` (one pass), `decode` (a token at a time) or `passes`
+/// (prefill in passes of [`PASS_TOKENS`], so state crosses pass boundaries).
 fn logits(binary: &std::path::Path, dir: &std::path::Path, ids: &[u32], mode: &str) -> Npy {
     let out = dir.join(format!("{mode}.npy"));
-    run(
-        binary,
-        &[
-            "logits",
-            "--tokens",
-            &ids_arg(ids),
-            "--mode",
-            mode,
-            "--out",
-            out.to_str().unwrap(),
-        ],
-    );
+    let ids = ids_arg(ids);
+    let mut args = vec!["logits", "--tokens", &ids, "--out", out.to_str().unwrap()];
+    match mode {
+        "passes" => args.extend(["--mode", "prefill", "--pass-tokens", PASS_TOKENS]),
+        _ => args.extend(["--mode", mode]),
+    }
+    run(binary, &args);
     read_npy(&out)
 }
 
@@ -173,7 +175,7 @@ fn run_case(case: Case) {
     let binary = build(&project);
     check_macos(&project);
     let r = reference(&case);
-    for mode in ["prefill", "decode"] {
+    for mode in ["prefill", "decode", "passes"] {
         let ours = logits(&binary, &dir, &r.prompt, mode);
         judge(&case, &ours, &r.logits, mode);
         check_greedy(&case, &binary, &dir, &r, mode);
@@ -222,6 +224,18 @@ cases! {
     llama_odd_gguf_f32: "llama_odd", "gguf/llama_odd.f32.gguf", [], Tolerance::F32;
     qwen2_odd_hf_f32: "qwen2_odd", "hf", [], Tolerance::F32;
     mistral_odd_hf_f32: "mistral_odd", "hf", [], Tolerance::F32;
+    // State-space models (issue 10): conv widths 3, 4 and 6, hidden 40 and
+    // 72, one and two groups, head dims 16 and 24, SSD chunks 4 and 5.
+    mamba_hf_bf16: "mamba", "hf", [], Tolerance::Half;
+    mamba_gguf_f32: "mamba", "gguf/mamba.f32.gguf", [], Tolerance::F32;
+    mamba_odd_hf_f32: "mamba_odd", "hf", [], Tolerance::F32;
+    mamba_odd_gguf_f32: "mamba_odd", "gguf/mamba_odd.f32.gguf", [], Tolerance::F32;
+    mamba_hf_q8_0: "mamba", "hf", ["--dtype", "q8_0"], Tolerance::Quantized("q8_0");
+    mamba2_hf_f32: "mamba2", "hf", [], Tolerance::F32;
+    mamba2_gguf_f32: "mamba2", "gguf/mamba2.f32.gguf", [], Tolerance::F32;
+    mamba2_odd_hf_f32: "mamba2_odd", "hf", [], Tolerance::F32;
+    mamba2_odd_gguf_f32: "mamba2_odd", "gguf/mamba2_odd.f32.gguf", [], Tolerance::F32;
+    mamba2_hf_q4_0: "mamba2", "hf", ["--dtype", "q4_0"], Tolerance::Quantized("q4_0");
 }
 
 /// An architecture whose ops have no kernels yet fails with one line naming

@@ -77,6 +77,8 @@ pub struct Plan {
     /// Bytes of the select step's partial lists.
     pub top_candidates_partial_bytes: u64,
     pub cache: Option<AttentionCache>,
+    /// Each state-space layer's conv and scan state.
+    pub ssm_state: Option<SsmState>,
     /// Bytes of split-attention scratch (0 without attention).
     pub attention_scratch_bytes: u64,
     pub context: u64,
@@ -86,11 +88,14 @@ pub struct Plan {
     pub top_candidates_count: u64,
 }
 
-/// Where a value lives: an activation buffer and its first column.
+/// Where a value lives: an activation buffer, its first column, and the
+/// floats between the starts of consecutive rows (the width of the value
+/// that was written there; more than the value's own for a column slice).
 #[derive(Clone, Debug, PartialEq)]
 struct Loc {
     buffer: String,
     column: u64,
+    stride: u64,
 }
 
 /// An RMSNorm folded into the matvecs that read its output.
@@ -114,6 +119,9 @@ struct Lowering<'m> {
     consumers: HashMap<ValueId, Vec<Node>>,
     cache: Option<AttentionCache>,
     scratch: u64,
+    /// The recurrent state of the layer being lowered, and of every state-space layer.
+    layer_state: Option<SsmState>,
+    ssm_state: Option<SsmState>,
 }
 
 /// The steps of one block (or the prologue/epilogue) in both paths.
@@ -160,6 +168,8 @@ pub fn lower(model: &Model, options: &CompileOptions) -> Result<Plan, LowerError
         consumers,
         cache: None,
         scratch: 0,
+        layer_state: None,
+        ssm_state: None,
     };
     let prologue = l.prologue()?;
     let mut layer_kinds: Vec<LayerKind> = Vec::new();
@@ -247,6 +257,7 @@ pub fn lower(model: &Model, options: &CompileOptions) -> Result<Plan, LowerError
         top_candidates,
         top_candidates_partial_bytes: top.partial_bytes,
         cache: l.cache,
+        ssm_state: l.ssm_state,
         attention_scratch_bytes: l.scratch,
         context: l.context,
         vocab,
@@ -358,6 +369,7 @@ impl Lowering<'_> {
         let loc = Loc {
             buffer: role,
             column: 0,
+            stride: width,
         };
         self.locs.insert(v, loc.clone());
         loc
@@ -375,6 +387,19 @@ impl Lowering<'_> {
                 self.value_name(v)
             ))
         })
+    }
+
+    /// The location of a value a kernel reads as dense rows (`matmul`,
+    /// `add`, `rms_norm`): not a column slice of wider rows.
+    fn dense(&self, v: ValueId) -> Result<Loc, LowerError> {
+        let loc = self.loc(v)?;
+        if loc.stride != self.width(v) {
+            return unsupported(format!(
+                "{} is a column slice of wider rows where dense rows are needed",
+                self.value_name(v)
+            ));
+        }
+        Ok(loc)
     }
 
     fn spec(&self, name: &str) -> Result<&forge_ir::TensorSpec, LowerError> {
@@ -433,6 +458,23 @@ impl Lowering<'_> {
         Ok(name)
     }
 
+    /// Adds a checkpoint tensor the kernels read as f32 whatever its shape
+    /// (the conv filter, A, D, dt projection and norm weights of state-space
+    /// layers); returns its file name.
+    fn plan_f32(&mut self, name: &str) -> Result<String, LowerError> {
+        if self.weights.get(name).is_none() {
+            let shape = self.spec(name)?.shape.clone();
+            self.weights.tensors.push(PlannedTensor {
+                name: name.to_string(),
+                dtype: DType::F32,
+                shape,
+                parts: vec![name.to_string()],
+                keep_interleaved_rope: false,
+            });
+        }
+        Ok(name.to_string())
+    }
+
     fn dtype_of(&self, planned: &str) -> DType {
         self.weights.get(planned).map_or(DType::F32, |t| t.dtype)
     }
@@ -488,6 +530,7 @@ impl Lowering<'_> {
             Loc {
                 buffer: "x".into(),
                 column: 0,
+                stride: hidden,
             },
         );
         let k = self.kernel(embedding::embedding(
@@ -527,7 +570,15 @@ impl Lowering<'_> {
                 Op::RmsNorm { weight, eps, group } => {
                     self.norm(node, weight, *eps, *group, &mut paths)?
                 }
+                Op::Linear { .. } if self.is_scan_dt(node) => {}
                 Op::Linear { .. } => self.linear_group(nodes, i, &mut done, &mut paths)?,
+                Op::Slice { .. } => self.slice(node)?,
+                Op::CausalConv1d { .. } => self.causal_conv(node, layer, &mut paths)?,
+                Op::SelectiveScan { .. } => {
+                    self.mamba_scan(nodes, node, layer, &mut done, &mut paths)?
+                }
+                Op::SsdScan { .. } => self.mamba2_scan(node, layer, &mut paths)?,
+                Op::GatedRmsNorm { .. } => self.gated_norm(node, &mut paths)?,
                 // Rotations (and per-head q/k norms) happen in the attention's rope_store.
                 Op::Rope { .. } => {}
                 Op::Attention { .. } => self.attention(nodes, node, layer, &mut paths)?,
@@ -538,6 +589,17 @@ impl Lowering<'_> {
                         other.kind()
                     ))
                 }
+            }
+        }
+        // One `SsmState` type serves every state-space layer, so their shapes must agree.
+        if let Some(state) = self.layer_state.take() {
+            match &self.ssm_state {
+                Some(s) if *s != state => {
+                    return unsupported(format!(
+                        "layer {layer}: state-space layers of different shapes"
+                    ))
+                }
+                _ => self.ssm_state = Some(state),
             }
         }
         Ok(paths)
@@ -567,7 +629,7 @@ impl Lowering<'_> {
         let tensor = self.plan_tensor(vec![weight.to_string()], false)?;
         let field = field_name(&tensor);
         paths.tensors.insert(field.clone(), tensor);
-        let input = self.loc(node.inputs[0])?;
+        let input = self.dense(node.inputs[0])?;
         let out = self.own_buffer(node.output);
         let k = self.kernel(rms_norm::rms_norm(width, width, eps));
         let step = Step::new(
@@ -604,8 +666,8 @@ impl Lowering<'_> {
     }
 
     fn add(&mut self, node: &Node, paths: &mut Paths) -> Result<(), LowerError> {
-        let a = self.loc(node.inputs[0])?;
-        let b = self.loc(node.inputs[1])?;
+        let a = self.dense(node.inputs[0])?;
+        let b = self.dense(node.inputs[1])?;
         let k = self.kernel(add::add(self.width(node.output)));
         let step = Step::new(
             format!("{} += {}", a.buffer, b.buffer),
@@ -630,3 +692,7 @@ mod attention;
 mod epilogue;
 #[path = "lower_linear.rs"]
 mod linear;
+#[path = "lower_ssm.rs"]
+mod ssm;
+
+pub use ssm::{SsmState, StateDim};

@@ -118,6 +118,7 @@ impl Lowering<'_> {
                     Loc {
                         buffer: role.clone(),
                         column,
+                        stride: rows,
                     },
                 );
                 column += self.width(v);
@@ -130,6 +131,7 @@ impl Lowering<'_> {
             let loc = Loc {
                 buffer: role,
                 column: 0,
+                stride: rows,
             };
             let comment = format!("{} = {field} projection", loc.buffer);
             (e, loc, rows, comment)
@@ -165,7 +167,7 @@ impl Lowering<'_> {
             .decode
             .push(Step::new(comment.clone(), &mv, decode_args));
 
-        let prefill_input = self.loc(input)?;
+        let prefill_input = self.dense(input)?;
         let mm = self.kernel(matmul::matmul(dtype, out_rows, cols, epilogue, None));
         args.push(act(1, &prefill_input.buffer, prefill_input.column));
         args.extend(out_args);

@@ -19,7 +19,9 @@ pub mod options;
 pub mod steps;
 pub mod weights;
 
-pub use lower::{lower, AttentionCache, LayerKind, LayerPlan, LowerError, Plan};
+pub use lower::{
+    lower, AttentionCache, LayerKind, LayerPlan, LowerError, Plan, SsmState, StateDim,
+};
 pub use options::CompileOptions;
 pub use weights::{PlannedTensor, WeightPlan};
 

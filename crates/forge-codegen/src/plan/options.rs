@@ -18,8 +18,8 @@ pub struct CompileOptions {
     pub dtype: Option<DType>,
     /// KV-cache dtype; None picks f32 for all-f32 weights, else f16.
     pub kv_dtype: Option<DType>,
-    /// Context length of the generated binary; None takes the model's,
-    /// capped at [`DEFAULT_CONTEXT_CAP`] to bound the KV cache.
+    /// Context length of the generated binary; None takes the model's
+    /// (see [`CompileOptions::context_length`]).
     pub context: Option<u64>,
     /// Cargo package (and binary) name; None derives it from the model's name.
     pub name: Option<String>,
@@ -54,9 +54,21 @@ impl CompileOptions {
         Ok(())
     }
 
+    /// Without `--context`: the model's own, capped at [`DEFAULT_CONTEXT_CAP`]
+    /// when attention layers need a KV cache that long (a state-space
+    /// model's state has the same size at any position).
     pub fn context_length(&self, model: &Model) -> u64 {
-        self.context
-            .unwrap_or_else(|| model.config.context_length.min(DEFAULT_CONTEXT_CAP))
+        let attention = model.config.layers.iter().any(|l| {
+            matches!(
+                l.mixer,
+                forge_ir::Mixer::FullAttention | forge_ir::Mixer::SlidingAttention
+            )
+        });
+        self.context.unwrap_or(if attention {
+            model.config.context_length.min(DEFAULT_CONTEXT_CAP)
+        } else {
+            model.config.context_length
+        })
     }
 }
 

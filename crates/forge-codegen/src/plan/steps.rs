@@ -28,6 +28,9 @@ pub enum ArgSource {
     ValueCache,
     /// Scratch for split attention partials.
     AttentionScratch,
+    /// The current layer's causal-conv state and scan state (state-space layers).
+    ConvState,
+    ScanState,
     /// `Step { n_tokens, pos }` of the pass, as bytes.
     Step,
     /// The token ids of the pass.

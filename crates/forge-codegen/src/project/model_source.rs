@@ -84,6 +84,21 @@ pub fn model_source(plan: &Plan, model_name: &str, summary: &str) -> Result<Stri
         Some(c) if c.dtype == forge_ir::DType::F32 => ("f32", 4),
         _ => ("f16", 2),
     };
+    // What each layer function gets besides its weights: its KV cache or its recurrent state.
+    let layer_state = match (&plan.cache, &plan.ssm_state) {
+        (Some(_), Some(_)) => {
+            return Err(LowerError(
+                "models mixing attention and state-space layers are not supported yet".into(),
+            ))
+        }
+        (Some(_), None) => {
+            Some(serde_json::json!({"var": "cache", "ty": "KvCache", "field": "cache"}))
+        }
+        (None, Some(_)) => {
+            Some(serde_json::json!({"var": "state", "ty": "SsmState", "field": "state"}))
+        }
+        (None, None) => None,
+    };
     crate::templates::render(
         "host/model.rs.j2",
         serde_json::json!({
@@ -95,6 +110,9 @@ pub fn model_source(plan: &Plan, model_name: &str, summary: &str) -> Result<Stri
             "layer_kinds_enum": plan.layer_kinds.len() > 1,
             "kv_type": kv_type,
             "kv_bytes": kv_bytes,
+            "layer_state": layer_state,
+            "conv_bytes": plan.ssm_state.as_ref().map(|s| s.conv_bytes()),
+            "ssm_bytes": plan.ssm_state.as_ref().map(|s| s.ssm_bytes()),
             "penalty_window": 64,
         }),
     )

@@ -27,6 +27,10 @@ pub(super) struct LogitsArgs {
     tokens: String,
     #[arg(long, value_enum, default_value_t = Mode::Prefill)]
     mode: Mode,
+    /// Prefill: tokens per pass (default: the model's prefill chunk), to run
+    /// a short list as several passes.
+    #[arg(long)]
+    pass_tokens: Option<usize>,
     /// Output file: f32 [tokens, vocab].
     #[arg(long)]
     out: PathBuf,
@@ -49,6 +53,11 @@ pub(super) fn logits<M: CompiledModel>(
         );
     }
     let mut session = load::<M>(project, args.weights.weights, GpuOptions::default())?;
+    if let Some(n) = args.pass_tokens {
+        session
+            .set_pass_tokens(n)
+            .map_err(|e| anyhow!("--pass-tokens: {e}"))?;
+    }
     let mut expect = |tokens: &[u32], readback| -> Result<Vec<f32>> {
         match session.forward(tokens, readback)? {
             Output::Logits(v) if v.len() == tokens.len() * vocab => Ok(v),

@@ -135,6 +135,13 @@ impl Buffer {
         self.write(offset_bytes, data)
     }
 
+    /// Sets every byte to zero (recurrent state at the start of a sequence).
+    pub fn zero(&self) {
+        let dst = self.span(0, self.len(), "zero");
+        // In bounds by construction, and no batch is in flight (see `read`).
+        unsafe { std::ptr::write_bytes(dst, 0, self.len()) };
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -1,0 +1,378 @@
+//! Lowering of state-space mixers (Mamba-1 and Mamba-2): column slices of
+//! the in-projection stay where they are, the causal conv and the scans keep
+//! per-layer recurrent state, and what the scans' neighbours compute is
+//! fused into them: Mamba-1's dt projection, softplus, D skip and SiLU(z)
+//! gate into the selective scan; Mamba-2's dt bias, softplus and limits into
+//! the SSD kernels, and the SiLU(z) gate into its grouped RMSNorm.
+
+use std::collections::HashSet;
+
+use forge_ir::{Activation, Node, Op, ValueId};
+use serde::Serialize;
+
+use super::{act, arg, field_name, unsupported, ArgSource, Loc, LowerError, Lowering, Paths, Step};
+use crate::kernels::causal_conv1d::causal_conv1d;
+use crate::kernels::gated_rms_norm::gated_rms_norm;
+use crate::kernels::selective_scan::selective_scan;
+use crate::kernels::ssd::{ssd_decode, ssd_prefill, SsdShape};
+
+/// One dimension of a state buffer, with what it counts.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct StateDim {
+    pub size: u64,
+    pub what: &'static str,
+}
+
+/// Shape of each state-space layer's recurrent state (f32, whatever the
+/// weight dtype, as transformers keeps it).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SsmState {
+    /// The causal conv's last inputs: `[kernel - 1, channels]`.
+    pub conv: Vec<StateDim>,
+    /// The scan's state: `[channels, d_state]` (Mamba-1) or `[heads,
+    /// head_dim, d_state]` (Mamba-2).
+    pub ssm: Vec<StateDim>,
+}
+
+impl SsmState {
+    pub fn conv_bytes(&self) -> u64 {
+        4 * self.conv.iter().map(|d| d.size).product::<u64>()
+    }
+
+    pub fn ssm_bytes(&self) -> u64 {
+        4 * self.ssm.iter().map(|d| d.size).product::<u64>()
+    }
+}
+
+fn dim(size: u64, what: &'static str) -> StateDim {
+    StateDim { size, what }
+}
+
+fn producer(nodes: &[Node], v: ValueId) -> Option<&Node> {
+    nodes.iter().find(|n| n.output == v)
+}
+
+impl Lowering<'_> {
+    /// A column slice is the same rows, read from a later column.
+    pub(super) fn slice(&mut self, node: &Node) -> Result<(), LowerError> {
+        let Op::Slice { start, .. } = node.op else {
+            unreachable!("called for slices")
+        };
+        let source = self.loc(node.inputs[0])?;
+        self.locs.insert(
+            node.output,
+            Loc {
+                column: source.column + start,
+                ..source
+            },
+        );
+        Ok(())
+    }
+
+    /// Adds to the state of the layer being lowered (see [`Lowering::block`]).
+    fn record_state(&mut self, update: impl FnOnce(&mut SsmState)) {
+        let state = self.layer_state.get_or_insert_with(|| SsmState {
+            conv: Vec::new(),
+            ssm: Vec::new(),
+        });
+        update(state);
+    }
+
+    /// A layer vector or small matrix the SSM kernels read as f32.
+    fn f32_tensor(&mut self, name: &str, paths: &mut Paths) -> Result<ArgSource, LowerError> {
+        let tensor = self.plan_f32(name)?;
+        let field = field_name(&tensor);
+        paths.tensors.insert(field.clone(), tensor);
+        Ok(ArgSource::LayerTensor { field })
+    }
+
+    pub(super) fn causal_conv(
+        &mut self,
+        node: &Node,
+        layer: u64,
+        paths: &mut Paths,
+    ) -> Result<(), LowerError> {
+        let Op::CausalConv1d {
+            weight,
+            bias,
+            kernel,
+        } = &node.op
+        else {
+            unreachable!("called for convolutions")
+        };
+        let channels = self.width(node.output);
+        if !crate::kernels::causal_conv1d::KERNEL_WIDTHS.contains(kernel) {
+            return unsupported(format!(
+                "layer {layer}: causal conv1d of width {kernel} (supported: 2 to 8)"
+            ));
+        }
+        let input = self.loc(node.inputs[0])?;
+        let out = self.own_buffer(node.output);
+        let k = self.kernel(causal_conv1d(
+            channels,
+            *kernel,
+            input.stride,
+            bias.is_some(),
+        ));
+        let mut args = vec![
+            act(0, &input.buffer, input.column),
+            arg(1, self.f32_tensor(weight, paths)?),
+            act(2, &out.buffer, 0),
+        ];
+        if let Some(b) = bias {
+            args.push(arg(3, self.f32_tensor(b, paths)?));
+        }
+        args.extend([arg(4, ArgSource::ConvState), arg(7, ArgSource::Step)]);
+        let kernel = *kernel;
+        self.record_state(|s| {
+            s.conv = vec![
+                dim(kernel - 1, "previous inputs"),
+                dim(channels, "channels"),
+            ]
+        });
+        let step = Step::new(
+            format!(
+                "{} = silu(causal conv{kernel}), shifting the conv state",
+                out.buffer
+            ),
+            &k,
+            args,
+        );
+        paths.decode.push(step.clone());
+        paths.prefill.push(step);
+        Ok(())
+    }
+
+    /// A linear layer computed inside Mamba-1's selective scan: the dt
+    /// projection, read only by the scan.
+    pub(super) fn is_scan_dt(&self, node: &Node) -> bool {
+        match self.consumers.get(&node.output).map(Vec::as_slice) {
+            Some([scan]) => {
+                matches!(scan.op, Op::SelectiveScan { .. }) && scan.inputs[1] == node.output
+            }
+            _ => false,
+        }
+    }
+
+    pub(super) fn mamba_scan(
+        &mut self,
+        nodes: &[Node],
+        node: &Node,
+        layer: u64,
+        done: &mut HashSet<ValueId>,
+        paths: &mut Paths,
+    ) -> Result<(), LowerError> {
+        let Op::SelectiveScan { a, d, d_state } = &node.op else {
+            unreachable!("called for selective scans")
+        };
+        let d_state = *d_state;
+        let [x, dt, b, c] = node.inputs[..] else {
+            return unsupported(format!(
+                "layer {layer}: a selective scan without x, dt, B and C"
+            ));
+        };
+        let fail = |what: &str| unsupported(format!("layer {layer}: selective scan {what}"));
+        let Some(Node {
+            op:
+                Op::Linear {
+                    weight: dt_weight,
+                    bias: Some(dt_bias),
+                },
+            inputs: dt_inputs,
+            ..
+        }) = producer(nodes, dt)
+        else {
+            return fail("whose dt is not a biased linear projection");
+        };
+        let dt_low = dt_inputs[0];
+        let dt_rank = self.width(dt_low);
+        let (low, bl, cl) = (self.loc(dt_low)?, self.loc(b)?, self.loc(c)?);
+        let adjacent = low.buffer == bl.buffer
+            && bl.buffer == cl.buffer
+            && bl.column == low.column + dt_rank
+            && cl.column == bl.column + d_state
+            && low.stride == dt_rank + 2 * d_state;
+        if !adjacent {
+            return fail("whose dt, B and C are not the columns of one projection");
+        }
+        let gate = match self.consumers.get(&node.output).map(Vec::as_slice) {
+            Some(
+                [g @ Node {
+                    op:
+                        Op::GatedActivation {
+                            activation: Activation::Silu,
+                        },
+                    ..
+                }],
+            ) if g.inputs[1] == node.output => g.clone(),
+            _ => return fail("whose output is not gated by SiLU(z)"),
+        };
+        let channels = self.width(x);
+        let xl = self.dense(x)?;
+        let z = self.loc(gate.inputs[0])?;
+        done.insert(gate.output);
+        let out = self.own_buffer(gate.output);
+        let k = self.kernel(selective_scan(channels, d_state, dt_rank, z.stride));
+        let args = vec![
+            act(0, &xl.buffer, xl.column),
+            act(1, &low.buffer, low.column),
+            act(2, &z.buffer, z.column),
+            act(3, &out.buffer, 0),
+            arg(4, self.f32_tensor(dt_weight, paths)?),
+            arg(5, self.f32_tensor(dt_bias, paths)?),
+            arg(6, self.f32_tensor(a, paths)?),
+            arg(7, ArgSource::Step),
+            arg(8, self.f32_tensor(d, paths)?),
+            arg(9, ArgSource::ScanState),
+        ];
+        self.record_state(|s| s.ssm = vec![dim(channels, "channels"), dim(d_state, "states")]);
+        let step = Step::new(
+            format!(
+                "{} = selective scan (dt projection, softplus, D skip, SiLU(z) gate fused)",
+                out.buffer
+            ),
+            &k,
+            args,
+        );
+        paths.decode.push(step.clone());
+        paths.prefill.push(step);
+        Ok(())
+    }
+
+    pub(super) fn mamba2_scan(
+        &mut self,
+        node: &Node,
+        layer: u64,
+        paths: &mut Paths,
+    ) -> Result<(), LowerError> {
+        let Op::SsdScan {
+            a,
+            d,
+            dt_bias,
+            heads,
+            head_dim,
+            groups,
+            d_state,
+            chunk_size,
+            dt_limit,
+        } = &node.op
+        else {
+            unreachable!("called for SSD scans")
+        };
+        let [x, dt, b, c] = node.inputs[..] else {
+            return unsupported(format!("layer {layer}: an SSD scan without x, dt, B and C"));
+        };
+        let (xl, bl, cl, dl) = (self.loc(x)?, self.loc(b)?, self.loc(c)?, self.loc(dt)?);
+        let inner = heads * head_dim;
+        let bc = groups * d_state;
+        let adjacent = xl.buffer == bl.buffer
+            && bl.buffer == cl.buffer
+            && bl.column == xl.column + inner
+            && cl.column == bl.column + bc
+            && xl.stride == inner + 2 * bc;
+        if !adjacent {
+            return unsupported(format!(
+                "layer {layer}: SSD scan whose x, B and C are not the columns of one convolution"
+            ));
+        }
+        if *groups == 0 || !heads.is_multiple_of(*groups) {
+            return unsupported(format!(
+                "layer {layer}: {heads} heads do not split into {groups} groups"
+            ));
+        }
+        let shape = SsdShape {
+            heads: *heads,
+            head_dim: *head_dim,
+            d_state: *d_state,
+            groups: *groups,
+            chunk: *chunk_size,
+            dt_stride: dl.stride,
+            dt_limit: *dt_limit,
+        };
+        if crate::kernels::ssd::prefill_chunk(*chunk_size, *d_state).is_none() {
+            return unsupported(format!(
+                "layer {layer}: {d_state} SSM states do not fit threadgroup memory"
+            ));
+        }
+        let out = self.own_buffer(node.output);
+        let mut args = vec![
+            act(0, &xl.buffer, xl.column),
+            act(1, &dl.buffer, dl.column),
+            act(2, &out.buffer, 0),
+            arg(3, self.f32_tensor(a, paths)?),
+            arg(4, self.f32_tensor(d, paths)?),
+            arg(5, self.f32_tensor(dt_bias, paths)?),
+            arg(6, ArgSource::ScanState),
+        ];
+        let (heads, head_dim, d_state) = (*heads, *head_dim, *d_state);
+        self.record_state(|s| {
+            s.ssm = vec![
+                dim(heads, "heads"),
+                dim(head_dim, "channels"),
+                dim(d_state, "states"),
+            ]
+        });
+        let decode = self.kernel(ssd_decode(&shape));
+        paths.decode.push(Step::new(
+            format!(
+                "{} = one SSD step (dt bias, softplus, D skip fused)",
+                out.buffer
+            ),
+            &decode,
+            args.clone(),
+        ));
+        let prefill = self.kernel(ssd_prefill(&shape));
+        args.push(arg(7, ArgSource::Step));
+        paths.prefill.push(Step::new(
+            format!("{} = chunked SSD scan over the pass", out.buffer),
+            &prefill,
+            args,
+        ));
+        Ok(())
+    }
+
+    pub(super) fn gated_norm(&mut self, node: &Node, paths: &mut Paths) -> Result<(), LowerError> {
+        let Op::GatedRmsNorm {
+            weight,
+            eps,
+            group,
+            norm_before_gate,
+        } = &node.op
+        else {
+            unreachable!("called for gated norms")
+        };
+        let width = self.width(node.output);
+        if *group == 0 || !width.is_multiple_of(*group) {
+            return unsupported(format!(
+                "gated RMSNorm {weight}: groups of {group} do not divide {width} columns"
+            ));
+        }
+        let y = self.dense(node.inputs[0])?;
+        let z = self.loc(node.inputs[1])?;
+        let out = self.own_buffer(node.output);
+        let k = self.kernel(gated_rms_norm(
+            width,
+            *group,
+            *eps,
+            z.stride,
+            *norm_before_gate,
+        ));
+        let step = Step::new(
+            format!(
+                "{} = grouped rms_norm of {} gated by SiLU(z)",
+                out.buffer, y.buffer
+            ),
+            &k,
+            vec![
+                act(0, &y.buffer, y.column),
+                arg(1, self.f32_tensor(weight, paths)?),
+                act(2, &out.buffer, 0),
+                act(3, &z.buffer, z.column),
+                arg(7, ArgSource::Step),
+            ],
+        );
+        paths.decode.push(step.clone());
+        paths.prefill.push(step);
+        Ok(())
+    }
+}

@@ -1,0 +1,63 @@
+//! Every variant of the causal_conv1d, selective_scan, ssd and
+//! gated_rms_norm families renders into one library that passes msl-emu's
+//! strict syntax check (address spaces as Metal enforces them, threadgroup
+//! memory within 32 KiB), with a unique name per specialisation.
+
+use forge_codegen::kernels::causal_conv1d::causal_conv1d;
+use forge_codegen::kernels::gated_rms_norm::gated_rms_norm;
+use forge_codegen::kernels::selective_scan::selective_scan;
+use forge_codegen::kernels::ssd::{ssd_decode, ssd_prefill, SsdShape};
+use forge_codegen::{render_kernels, KernelInstance};
+
+fn instances() -> Vec<KernelInstance> {
+    let mut all = Vec::new();
+    for kernel in 2..=8 {
+        all.push(causal_conv1d(40, kernel, 80, kernel % 2 == 0));
+    }
+    all.push(causal_conv1d(3072, 4, 6272, true));
+    for (channels, d_state, rank) in [(80, 12, 5), (1536, 16, 48), (33, 1, 1), (40, 64, 3)] {
+        all.push(selective_scan(channels, d_state, rank, 2 * channels));
+    }
+    for (heads, head_dim, d_state, groups, chunk, limit) in [
+        (6, 24, 20, 1, 5, (0.0, f64::INFINITY)),
+        (8, 16, 16, 2, 4, (0.0, f64::INFINITY)),
+        (24, 64, 128, 1, 256, (0.0, f64::INFINITY)),
+        (2, 3, 5, 2, 8, (0.05, 0.4)),
+        (128, 64, 128, 8, 256, (0.001, f64::INFINITY)),
+    ] {
+        let shape = SsdShape {
+            heads,
+            head_dim,
+            d_state,
+            groups,
+            chunk,
+            dt_stride: 2 * heads * head_dim + 2 * groups * d_state + heads,
+            dt_limit: limit,
+        };
+        all.push(ssd_decode(&shape));
+        all.push(ssd_prefill(&shape));
+    }
+    for before in [false, true] {
+        all.push(gated_rms_norm(128, 64, 1e-5, 328, before));
+        all.push(gated_rms_norm(1536, 1536, 1e-5, 3352, before));
+    }
+    all
+}
+
+#[test]
+fn all_variants_pass_the_strict_check() {
+    let all = instances();
+    let mut names: Vec<&str> = all.iter().map(|k| k.name.as_str()).collect();
+    names.sort_unstable();
+    let count = names.len();
+    names.dedup();
+    assert_eq!(
+        names.len(),
+        count,
+        "instance names are unique per specialisation"
+    );
+    let source = render_kernels(&all).expect("renders");
+    if let Err(e) = msl_emu::check_syntax_source("ssm.metal", &source) {
+        panic!("strict check failed:\n{e}");
+    }
+}
