@@ -27,6 +27,7 @@ fn context(model: &forge_ir::Model, has_tokenizer: bool) -> HostContext {
     let plan = HostPlan {
         dtype: "f32".into(),
         kv_dtype: Some("f32".into()),
+        recurrent_state: None,
         context_length: 24,
         vocab_size: model.config.vocab_size,
         fingerprint: "0123456789abcdef".into(),

@@ -2,11 +2,14 @@
 //! matvec, matmul, argmax, top_candidates) rendered into one library passes
 //! msl-emu's strict address-space check, as the Metal compiler would see it.
 
+mod kernel_support;
+
+use kernel_support::assert_strict;
+
 use forge_codegen::kernels::matvec::Epilogue;
 use forge_codegen::kernels::{
     add, argmax, embedding, matmul, matvec, rms_norm, top_candidates, KernelInstance,
 };
-use forge_codegen::render_kernels;
 use forge_ir::{Activation, DType};
 
 fn all_variants() -> Vec<KernelInstance> {
@@ -61,19 +64,5 @@ fn all_variants() -> Vec<KernelInstance> {
 
 #[test]
 fn linear_algebra_kernels_pass_the_strict_check() {
-    let instances = all_variants();
-    let source = render_kernels(&instances).expect("renders");
-    if let Err(diagnostics) = msl_emu::check_syntax_source("kernels.metal", &source) {
-        panic!("strict check failed:\n{diagnostics}\n--- source ---\n{source}");
-    }
-}
-
-#[test]
-fn variant_names_are_unique() {
-    let instances = all_variants();
-    let mut names: Vec<&str> = instances.iter().map(|k| k.name.as_str()).collect();
-    names.sort_unstable();
-    let before = names.len();
-    names.dedup();
-    assert_eq!(names.len(), before, "two variants share a name");
+    assert_strict("kernels.metal", &all_variants());
 }

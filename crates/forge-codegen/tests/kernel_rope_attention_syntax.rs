@@ -3,12 +3,16 @@
 //! check (device/constant/threadgroup address spaces as Metal enforces them),
 //! with a unique name per specialisation.
 
+mod kernel_support;
+
+use kernel_support::assert_strict;
+
 use forge_codegen::kernels::attention_decode::{
     attention_decode, attention_decode_split, AttentionShape,
 };
 use forge_codegen::kernels::attention_prefill::attention_prefill;
 use forge_codegen::kernels::rope_store::rope_store;
-use forge_codegen::{render_kernels, KernelInstance};
+use forge_codegen::KernelInstance;
 use forge_ir::{DType, RopeConfig, RopeLayout, RopeScaling};
 
 fn instances() -> Vec<KernelInstance> {
@@ -83,18 +87,5 @@ fn instances() -> Vec<KernelInstance> {
 
 #[test]
 fn all_variants_pass_the_strict_check() {
-    let all = instances();
-    let mut names: Vec<&str> = all.iter().map(|k| k.name.as_str()).collect();
-    names.sort_unstable();
-    let count = names.len();
-    names.dedup();
-    assert_eq!(
-        names.len(),
-        count,
-        "instance names are unique per specialisation"
-    );
-    let source = render_kernels(&all).expect("renders");
-    if let Err(e) = msl_emu::check_syntax_source("rope_attention.metal", &source) {
-        panic!("strict check failed:\n{e}");
-    }
+    assert_strict("rope_attention.metal", &instances());
 }

@@ -1,13 +1,19 @@
 //! Every variant of the causal_conv1d, selective_scan, ssd and
-//! gated_rms_norm families renders into one library that passes msl-emu's
-//! strict syntax check (address spaces as Metal enforces them, threadgroup
+//! gated_rms_norm families, and of matvec with a gated norm, renders into
+//! one library that passes msl-emu's strict syntax check (address spaces as Metal enforces them, threadgroup
 //! memory within 32 KiB), with a unique name per specialisation.
+
+mod kernel_support;
+
+use kernel_support::assert_strict;
 
 use forge_codegen::kernels::causal_conv1d::causal_conv1d;
 use forge_codegen::kernels::gated_rms_norm::gated_rms_norm;
+use forge_codegen::kernels::matvec::{matvec_gated_norm, Epilogue, GatedNorm};
 use forge_codegen::kernels::selective_scan::selective_scan;
 use forge_codegen::kernels::ssd::{ssd_decode, ssd_prefill, SsdShape};
-use forge_codegen::{render_kernels, KernelInstance};
+use forge_codegen::KernelInstance;
+use forge_ir::DType;
 
 fn instances() -> Vec<KernelInstance> {
     let mut all = Vec::new();
@@ -41,23 +47,27 @@ fn instances() -> Vec<KernelInstance> {
         all.push(gated_rms_norm(128, 64, 1e-5, 328, before));
         all.push(gated_rms_norm(1536, 1536, 1e-5, 3352, before));
     }
+    // Mamba-2's out projection with the gated norm folded in, every dtype.
+    for dtype in [
+        DType::F32,
+        DType::F16,
+        DType::BF16,
+        DType::Q8_0,
+        DType::Q4_0,
+    ] {
+        for (group, before) in [(128, false), (64, true), (32, false)] {
+            let norm = GatedNorm {
+                eps: 1e-5,
+                group,
+                norm_before_gate: before,
+            };
+            all.push(matvec_gated_norm(dtype, 64, 128, Epilogue::Residual, norm));
+        }
+    }
     all
 }
 
 #[test]
 fn all_variants_pass_the_strict_check() {
-    let all = instances();
-    let mut names: Vec<&str> = all.iter().map(|k| k.name.as_str()).collect();
-    names.sort_unstable();
-    let count = names.len();
-    names.dedup();
-    assert_eq!(
-        names.len(),
-        count,
-        "instance names are unique per specialisation"
-    );
-    let source = render_kernels(&all).expect("renders");
-    if let Err(e) = msl_emu::check_syntax_source("ssm.metal", &source) {
-        panic!("strict check failed:\n{e}");
-    }
+    assert_strict("ssm.metal", &instances());
 }

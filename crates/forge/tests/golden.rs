@@ -92,6 +92,20 @@ fn golden_qwen2_q8_0() {
     );
 }
 
+/// A state-space model: conv/scan state, the SSD kernels, and the gated
+/// norm folded into the Q4_0 out projection.
+#[test]
+fn golden_mamba2_q4_0() {
+    check(
+        "mamba2_q4_0",
+        "mamba2",
+        CompileOptions {
+            dtype: Some(DType::Q4_0),
+            ..CompileOptions::default()
+        },
+    );
+}
+
 /// The vendored runtime and emulator are verbatim copies of their crates
 /// (msl-emu's manifest aside, which is rendered standalone), so the golden
 /// trees can leave them out.

@@ -12,7 +12,7 @@ mod support;
 
 use std::path::Path;
 
-use support::{forge, repo_root};
+use support::{check_project_msl, compile_no_weights, repo_root};
 
 /// SplitMix64, so the sweep is the same on every run.
 struct Rng(u64);
@@ -78,10 +78,8 @@ fn shapes() -> Vec<Shape> {
         .collect()
 }
 
-/// A Llama checkpoint of `shape` in `dir`: config.json and a model.safetensors
-/// of f16 tensors whose data is a hole in a sparse file.
+/// A Llama checkpoint of `shape` in `dir` (see `support::write_sparse_checkpoint`).
 fn write_checkpoint(dir: &Path, shape: &Shape) {
-    std::fs::create_dir_all(dir).unwrap();
     let config = serde_json::json!({
         "architectures": ["LlamaForCausalLM"],
         "model_type": "llama",
@@ -98,7 +96,6 @@ fn write_checkpoint(dir: &Path, shape: &Shape) {
         "tie_word_embeddings": shape.tied,
         "torch_dtype": "float16",
     });
-    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
     let (h, f, v) = (shape.hidden, shape.ffn, shape.vocab);
     let (q, kv) = (
         shape.heads * shape.head_dim,
@@ -126,23 +123,7 @@ fn write_checkpoint(dir: &Path, shape: &Shape) {
     if !shape.tied {
         tensors.push(("lm_head.weight".into(), vec![v, h]));
     }
-    let mut header = serde_json::Map::new();
-    let mut offset = 0u64;
-    for (name, dims) in &tensors {
-        let bytes = 2 * dims.iter().product::<u64>();
-        header.insert(
-            name.clone(),
-            serde_json::json!({"dtype": "F16", "shape": dims, "data_offsets": [offset, offset + bytes]}),
-        );
-        offset += bytes;
-    }
-    let json = serde_json::Value::Object(header).to_string();
-    let mut bytes = (json.len() as u64).to_le_bytes().to_vec();
-    bytes.extend_from_slice(json.as_bytes());
-    let path = dir.join("model.safetensors");
-    std::fs::write(&path, &bytes).unwrap();
-    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
-    file.set_len(bytes.len() as u64 + offset).unwrap();
+    support::write_sparse_checkpoint(dir, &config, &tensors);
 }
 
 #[test]
@@ -158,36 +139,14 @@ fn thirty_random_shapes_compile_and_pass_the_metal_checks() {
         let model = root.join(format!("case{i}/model"));
         let out = root.join(format!("case{i}/project"));
         write_checkpoint(&model, shape);
-        let (code, stdout, stderr) = forge(&[
-            "compile",
-            model.to_str().unwrap(),
-            out.to_str().unwrap(),
-            "--no-weights",
-            "--dtype",
-            shape.dtype,
-        ]);
-        assert!(
-            !stderr.contains("panicked"),
-            "case {i} {shape:?} panicked:\n{stderr}"
-        );
+        let (code, stderr) = compile_no_weights(&model, &out, shape.dtype);
         if code != 0 {
             failures.push(format!("case {i} {shape:?}: compile: {stderr}"));
             continue;
         }
-        let kernels = out.join("shaders/kernels.metal");
-        let (code, stdout_check, stderr) = forge(&["check-msl", kernels.to_str().unwrap()]);
-        assert!(
-            !stderr.contains("panicked"),
-            "case {i} {shape:?} panicked:\n{stderr}"
-        );
-        if code != 0 {
+        if let Err(stderr) = check_project_msl(&out) {
             failures.push(format!("case {i} {shape:?}: check-msl: {stderr}"));
         }
-        assert!(stdout.contains("kernels"), "{stdout}");
-        assert!(
-            stdout_check.contains("passes the strict check"),
-            "{stdout_check}"
-        );
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

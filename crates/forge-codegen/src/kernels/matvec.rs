@@ -115,7 +115,13 @@ const SIMDGROUPS: u64 = 2;
 /// simd_sums, so pick the R in 3..=8 with the fewest reductions per row
 /// (ties: more rows, which loads x and launches lanes fewer times per row).
 pub fn rows_per_simdgroup(gated: bool, prenorm: bool) -> u64 {
-    let reductions = |r: u64| (r * if gated { 2 } else { 1 } + u64::from(prenorm)).div_ceil(4);
+    rows_for_partials(if gated { 2 } else { 1 }, u64::from(prenorm))
+}
+
+/// [`rows_per_simdgroup`] for `per_row` partial sums per output row and
+/// `extra` more per simdgroup (a gated norm of G groups: G and G).
+fn rows_for_partials(per_row: u64, extra: u64) -> u64 {
+    let reductions = |r: u64| (r * per_row + extra).div_ceil(4);
     (3..=8u64)
         .min_by(|&a, &b| {
             (reductions(a) * b)
@@ -152,6 +158,113 @@ pub(super) fn linear_name(
     (dtype_param, name)
 }
 
+/// Mamba-2's gated RMSNorm in front of a decode projection (see
+/// [`matvec_gated_norm`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GatedNorm {
+    pub eps: f32,
+    /// Columns per group (the whole row for one group).
+    pub group: u64,
+    pub norm_before_gate: bool,
+}
+
+/// Most gated-norm groups a matvec keeps partial sums for (R rows × G
+/// groups of them stay in registers).
+const MAX_GATED_NORM_GROUPS: u64 = 8;
+
+/// Whether a `[rows, cols]` matvec of `dtype` can compute the gated norm of
+/// its input itself: every group a whole number of the chunks a lane loads,
+/// and few enough groups.
+pub fn gated_norm_fusable(dtype: DType, cols: u64, group: u64) -> bool {
+    group > 0
+        && cols.is_multiple_of(group)
+        && cols / group <= MAX_GATED_NORM_GROUPS
+        && group.is_multiple_of(chunk_values(dtype, cols))
+}
+
+/// Decode projection of Mamba-2's normalised output: y = W·(rms_norm_g(x ·
+/// silu(z)) · w) per group g (or the norm of x alone, gated after, with
+/// `norm_before_gate`), so the norm needs no dispatch of its own. Buffers
+/// as [`matvec`], with x = y at 1, the norm weight `float[cols]` at 4 and z
+/// `[cols]` at 6.
+///
+/// # Panics
+/// When the groups are not [`gated_norm_fusable`] or the epilogue is gated.
+pub fn matvec_gated_norm(
+    dtype: DType,
+    rows: u64,
+    cols: u64,
+    epilogue: Epilogue,
+    norm: GatedNorm,
+) -> KernelInstance {
+    assert!(
+        gated_norm_fusable(dtype, cols, norm.group),
+        "matvec: a gated norm of groups of {} over {cols} columns of {dtype} does not fuse",
+        norm.group
+    );
+    assert!(
+        !matches!(epilogue, Epilogue::Gated(_)),
+        "matvec: a gated norm before a gated epilogue"
+    );
+    let groups = cols / norm.group;
+    let (dtype_param, mut name) = linear_name("matvec", dtype, rows, cols, epilogue, None);
+    name += &format!("_gatednorm{groups}g_eps{}", float_tag(norm.eps));
+    if norm.norm_before_gate {
+        name += "_norm_then_gate";
+    }
+    let per_simdgroup = rows_for_partials(groups, groups);
+    let mut params = base_params(dtype_param, rows, cols, epilogue, per_simdgroup, dtype);
+    params["activation"] = serde_json::Value::Null;
+    params["softcap"] = serde_json::Value::Null;
+    params["prenorm_eps"] = serde_json::Value::Null;
+    params["gated_norm"] = serde_json::json!({
+        "groups": groups,
+        "group": norm.group,
+        "eps": norm.eps,
+        "norm_before_gate": norm.norm_before_gate,
+    });
+    instance(name, params, rows, per_simdgroup)
+}
+
+/// The parameters every matvec instance has.
+fn base_params(
+    dtype_param: &str,
+    rows: u64,
+    cols: u64,
+    epilogue: Epilogue,
+    per_simdgroup: u64,
+    dtype: DType,
+) -> serde_json::Value {
+    serde_json::json!({
+        "dtype": dtype_param,
+        "rows": rows,
+        "cols": cols,
+        "epilogue": epilogue.param(),
+        "simdgroups": SIMDGROUPS,
+        "rows_per_simdgroup": per_simdgroup,
+        "chunk": chunk_values(dtype, cols),
+    })
+}
+
+fn instance(
+    name: String,
+    params: serde_json::Value,
+    rows: u64,
+    per_simdgroup: u64,
+) -> KernelInstance {
+    KernelInstance {
+        family: "matvec",
+        name,
+        params,
+        threads: [32 * SIMDGROUPS as u32, 1, 1],
+        grid: [
+            rows.div_ceil(per_simdgroup * SIMDGROUPS).to_string(),
+            "1".into(),
+            "1".into(),
+        ],
+    }
+}
+
 /// Decode projection: `rows` outputs of a `[rows, cols]` matrix (`[2·rows,
 /// cols]` when gated) times one token's `x`, with `epilogue`, an optional
 /// logit `softcap`, and `prenorm_eps` to RMS-normalise x on the fly with the
@@ -172,29 +285,12 @@ pub fn matvec(
         matches!(epilogue, Epilogue::Gated(_)),
         prenorm_eps.is_some(),
     );
-    let rows_per_group = per_simdgroup * SIMDGROUPS;
-    KernelInstance {
-        family: "matvec",
-        name,
-        params: serde_json::json!({
-            "dtype": dtype_param,
-            "rows": rows,
-            "cols": cols,
-            "epilogue": epilogue.param(),
-            "activation": epilogue.activation(),
-            "softcap": softcap,
-            "prenorm_eps": prenorm_eps,
-            "simdgroups": SIMDGROUPS,
-            "rows_per_simdgroup": per_simdgroup,
-            "chunk": chunk_values(dtype, cols),
-        }),
-        threads: [32 * SIMDGROUPS as u32, 1, 1],
-        grid: [
-            rows.div_ceil(rows_per_group).to_string(),
-            "1".into(),
-            "1".into(),
-        ],
-    }
+    let mut params = base_params(dtype_param, rows, cols, epilogue, per_simdgroup, dtype);
+    params["activation"] = serde_json::json!(epilogue.activation());
+    params["softcap"] = serde_json::json!(softcap);
+    params["prenorm_eps"] = serde_json::json!(prenorm_eps);
+    params["gated_norm"] = serde_json::Value::Null;
+    instance(name, params, rows, per_simdgroup)
 }
 
 #[cfg(test)]

@@ -142,30 +142,18 @@ impl Lowering<'_> {
         if let Some(b) = &bias_field {
             out_args.push(arg(3, ArgSource::LayerTensor { field: b.clone() }));
         }
-        // Decode: fold a preceding RMSNorm into the matvec.
-        let norm = self.norms.get(&input).cloned();
-        let (decode_input, prenorm) = match &norm {
-            Some(n) => (self.loc(n.input)?, Some(n.eps)),
-            None => (self.loc(input)?, None),
-        };
-        let mv = self.kernel(matvec::matvec(
-            dtype, out_rows, cols, epilogue, None, prenorm,
-        ));
+        let decode = self.decode_input(input, dtype, out_rows, cols, epilogue, paths)?;
         let mut decode_args = args.clone();
-        decode_args.push(act(1, &decode_input.buffer, decode_input.column));
+        decode_args.extend(decode.args);
         decode_args.extend(out_args.iter().cloned());
-        if let Some(n) = &norm {
-            decode_args.push(arg(
-                4,
-                ArgSource::LayerTensor {
-                    field: n.weight_field.clone(),
-                },
-            ));
-        }
         sort_args(&mut decode_args);
+        let decode_comment = match decode.folded {
+            Some(what) => format!("{comment}, {what} folded in"),
+            None => comment.clone(),
+        };
         paths
             .decode
-            .push(Step::new(comment.clone(), &mv, decode_args));
+            .push(Step::new(decode_comment, &decode.kernel, decode_args));
 
         let prefill_input = self.dense(input)?;
         let mm = self.kernel(matmul::matmul(dtype, out_rows, cols, epilogue, None));
@@ -176,6 +164,75 @@ impl Lowering<'_> {
         paths.prefill.push(Step::new(comment, &mm, args));
         Ok(())
     }
+}
+
+impl Lowering<'_> {
+    /// The decode matvec and its input bindings (x at 1, a norm weight at 4,
+    /// z at 6): a preceding RMSNorm or Mamba-2 gated norm is folded into the
+    /// matvec when it can be, else the gated norm is dispatched first.
+    fn decode_input(
+        &mut self,
+        input: ValueId,
+        dtype: forge_ir::DType,
+        rows: u64,
+        cols: u64,
+        epilogue: matvec::Epilogue,
+        paths: &mut Paths,
+    ) -> Result<DecodeInput, LowerError> {
+        let weight = |field: &str| {
+            arg(
+                4,
+                ArgSource::LayerTensor {
+                    field: field.to_string(),
+                },
+            )
+        };
+        if let Some(n) = self.norms.get(&input).cloned() {
+            let x = self.loc(n.input)?;
+            let mv = matvec::matvec(dtype, rows, cols, epilogue, None, Some(n.eps));
+            return Ok(DecodeInput {
+                kernel: self.kernel(mv),
+                args: vec![act(1, &x.buffer, x.column), weight(&n.weight_field)],
+                folded: None,
+            });
+        }
+        if let Some(g) = self.gated_norms.get(&input).cloned() {
+            // float4 loads of y and z need 16-byte aligned bindings.
+            let chunk = matvec::chunk_values(dtype, cols);
+            let aligned = chunk == 1 || (g.y.column % 4 == 0 && g.z.column % 4 == 0);
+            if aligned && matvec::gated_norm_fusable(dtype, cols, g.norm.group) {
+                let mv = matvec::matvec_gated_norm(dtype, rows, cols, epilogue, g.norm);
+                return Ok(DecodeInput {
+                    kernel: self.kernel(mv),
+                    args: vec![
+                        act(1, &g.y.buffer, g.y.column),
+                        weight(&g.weight_field),
+                        act(6, &g.z.buffer, g.z.column),
+                    ],
+                    folded: Some(format!("the gated rms_norm of {}", g.y.buffer)),
+                });
+            }
+            // Dispatched once; later readers find its output in its buffer.
+            self.gated_norms.remove(&input);
+            paths.decode.push(g.step);
+        }
+        let x = self.loc(input)?;
+        let mv = matvec::matvec(dtype, rows, cols, epilogue, None, None);
+        Ok(DecodeInput {
+            kernel: self.kernel(mv),
+            args: vec![act(1, &x.buffer, x.column)],
+            folded: None,
+        })
+    }
+}
+
+/// The decode matvec of a linear layer and how it reads its input.
+struct DecodeInput {
+    kernel: crate::KernelInstance,
+    /// Bindings of x (1) and of a folded norm's weight (4) and z (6).
+    args: Vec<Arg>,
+    /// What the matvec computes besides the projection, for its comment.
+    folded: Option<String>,
 }
 
 fn sort_args(args: &mut [Arg]) {

@@ -13,6 +13,7 @@ use serde::Serialize;
 use super::{act, arg, field_name, unsupported, ArgSource, Loc, LowerError, Lowering, Paths, Step};
 use crate::kernels::causal_conv1d::causal_conv1d;
 use crate::kernels::gated_rms_norm::gated_rms_norm;
+use crate::kernels::matvec::GatedNorm;
 use crate::kernels::selective_scan::selective_scan;
 use crate::kernels::ssd::{ssd_decode, ssd_prefill, SsdShape};
 
@@ -41,6 +42,23 @@ impl SsmState {
 
     pub fn ssm_bytes(&self) -> u64 {
         4 * self.ssm.iter().map(|d| d.size).product::<u64>()
+    }
+
+    /// One line for docs: both buffers' shapes and the bytes per layer.
+    pub fn describe(&self) -> String {
+        let shape = |dims: &[StateDim]| {
+            let parts: Vec<String> = dims
+                .iter()
+                .map(|d| format!("{} {}", d.size, d.what))
+                .collect();
+            format!("[{}]", parts.join(", "))
+        };
+        format!(
+            "f32 per layer: conv {}, scan {} ({} bytes)",
+            shape(&self.conv),
+            shape(&self.ssm),
+            self.conv_bytes() + self.ssm_bytes()
+        )
     }
 }
 
@@ -357,6 +375,10 @@ impl Lowering<'_> {
             z.stride,
             *norm_before_gate,
         ));
+        let weight_field = match self.f32_tensor(weight, paths)? {
+            ArgSource::LayerTensor { field } => field,
+            _ => unreachable!("f32_tensor makes layer tensors"),
+        };
         let step = Step::new(
             format!(
                 "{} = grouped rms_norm of {} gated by SiLU(z)",
@@ -365,14 +387,53 @@ impl Lowering<'_> {
             &k,
             vec![
                 act(0, &y.buffer, y.column),
-                arg(1, self.f32_tensor(weight, paths)?),
+                arg(
+                    1,
+                    ArgSource::LayerTensor {
+                        field: weight_field.clone(),
+                    },
+                ),
                 act(2, &out.buffer, 0),
                 act(3, &z.buffer, z.column),
                 arg(7, ArgSource::Step),
             ],
         );
-        paths.decode.push(step.clone());
-        paths.prefill.push(step);
+        paths.prefill.push(step.clone());
+        // Decode: the out projection's matvec computes the norm itself where
+        // it can (it decides, knowing its dtype), else dispatches this step.
+        let feeds_linears = self
+            .consumers
+            .get(&node.output)
+            .is_some_and(|c| c.iter().all(|n| matches!(n.op, Op::Linear { .. })));
+        if feeds_linears {
+            self.gated_norms.insert(
+                node.output,
+                FusedGatedNorm {
+                    y,
+                    z,
+                    weight_field,
+                    norm: GatedNorm {
+                        eps: *eps,
+                        group: *group,
+                        norm_before_gate: *norm_before_gate,
+                    },
+                    step,
+                },
+            );
+        } else {
+            paths.decode.push(step);
+        }
         Ok(())
     }
+}
+
+/// A Mamba-2 gated norm the decode matvecs reading its output may fold in.
+#[derive(Clone, Debug)]
+pub(super) struct FusedGatedNorm {
+    pub y: Loc,
+    pub z: Loc,
+    pub weight_field: String,
+    pub norm: GatedNorm,
+    /// Its own dispatch, for a matvec that cannot fold it in.
+    pub step: Step,
 }

@@ -32,7 +32,9 @@ pub struct HostPlan {
     pub dtype: String,
     /// Dtype of the KV cache, lower case (`f16`); `None` for models without attention.
     pub kv_dtype: Option<String>,
-    /// Positions the KV cache holds (`model::CONTEXT_LENGTH`).
+    /// State-space layers' recurrent state, described in one line.
+    pub recurrent_state: Option<String>,
+    /// Positions a sequence may reach (`model::CONTEXT_LENGTH`).
     pub context_length: u64,
     /// Rows of the logits (`model::VOCAB_SIZE`).
     pub vocab_size: u64,
@@ -73,6 +75,7 @@ pub struct HostContext {
     pub dtype: String,
     /// `none` for models without a KV cache.
     pub kv_dtype: String,
+    pub recurrent_state: Option<String>,
     pub has_tokenizer: bool,
     pub vocab_size: u64,
     pub context_length: u64,
@@ -158,6 +161,7 @@ impl HostContext {
             source,
             dtype: plan.dtype.clone(),
             kv_dtype: plan.kv_dtype.clone().unwrap_or_else(|| "none".to_string()),
+            recurrent_state: plan.recurrent_state.clone(),
             has_tokenizer,
             vocab_size: vocab,
             context_length: plan.context_length,

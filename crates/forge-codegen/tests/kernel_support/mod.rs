@@ -19,6 +19,8 @@
 //! - `encode_weights(dtype, &values, cols) -> Encoded {bytes, scales, values}`:
 //!   the GPU bytes of a matrix and the exact values a kernel must see.
 //! - `assert_close(name, got, want, tol)` with per-element absolute tolerances.
+//! - `assert_strict(file, &instances)`: unique names, and the rendered
+//!   library passes msl-emu's strict syntax check.
 #![allow(dead_code)]
 
 use forge_codegen::{render_kernels, KernelInstance};
@@ -340,5 +342,24 @@ pub fn assert_close(name: &str, got: &[f32], want: &[f64], tol: &[f64]) {
             "{name}: element {i}: got {}, want {}, tolerance {} (error {ratio:.2}x tolerance)",
             got[i], want[i], tol[i]
         );
+    }
+}
+
+/// Every instance has its own name, and the library they render to passes
+/// msl-emu's strict check (address spaces, Metal's limits); `file` names it
+/// in the errors.
+pub fn assert_strict(file: &str, instances: &[KernelInstance]) {
+    let mut names: Vec<&str> = instances.iter().map(|k| k.name.as_str()).collect();
+    names.sort_unstable();
+    let count = names.len();
+    names.dedup();
+    assert_eq!(
+        names.len(),
+        count,
+        "instance names are unique per specialisation"
+    );
+    let source = render_kernels(instances).expect("renders");
+    if let Err(e) = msl_emu::check_syntax_source(file, &source) {
+        panic!("strict check failed:\n{e}");
     }
 }

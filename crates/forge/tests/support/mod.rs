@@ -223,3 +223,67 @@ pub fn tiny_llama_gguf() -> GgufBytes {
         .tensor_f32("blk.0.ffn_down.weight", &[64, 32], 0.1);
     g
 }
+
+/// A checkpoint for `--no-weights` runs: `config` as config.json and a
+/// model.safetensors of f16 `tensors` whose data is a hole in a sparse file
+/// (only the header is ever read).
+pub fn write_sparse_checkpoint(
+    dir: &Path,
+    config: &serde_json::Value,
+    tensors: &[(String, Vec<u64>)],
+) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+    let mut header = serde_json::Map::new();
+    let mut offset = 0u64;
+    for (name, dims) in tensors {
+        let bytes = 2 * dims.iter().product::<u64>();
+        header.insert(
+            name.clone(),
+            serde_json::json!({"dtype": "F16", "shape": dims, "data_offsets": [offset, offset + bytes]}),
+        );
+        offset += bytes;
+    }
+    let json = serde_json::Value::Object(header).to_string();
+    let mut bytes = (json.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(json.as_bytes());
+    let path = dir.join("model.safetensors");
+    std::fs::write(&path, &bytes).unwrap();
+    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    file.set_len(bytes.len() as u64 + offset).unwrap();
+}
+
+/// `forge compile MODEL OUT --no-weights --dtype DTYPE`; panics if forge
+/// panicked. Returns the exit code and stderr.
+pub fn compile_no_weights(model: &Path, out: &Path, dtype: &str) -> (i32, String) {
+    let (code, _, stderr) = forge(&[
+        "compile",
+        model.to_str().unwrap(),
+        out.to_str().unwrap(),
+        "--no-weights",
+        "--dtype",
+        dtype,
+    ]);
+    assert!(
+        !stderr.contains("panicked"),
+        "{}: forge panicked:\n{stderr}",
+        model.display()
+    );
+    (code, stderr)
+}
+
+/// `forge check-msl` of a compiled project's kernels: the strict check and
+/// msl-emu's build against Metal's limits. Err(stderr) when it fails.
+pub fn check_project_msl(project: &Path) -> Result<(), String> {
+    let kernels = project.join("shaders/kernels.metal");
+    let (code, stdout, stderr) = forge(&["check-msl", kernels.to_str().unwrap()]);
+    assert!(
+        !stderr.contains("panicked"),
+        "{}: forge panicked:\n{stderr}",
+        kernels.display()
+    );
+    if code != 0 || !stdout.contains("passes the strict check") {
+        return Err(stderr);
+    }
+    Ok(())
+}

@@ -34,6 +34,10 @@ inline float act_silu(float x) {
     return x / (1.0f + exp(-x));
 }
 
+inline float4 act_silu(float4 x) {
+    return x / (1.0f + exp(-x));
+}
+
 inline float act_gelu_tanh(float x) {
     return 0.5f * x * (1.0f + tanh(0.7978845608f * (x + 0.044715f * x * x * x)));
 }
@@ -54,6 +58,18 @@ inline float act_gelu(float x) {
 
 inline float act_relu(float x) {
     return max(x, 0.0f);
+}
+
+// softplus as torch computes it (the identity above 20). Metal has no
+// log1p: log(1 + e) times e / ((1 + e) - 1) recovers the bits of e lost in
+// rounding 1 + e (Goldberg's correction), so small e stay accurate.
+inline float softplus(float x) {
+    if (x > 20.0f) {
+        return x;
+    }
+    const float e = exp(x);
+    const float u = 1.0f + e;
+    return u == 1.0f ? e : log(u) * (e / (u - 1.0f));
 }
 
 // Logit soft-capping (Gemma 2): c * tanh(y / c).
@@ -201,7 +217,6 @@ kernel void matvec_q8_0_128x64_bias_prenorm1em5(
         float v = acc[lane / 4u][lane % 4u] * scale;
         v += bias[r0 + lane];
         y[r0 + lane] = v;
-
     }
 }
 
@@ -296,7 +311,6 @@ kernel void matmul_q8_0_128x64_bias(
         float v = tiles[rr * 32u + t];
         v += bias[r];
         y[(tok0 + t) * 128u + r] = v;
-
     }
 }
 
@@ -696,7 +710,6 @@ kernel void matvec_q8_0_64x64_residual(
         float v = acc[lane / 4u][lane % 4u];
         v += y[r0 + lane];
         y[r0 + lane] = v;
-
     }
 }
 
@@ -790,7 +803,6 @@ kernel void matmul_q8_0_64x64_residual(
         float v = tiles[rr * 32u + t];
         v += y[(tok0 + t) * 64u + r];
         y[(tok0 + t) * 64u + r] = v;
-
     }
 }
 
@@ -846,7 +858,6 @@ kernel void matvec_q8_0_128x64_gated_silu_prenorm1em5(
         const float u = acc[(lane + 7u) / 4u][(lane + 7u) % 4u] * scale;
         v = act_silu(v) * u;
         y[r0 + lane] = v;
-
     }
 }
 
@@ -968,7 +979,6 @@ kernel void matmul_q8_0_128x64_gated_silu(
         const float u = tiles[(64u + rr) * 32u + t];
         v = act_silu(v) * u;
         y[(tok0 + t) * 128u + r] = v;
-
     }
 }
 
@@ -1011,7 +1021,6 @@ kernel void matvec_q8_0_64x128_residual(
         float v = acc[lane / 4u][lane % 4u];
         v += y[r0 + lane];
         y[r0 + lane] = v;
-
     }
 }
 
@@ -1105,7 +1114,6 @@ kernel void matmul_q8_0_64x128_residual(
         float v = tiles[rr * 32u + t];
         v += y[(tok0 + t) * 64u + r];
         y[(tok0 + t) * 64u + r] = v;
-
     }
 }
 
@@ -1155,7 +1163,6 @@ kernel void matvec_q8_0_384x64_prenorm1em5(
         const float scale = rsqrt(acc[1][3] * 0.015625f + 1e-5f);
         float v = acc[lane / 4u][lane % 4u] * scale;
         y[r0 + lane] = v;
-
     }
 }
 
@@ -1248,7 +1255,6 @@ kernel void matmul_q8_0_384x64(
         }
         float v = tiles[rr * 32u + t];
         y[(tok0 + t) * 384u + r] = v;
-
     }
 }
 
