@@ -149,3 +149,56 @@ fn hf_and_gguf_summaries_agree_with_config() {
         }
     }
 }
+
+/// transformers 4 wrote Mamba-2's `time_step_limit` with Python's bare
+/// `Infinity` (and `torch_dtype` for `dtype`); that config must read as the
+/// transformers-5 one does and compile to the same plan.
+#[test]
+fn mamba2_transformers4_config_reads_as_transformers5() {
+    let v5 = repo_root().join("tests/fixtures/mamba2/hf");
+    let v4 = repo_root().join("target/inspect-mamba2-v4/hf");
+    let _ = std::fs::remove_dir_all(v4.parent().unwrap());
+    std::fs::create_dir_all(&v4).unwrap();
+    for entry in std::fs::read_dir(&v5).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, v4.join(path.file_name().unwrap())).unwrap();
+    }
+    let config = std::fs::read_to_string(v5.join("config.json")).unwrap();
+    assert!(
+        config.contains("\"__float__\""),
+        "the fixture's config has no __float__"
+    );
+    let mut old = String::new();
+    // `{ "__float__": "Infinity" }`, however it is spread over lines, becomes `Infinity`.
+    let mut rest = config.as_str();
+    while let Some(start) = rest.find("\"__float__\"") {
+        let open = rest[..start].rfind('{').unwrap();
+        let close = start + rest[start..].find('}').unwrap();
+        old.push_str(&rest[..open]);
+        old.push_str("Infinity");
+        rest = &rest[close + 1..];
+    }
+    old.push_str(rest);
+    let old = old.replace("\"dtype\"", "\"torch_dtype\"");
+    assert!(
+        !old.contains("__float__") && old.contains("Infinity"),
+        "{old}"
+    );
+    std::fs::write(v4.join("config.json"), old).unwrap();
+
+    let (a, b) = (inspect_json(&v5), inspect_json(&v4));
+    assert_eq!(a["config"], b["config"]);
+    let fingerprint = |model: &Path, name: &str| {
+        let out = repo_root().join("target/inspect-mamba2-v4").join(name);
+        let (code, stdout, stderr) = forge(&[
+            "compile",
+            model.to_str().unwrap(),
+            out.to_str().unwrap(),
+            "--no-weights",
+        ]);
+        assert_eq!(code, 0, "{stderr}");
+        let plan = stdout.split("(plan ").nth(1).unwrap();
+        plan[..16].to_string()
+    };
+    assert_eq!(fingerprint(&v5, "v5"), fingerprint(&v4, "v4"));
+}

@@ -1,7 +1,10 @@
 //! Typed access to a parsed JSON object, with errors that name the file and key.
 //!
-//! transformers writes non-finite floats as `{"__float__": "Infinity"}` (Mamba-2's
-//! `time_step_limit`); numbers read through here accept that form.
+//! transformers 5 writes non-finite floats as `{"__float__": "Infinity"}`
+//! (Mamba-2's `time_step_limit`), transformers 4 as Python's json module
+//! does, the bare `Infinity`, `-Infinity` and `NaN` that JSON lacks; the
+//! parser turns the second form into the first, and numbers read through
+//! here accept it.
 
 use std::path::{Path, PathBuf};
 
@@ -25,7 +28,7 @@ impl JsonObject {
     pub fn parse(path: &Path, bytes: &[u8]) -> Result<JsonObject> {
         let text = std::str::from_utf8(bytes)
             .map_err(|e| Error::new(path, format!("not UTF-8 text: {e}")))?;
-        let value: Value = serde_json::from_str(text)
+        let value: Value = serde_json::from_str(&python_floats_as_objects(text))
             .map_err(|e| Error::new(path, format!("invalid JSON: {e}")))?;
         match value {
             Value::Object(map) => Ok(JsonObject {
@@ -156,6 +159,41 @@ impl JsonObject {
     }
 }
 
+/// `text` with each bare `Infinity`, `-Infinity` or `NaN` outside strings
+/// (Python's json output for non-finite floats) replaced by transformers'
+/// `{"__float__": ...}` object, so serde_json accepts it.
+fn python_floats_as_objects(text: &str) -> std::borrow::Cow<'_, str> {
+    const LITERALS: [&str; 3] = ["-Infinity", "Infinity", "NaN"];
+    if !LITERALS.iter().any(|l| text.contains(l)) {
+        return text.into();
+    }
+    let mut out = String::with_capacity(text.len() + 64);
+    let (mut in_string, mut escaped) = (false, false);
+    let mut rest = text;
+    while let Some(c) = rest.chars().next() {
+        if in_string {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                '"' => in_string = false,
+                _ => {}
+            }
+        } else if c == '"' {
+            in_string = true;
+        } else if let Some(literal) = LITERALS.iter().find(|l| rest.starts_with(**l)) {
+            let after = rest[literal.len()..].chars().next();
+            if !after.is_some_and(|a| a.is_alphanumeric() || a == '_') {
+                out.push_str(&format!("{{\"__float__\": \"{literal}\"}}"));
+                rest = &rest[literal.len()..];
+                continue;
+            }
+        }
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    out.into()
+}
+
 /// A JSON number, or transformers' encoding of a non-finite one.
 pub fn number(v: &Value) -> Option<f64> {
     match v {
@@ -178,5 +216,27 @@ fn kind(v: &Value) -> &'static str {
         Value::String(_) => "a string",
         Value::Array(_) => "a list",
         Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn python_non_finite_floats_parse_outside_strings_only() {
+        let text =
+            r#"{"limit": [0.0, Infinity], "low": -Infinity, "n": NaN, "s": "Infinity \" NaN"}"#;
+        let o = JsonObject::parse(Path::new("config.json"), text.as_bytes()).unwrap();
+        let limit = o.get("limit").unwrap().as_array().unwrap();
+        assert_eq!(number(&limit[1]), Some(f64::INFINITY));
+        assert_eq!(number(o.get("low").unwrap()), Some(f64::NEG_INFINITY));
+        assert!(number(o.get("n").unwrap()).unwrap().is_nan());
+        assert_eq!(o.get("s").unwrap().as_str(), Some("Infinity \" NaN"));
+        // Not a literal: part of a longer bare word stays invalid JSON.
+        let err = JsonObject::parse(Path::new("c.json"), b"{\"a\": Infinityx}")
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("invalid JSON"), "{err}");
     }
 }
