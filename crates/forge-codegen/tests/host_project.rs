@@ -171,18 +171,25 @@ fn rendered_main_is_rustfmt_clean() {
     wraps.eos_ids = (100000..100008).collect();
     let mut none = plain.clone();
     none.eos_ids.clear();
-    // A checkpoint path that fits on its own line but not after `model_hint: `.
-    none.model_hint = "/work/checkpoints/".repeat(4) + "model.gguf";
+    let mut cases = vec![
+        ("plain".to_string(), plain.clone()),
+        ("long".to_string(), long),
+        ("fits".to_string(), fits),
+        ("wraps".to_string(), wraps),
+        ("none".to_string(), none),
+    ];
+    // Checkpoint paths of every length around the two places rustfmt decides where the
+    // hint goes: after `model_hint: ` or on a line of its own (the path depends on where
+    // the user keeps checkpoints, so any length happens).
+    for len in 70..=95 {
+        let mut hinted = plain.clone();
+        hinted.model_hint = format!("/{}", "m".repeat(len - 1));
+        cases.push((format!("hint{len}"), hinted));
+    }
     let dir = tempfile::tempdir().unwrap();
-    for (name, ctx) in [
-        ("plain", plain),
-        ("long", long),
-        ("fits", fits),
-        ("wraps", wraps),
-        ("none", none),
-    ] {
+    for (name, ctx) in cases {
         // rustfmt follows `mod model;`: an empty model.rs stands in for the real one.
-        let case = dir.path().join(name);
+        let case = dir.path().join(&name);
         std::fs::create_dir_all(&case).unwrap();
         std::fs::write(case.join("model.rs"), "//! A stand-in.\n").unwrap();
         let path = case.join("main.rs");
