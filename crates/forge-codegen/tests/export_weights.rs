@@ -58,9 +58,18 @@ fn canonical(spec: &TensorSpec, keep_interleaved_rope: bool) -> Vec<f32> {
         shape.reverse();
     }
     for t in &spec.transforms {
-        match *t {
+        match t {
             TensorTransform::UnpermuteRopeRows { heads } if !keep_interleaved_rope => {
-                values = unpermute(&values, shape[0] as usize, heads as usize)
+                values = unpermute(&values, shape[0] as usize, *heads as usize)
+            }
+            TensorTransform::ScaleRows { runs } => {
+                let row_len = values.len() / shape[0] as usize;
+                let factors = runs
+                    .iter()
+                    .flat_map(|&(n, f)| std::iter::repeat_n(f, n as usize));
+                for (row, f) in values.chunks_exact_mut(row_len).zip(factors) {
+                    row.iter_mut().for_each(|v| *v *= f);
+                }
             }
             TensorTransform::UnpermuteRopeRows { .. } => {}
             TensorTransform::AddOne => values.iter_mut().for_each(|v| *v += 1.0),

@@ -1,4 +1,4 @@
-//! Every variant of the causal_conv1d, selective_scan, ssd and
+//! Every variant of the causal_conv1d (plain and gated), selective_scan, ssd and
 //! gated_rms_norm families, and of matvec with a gated norm, renders into
 //! one library that passes msl-emu's strict syntax check (address spaces as Metal enforces them, threadgroup
 //! memory within 32 KiB), with a unique name per specialisation.
@@ -7,7 +7,7 @@ mod kernel_support;
 
 use kernel_support::assert_strict;
 
-use forge_codegen::kernels::causal_conv1d::causal_conv1d;
+use forge_codegen::kernels::causal_conv1d::{causal_conv1d, gated_short_conv};
 use forge_codegen::kernels::gated_rms_norm::gated_rms_norm;
 use forge_codegen::kernels::matvec::{matvec_gated_norm, Epilogue, GatedNorm};
 use forge_codegen::kernels::selective_scan::selective_scan;
@@ -17,9 +17,11 @@ use forge_ir::DType;
 
 fn instances() -> Vec<KernelInstance> {
     let mut all = Vec::new();
-    for kernel in 2..=8 {
+    for kernel in (2..=8).chain([16, 32]) {
         all.push(causal_conv1d(40, kernel, 80, kernel % 2 == 0));
+        all.push(gated_short_conv(40, kernel, 120, kernel % 2 == 1));
     }
+    all.push(gated_short_conv(1024, 3, 3072, false));
     all.push(causal_conv1d(3072, 4, 6272, true));
     for (channels, d_state, rank) in [(80, 12, 5), (1536, 16, 48), (33, 1, 1), (40, 64, 3)] {
         all.push(selective_scan(channels, d_state, rank, 2 * channels));

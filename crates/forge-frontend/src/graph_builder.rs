@@ -6,7 +6,7 @@
 
 use forge_ir::{
     AttentionConfig, FeedForwardKind, Graph, GraphBuilder, LayerSpec, Mamba2Config, MambaConfig,
-    Mixer, ModelConfig, Op, SsmConfig, ValueId,
+    Mixer, ModelConfig, Op, ShortConvConfig, SsmConfig, ValueId,
 };
 
 pub fn blk(layer: u64, name: &str) -> String {
@@ -38,23 +38,7 @@ pub fn build_graph(c: &ModelConfig) -> Graph {
     for (i, spec) in c.layers.iter().enumerate() {
         let i = i as u64;
         g.begin_block(i, *spec);
-        x = match spec.mixer {
-            Mixer::FullAttention | Mixer::SlidingAttention => {
-                let a = c
-                    .attention
-                    .as_ref()
-                    .expect("validated: attention layers have a config");
-                attention(&mut g, c, a, i, *spec, x)
-            }
-            Mixer::Mamba => match &c.ssm {
-                Some(SsmConfig::Mamba(m)) => mamba(&mut g, c, m, i, x),
-                _ => unreachable!("validated: Mamba layers have a Mamba config"),
-            },
-            Mixer::Mamba2 => match &c.ssm {
-                Some(SsmConfig::Mamba2(m)) => mamba2(&mut g, c, m, i, x),
-                _ => unreachable!("validated: Mamba-2 layers have a Mamba-2 config"),
-            },
-        };
+        x = mixer(&mut g, c, i, *spec, x);
         x = match spec.feed_forward {
             FeedForwardKind::None => x,
             FeedForwardKind::Dense | FeedForwardKind::MixtureOfExperts => {
@@ -129,17 +113,65 @@ fn linear(
     )
 }
 
+/// The layer's mixer on the normed residual stream, added back to it.
+fn mixer(g: &mut GraphBuilder, c: &ModelConfig, i: u64, spec: LayerSpec, x: ValueId) -> ValueId {
+    let hidden = c.hidden_size;
+    let attention_config = || {
+        c.attention
+            .as_ref()
+            .expect("validated: attention layers have a config")
+    };
+    let mamba2_config = || match &c.ssm {
+        Some(SsmConfig::Mamba2(m)) => m,
+        _ => unreachable!("validated: Mamba-2 layers have a Mamba-2 config"),
+    };
+    // Value names follow the mixer, so buffers read as what they hold.
+    let (norm_name, residual_name) = match spec.mixer {
+        Mixer::None => return x,
+        Mixer::FullAttention | Mixer::SlidingAttention => ("attn_norm", "attn_residual"),
+        _ => ("ssm_norm_in", "residual"),
+    };
+    let h = norm(g, c, norm_name, blk(i, "attn_norm"), hidden, x);
+    let out = match spec.mixer {
+        Mixer::FullAttention | Mixer::SlidingAttention => {
+            attention(g, c, attention_config(), i, spec, h)
+        }
+        Mixer::Mamba => match &c.ssm {
+            Some(SsmConfig::Mamba(m)) => mamba(g, c, m, i, h),
+            _ => unreachable!("validated: Mamba layers have a Mamba config"),
+        },
+        Mixer::Mamba2 => mamba2(g, c, mamba2_config(), i, h),
+        Mixer::ShortConv => {
+            let s = c
+                .short_conv
+                .as_ref()
+                .expect("validated: short-conv layers have a config");
+            short_conv(g, c, s, i, h)
+        }
+        Mixer::AttentionMamba2 => {
+            // Two residual adds rather than one of the sum, so each out
+            // projection can add into the stream itself.
+            let attn = attention(g, c, attention_config(), i, spec, h);
+            let x = g.push("attn_residual", hidden, Op::Add, &[x, attn]);
+            let ssm = mamba2(g, c, mamba2_config(), i, h);
+            return g.push(residual_name, hidden, Op::Add, &[x, ssm]);
+        }
+        Mixer::None => unreachable!("returned above"),
+    };
+    g.push(residual_name, hidden, Op::Add, &[x, out])
+}
+
+/// Attention on the normed input `h`: the output projection (and its norm).
 fn attention(
     g: &mut GraphBuilder,
     c: &ModelConfig,
     a: &AttentionConfig,
     i: u64,
     spec: LayerSpec,
-    x: ValueId,
+    h: ValueId,
 ) -> ValueId {
     let sliding = spec.mixer == Mixer::SlidingAttention;
     let (q_width, kv_width) = (a.num_heads * a.head_dim, a.num_kv_heads * a.head_dim);
-    let h = norm(g, c, "attn_norm", blk(i, "attn_norm"), c.hidden_size, x);
     let mut q = linear(g, "q", q_width, i, "attn_q", a.qkv_bias, h);
     let mut k = linear(g, "k", kv_width, i, "attn_k", a.qkv_bias, h);
     let v = linear(g, "v", kv_width, i, "attn_v", a.qkv_bias, h);
@@ -203,7 +235,7 @@ fn attention(
             o,
         );
     }
-    g.push("attn_residual", c.hidden_size, Op::Add, &[x, o])
+    o
 }
 
 fn feed_forward(
@@ -251,16 +283,28 @@ fn feed_forward(
                 .as_ref()
                 .expect("validated: dense layers have a config");
             let n = f.intermediate_size;
-            let gate = linear(g, "gate", n, i, "ffn_gate", f.bias, h);
-            let up = linear(g, "up", n, i, "ffn_up", f.bias, h);
-            let act = g.push(
-                "gated",
-                n,
-                Op::GatedActivation {
-                    activation: f.activation,
-                },
-                &[gate, up],
-            );
+            let act = if f.gated {
+                let gate = linear(g, "gate", n, i, "ffn_gate", f.bias, h);
+                let up = linear(g, "up", n, i, "ffn_up", f.bias, h);
+                g.push(
+                    "gated",
+                    n,
+                    Op::GatedActivation {
+                        activation: f.activation,
+                    },
+                    &[gate, up],
+                )
+            } else {
+                let up = linear(g, "up", n, i, "ffn_up", f.bias, h);
+                g.push(
+                    "activated",
+                    n,
+                    Op::Activation {
+                        activation: f.activation,
+                    },
+                    &[up],
+                )
+            };
             linear(g, "ffn_out", c.hidden_size, i, "ffn_down", f.bias, act)
         }
     };
@@ -281,9 +325,9 @@ fn slice(g: &mut GraphBuilder, name: &str, x: ValueId, start: u64, len: u64) -> 
     g.push(name, len, Op::Slice { start, len }, &[x])
 }
 
-fn mamba(g: &mut GraphBuilder, c: &ModelConfig, m: &MambaConfig, i: u64, x: ValueId) -> ValueId {
+/// Mamba-1 on the normed input `h`: the out projection.
+fn mamba(g: &mut GraphBuilder, c: &ModelConfig, m: &MambaConfig, i: u64, h: ValueId) -> ValueId {
     let inner = m.d_inner;
-    let h = norm(g, c, "ssm_norm_in", blk(i, "attn_norm"), c.hidden_size, x);
     let xz = linear(g, "xz", 2 * inner, i, "ssm_in", m.proj_bias, h);
     let xs = slice(g, "x", xz, 0, inner);
     let z = slice(g, "z", xz, inner, inner);
@@ -328,7 +372,7 @@ fn mamba(g: &mut GraphBuilder, c: &ModelConfig, m: &MambaConfig, i: u64, x: Valu
         },
         &[z, y],
     );
-    let out = linear(
+    linear(
         g,
         "ssm_out",
         c.hidden_size,
@@ -336,15 +380,14 @@ fn mamba(g: &mut GraphBuilder, c: &ModelConfig, m: &MambaConfig, i: u64, x: Valu
         "ssm_out",
         m.proj_bias,
         gated,
-    );
-    g.push("residual", c.hidden_size, Op::Add, &[x, out])
+    )
 }
 
-fn mamba2(g: &mut GraphBuilder, c: &ModelConfig, m: &Mamba2Config, i: u64, x: ValueId) -> ValueId {
+/// Mamba-2 on the normed input `h`: the out projection.
+fn mamba2(g: &mut GraphBuilder, c: &ModelConfig, m: &Mamba2Config, i: u64, h: ValueId) -> ValueId {
     let inner = m.d_inner;
     let bc = m.n_groups * m.d_state;
     let conv_width = inner + 2 * bc;
-    let h = norm(g, c, "ssm_norm_in", blk(i, "attn_norm"), c.hidden_size, x);
     let proj = linear(
         g,
         "zxbcdt",
@@ -397,7 +440,7 @@ fn mamba2(g: &mut GraphBuilder, c: &ModelConfig, m: &Mamba2Config, i: u64, x: Va
         },
         &[y, z],
     );
-    let out = linear(
+    linear(
         g,
         "ssm_out",
         c.hidden_size,
@@ -405,6 +448,31 @@ fn mamba2(g: &mut GraphBuilder, c: &ModelConfig, m: &Mamba2Config, i: u64, x: Va
         "ssm_out",
         m.proj_bias,
         normed,
+    )
+}
+
+/// LFM2's gated short convolution on the normed input `h`: the out projection.
+fn short_conv(
+    g: &mut GraphBuilder,
+    c: &ModelConfig,
+    s: &ShortConvConfig,
+    i: u64,
+    h: ValueId,
+) -> ValueId {
+    let n = c.hidden_size;
+    let bcx = linear(g, "bcx", 3 * n, i, "shortconv.in_proj", s.bias, h);
+    let b = slice(g, "b", bcx, 0, n);
+    let cc = slice(g, "c", bcx, n, n);
+    let xs = slice(g, "x", bcx, 2 * n, n);
+    let y = g.push(
+        "conv",
+        n,
+        Op::ShortConv {
+            weight: blk(i, "shortconv.conv"),
+            bias: s.bias.then(|| blk_bias(i, "shortconv.conv")),
+            kernel: s.kernel,
+        },
+        &[b, cc, xs],
     );
-    g.push("residual", c.hidden_size, Op::Add, &[x, out])
+    linear(g, "conv_out", n, i, "shortconv.out_proj", s.bias, y)
 }

@@ -17,6 +17,11 @@ pub enum Architecture {
     Mixtral,
     Mamba,
     Mamba2,
+    Lfm2,
+    Bamba,
+    GraniteHybrid,
+    NemotronH,
+    FalconH1,
 }
 
 impl Architecture {
@@ -33,6 +38,11 @@ impl Architecture {
             Architecture::Mixtral => "mixtral",
             Architecture::Mamba => "mamba",
             Architecture::Mamba2 => "mamba2",
+            Architecture::Lfm2 => "lfm2",
+            Architecture::Bamba => "bamba",
+            Architecture::GraniteHybrid => "granitehybrid",
+            Architecture::NemotronH => "nemotron_h",
+            Architecture::FalconH1 => "falcon_h1",
         }
     }
 }
@@ -63,6 +73,8 @@ pub struct ModelConfig {
     pub feed_forward: Option<FeedForwardConfig>,
     pub moe: Option<MoeConfig>,
     pub ssm: Option<SsmConfig>,
+    /// LFM2's gated short convolutions.
+    pub short_conv: Option<ShortConvConfig>,
     /// One entry per layer, in order.
     pub layers: Vec<LayerSpec>,
 }
@@ -85,6 +97,35 @@ pub enum Mixer {
     Mamba,
     /// Mamba-2 state-space-duality block.
     Mamba2,
+    /// LFM2's gated short convolution.
+    ShortConv,
+    /// Attention and Mamba-2 side by side on the same normed input, summed (Falcon-H1).
+    AttentionMamba2,
+    /// No mixer: the layer is only its feed-forward (Nemotron-H's `-` layers).
+    None,
+}
+
+impl Mixer {
+    /// Whether the layer attends (and so keeps a KV cache).
+    pub fn attends(self) -> bool {
+        matches!(
+            self,
+            Mixer::FullAttention | Mixer::SlidingAttention | Mixer::AttentionMamba2
+        )
+    }
+
+    /// The name summaries use (`forge inspect`, layer kinds).
+    pub fn name(self) -> &'static str {
+        match self {
+            Mixer::FullAttention => "attention",
+            Mixer::SlidingAttention => "sliding_attention",
+            Mixer::Mamba => "mamba",
+            Mixer::Mamba2 => "mamba2",
+            Mixer::ShortConv => "short_conv",
+            Mixer::AttentionMamba2 => "attention_mamba2",
+            Mixer::None => "mlp",
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -181,6 +222,8 @@ pub enum Activation {
     GeluTanh,
     Gelu,
     Relu,
+    /// relu(x)² (Nemotron-H's MLP).
+    Relu2,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -190,6 +233,16 @@ pub struct FeedForwardConfig {
     pub bias: bool,
     /// Extra RMSNorms around the feed-forward (Gemma 2/3 pre/post, and post-attention).
     pub sandwich_norms: bool,
+    /// `down(act(gate) * up)`; false: `down(act(up))` (Nemotron-H).
+    pub gated: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ShortConvConfig {
+    /// Taps of the depthwise causal conv (LFM2's `conv_L_cache`).
+    pub kernel: u64,
+    /// Biases on the conv and the in/out projections.
+    pub bias: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -270,6 +323,7 @@ impl ModelConfig {
             feed_forward: None,
             moe: None,
             ssm: Some(ssm),
+            short_conv: None,
             layers: (0..dims.num_layers)
                 .map(|_| LayerSpec {
                     mixer,

@@ -90,6 +90,8 @@ pub enum Op {
     },
     /// inputs: [gate, up] -> act(gate) * up.
     GatedActivation { activation: Activation },
+    /// inputs: [x] -> act(x).
+    Activation { activation: Activation },
     /// inputs: [a, b] -> a + b.
     Add,
     /// inputs: [x] -> top-k expert ids and weights per token, as 2·k columns.
@@ -108,6 +110,13 @@ pub enum Op {
     },
     /// inputs: [x] -> depthwise causal convolution over time (with state), then SiLU.
     CausalConv1d {
+        weight: String,
+        bias: Option<String>,
+        kernel: u64,
+    },
+    /// LFM2's gated short convolution. inputs: [b, c, x] -> c * conv(b * x),
+    /// a depthwise causal conv over time (with state), no activation.
+    ShortConv {
         weight: String,
         bias: Option<String>,
         kernel: u64,
@@ -153,10 +162,12 @@ impl Op {
             Op::Rope { .. } => "rope",
             Op::Attention { .. } => "attention",
             Op::GatedActivation { .. } => "gated_activation",
+            Op::Activation { .. } => "activation",
             Op::Add => "add",
             Op::MoeRouter { .. } => "moe_router",
             Op::MoeExperts { .. } => "moe_experts",
             Op::CausalConv1d { .. } => "causal_conv1d",
+            Op::ShortConv { .. } => "short_conv",
             Op::SelectiveScan { .. } => "selective_scan",
             Op::SsdScan { .. } => "ssd_scan",
             Op::GatedRmsNorm { .. } => "gated_rms_norm",
@@ -173,7 +184,9 @@ impl Op {
             | Op::GatedRmsNorm { weight, .. }
             | Op::LmHead { weight, .. }
             | Op::MoeRouter { weight, .. } => out.push(weight),
-            Op::Linear { weight, bias } | Op::CausalConv1d { weight, bias, .. } => {
+            Op::Linear { weight, bias }
+            | Op::CausalConv1d { weight, bias, .. }
+            | Op::ShortConv { weight, bias, .. } => {
                 out.push(weight);
                 out.extend(bias.as_deref());
             }
@@ -189,6 +202,7 @@ impl Op {
             | Op::Rope { .. }
             | Op::Attention { .. }
             | Op::GatedActivation { .. }
+            | Op::Activation { .. }
             | Op::Add => {}
         }
         out

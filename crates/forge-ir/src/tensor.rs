@@ -45,6 +45,11 @@ pub enum TensorTransform {
     NegExp,
     /// Stored `[in, out]`, used as `[out, in]`.
     Transpose,
+    /// Runs of consecutive rows (elements, for a vector) multiplied by a
+    /// factor: a scalar multiplier of the model folded into the weight it
+    /// follows (Granite's and Falcon-H1's µP multipliers). `(rows, factor)`
+    /// pairs cover the rows in order.
+    ScaleRows { runs: Vec<(u64, f32)> },
 }
 
 impl TensorSpec {

@@ -90,13 +90,33 @@ pub fn validate_config(c: &ModelConfig) -> Result<(), ValidationError> {
                     return fail(format!("layer {i} is Mamba but there is no Mamba config"));
                 }
             }
-            Mixer::Mamba2 => {
+            Mixer::Mamba2 | Mixer::AttentionMamba2 => {
                 if !matches!(c.ssm, Some(SsmConfig::Mamba2(_))) {
                     return fail(format!(
                         "layer {i} is Mamba-2 but there is no Mamba-2 config"
                     ));
                 }
+                if layer.mixer == Mixer::AttentionMamba2 && c.attention.is_none() {
+                    return fail(format!(
+                        "layer {i} is attention and Mamba-2 but there is no attention config"
+                    ));
+                }
             }
+            Mixer::ShortConv => match &c.short_conv {
+                None => {
+                    return fail(format!(
+                        "layer {i} is a short convolution but there is no short-conv config"
+                    ))
+                }
+                Some(s) if s.kernel < 2 => {
+                    return fail(format!("short convolution of {} taps", s.kernel))
+                }
+                Some(_) => {}
+            },
+            Mixer::None if layer.feed_forward == FeedForwardKind::None => {
+                return fail(format!("layer {i} has neither a mixer nor a feed-forward"))
+            }
+            Mixer::None => {}
         }
         match layer.feed_forward {
             FeedForwardKind::Dense if c.feed_forward.is_none() => {
@@ -448,6 +468,28 @@ pub fn infer_width(op: &Op, widths: &[u64], table: &TensorTable) -> Result<u64, 
             if let Some(b) = bias {
                 expect_shape(table, b, &[widths[0]])?;
             }
+            Ok(widths[0])
+        }
+        Op::ShortConv {
+            weight,
+            bias,
+            kernel,
+        } => {
+            arity(widths, 3)?;
+            let channels = widths[0];
+            if widths[1] != channels || widths[2] != channels {
+                return Err(format!(
+                    "B, C, x have {widths:?} columns, expected {channels} each"
+                ));
+            }
+            expect_shape(table, weight, &[channels, *kernel])?;
+            if let Some(b) = bias {
+                expect_shape(table, b, &[channels])?;
+            }
+            Ok(channels)
+        }
+        Op::Activation { .. } => {
+            arity(widths, 1)?;
             Ok(widths[0])
         }
         Op::SelectiveScan { a, d, d_state } => {

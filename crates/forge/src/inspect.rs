@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use forge_ir::{FeedForwardKind, Mixer, Model, SsmConfig, TokenizerKind, TokenizerSource};
+use forge_ir::{FeedForwardKind, Model, SsmConfig, TokenizerKind, TokenizerSource};
 use serde::Serialize;
 
 /// Everything `inspect` reports; also the `--json` schema.
@@ -68,12 +68,7 @@ pub fn summarize(model: &Model) -> Summary<'_> {
         .layers
         .iter()
         .map(|l| {
-            let mixer = match l.mixer {
-                Mixer::FullAttention => "attention",
-                Mixer::SlidingAttention => "sliding_attention",
-                Mixer::Mamba => "mamba",
-                Mixer::Mamba2 => "mamba2",
-            };
+            let mixer = l.mixer.name();
             match l.feed_forward {
                 FeedForwardKind::MixtureOfExperts => format!("{mixer}+moe"),
                 _ => mixer.to_string(),

@@ -7,19 +7,38 @@ use forge_weights::{can_dequantize, can_quantize, dequantize, dequantize_rows, q
 use rayon::prelude::*;
 
 /// A value-wise transform, applied after dequantising.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub(super) enum Elementwise {
     AddOne,
     NegExp,
+    /// Canonical rows' factors, as `TensorTransform::ScaleRows` runs.
+    ScaleRows(Vec<(u64, f32)>),
 }
 
 impl Elementwise {
-    fn apply(self, values: &mut [f32]) {
+    /// Transforms `values`, canonical row `row` of the tensor.
+    fn apply(&self, row: usize, values: &mut [f32]) {
         match self {
             Elementwise::AddOne => values.iter_mut().for_each(|v| *v += 1.0),
             Elementwise::NegExp => values.iter_mut().for_each(|v| *v = -v.exp()),
+            Elementwise::ScaleRows(runs) => {
+                let factor = row_factor(runs, row as u64);
+                values.iter_mut().for_each(|v| *v *= factor);
+            }
         }
     }
+}
+
+/// The factor of canonical row `row` under `runs` (1 past the last run).
+fn row_factor(runs: &[(u64, f32)], row: u64) -> f32 {
+    let mut start = 0;
+    for &(len, factor) in runs {
+        if row < start + len {
+            return factor;
+        }
+        start += len;
+    }
+    1.0
 }
 
 /// How one part reaches the planned dtype.
@@ -136,7 +155,9 @@ pub(super) fn prepare_part(
                 TensorTransform::UnpermuteRopeRows { heads } => {
                     unpermute_rope_rows(shape[0] as usize, *heads)?;
                 }
-                TensorTransform::AddOne | TensorTransform::NegExp => {}
+                TensorTransform::AddOne
+                | TensorTransform::NegExp
+                | TensorTransform::ScaleRows { .. } => {}
             }
         }
         check_row_blocks(spec.dtype, stored_shape[1])?;
@@ -155,6 +176,10 @@ pub(super) fn prepare_part(
                 }
                 TensorTransform::AddOne => elementwise.push(Elementwise::AddOne),
                 TensorTransform::NegExp => elementwise.push(Elementwise::NegExp),
+                TensorTransform::ScaleRows { runs } => {
+                    check_runs(runs, rows)?;
+                    elementwise.push(Elementwise::ScaleRows(runs.clone()));
+                }
                 TensorTransform::Transpose => unreachable!("handled above"),
             }
         }
@@ -174,6 +199,15 @@ pub(super) fn prepare_part(
         row_len,
         mode,
     })
+}
+
+/// The runs of a row scaling cover exactly the tensor's rows.
+fn check_runs(runs: &[(u64, f32)], rows: usize) -> Result<(), String> {
+    let covered: u64 = runs.iter().map(|r| r.0).sum();
+    if covered != rows as u64 {
+        return Err(format!("row scaling covers {covered} of {rows} rows"));
+    }
+    Ok(())
 }
 
 fn check_row_blocks(dtype: DType, row_len: u64) -> Result<(), String> {
@@ -219,7 +253,7 @@ pub(super) fn convert_part(part: &PreparedPart, stored: &[u8], target: DType, ou
                         dequantize(part.dtype, &stored[src * in_row..(src + 1) * in_row], row)
                             .expect("prepare_part checked the dtype and row blocks");
                         for op in elementwise {
-                            op.apply(row);
+                            op.apply(first + k, row);
                         }
                     }
                     quantize_rows(target, &values, part.row_len, dst)
@@ -250,7 +284,7 @@ fn materialise(
     dequantize_rows(dtype, stored, row_len as usize, &mut values)
         .expect("prepare_part checked the dtype and row blocks");
     for t in transforms {
-        match *t {
+        match t {
             TensorTransform::Transpose => {
                 let (r, c) = (shape[0] as usize, shape[1] as usize);
                 let source = std::mem::take(&mut values);
@@ -264,7 +298,7 @@ fn materialise(
             }
             TensorTransform::UnpermuteRopeRows { heads } => {
                 let (rows, row_len) = rows_and_len(&shape);
-                let order = unpermute_rope_rows(rows as usize, heads)
+                let order = unpermute_rope_rows(rows as usize, *heads)
                     .expect("prepare_part checked the heads divide the rows");
                 let row_len = row_len as usize;
                 let source = std::mem::take(&mut values);
@@ -273,8 +307,15 @@ fn materialise(
                     .flat_map(|&src| source[src * row_len..(src + 1) * row_len].iter().copied())
                     .collect();
             }
-            TensorTransform::AddOne => Elementwise::AddOne.apply(&mut values),
-            TensorTransform::NegExp => Elementwise::NegExp.apply(&mut values),
+            TensorTransform::AddOne => Elementwise::AddOne.apply(0, &mut values),
+            TensorTransform::NegExp => Elementwise::NegExp.apply(0, &mut values),
+            TensorTransform::ScaleRows { runs } => {
+                let row_len = rows_and_len(&shape).1 as usize;
+                let scale = Elementwise::ScaleRows(runs.clone());
+                for (r, row) in values.chunks_exact_mut(row_len).enumerate() {
+                    scale.apply(r, row);
+                }
+            }
         }
     }
     values

@@ -69,6 +69,7 @@ fn activation_param(a: Activation) -> &'static str {
         Activation::GeluTanh => "gelu_tanh",
         Activation::Gelu => "gelu",
         Activation::Relu => "relu",
+        Activation::Relu2 => "relu2",
     }
 }
 

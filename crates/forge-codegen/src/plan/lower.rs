@@ -43,6 +43,10 @@ pub struct AttentionCache {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct LayerKind {
     pub name: String,
+    /// What the kind's layers are made of (`attention` for full and sliding
+    /// attention alike): kinds of one family share a `Layer` struct when they
+    /// bind the same tensors.
+    pub family: String,
     pub decode: Vec<Step>,
     pub prefill: Vec<Step>,
 }
@@ -184,8 +188,13 @@ pub fn lower(model: &Model, options: &CompileOptions) -> Result<Plan, LowerError
         {
             Some(k) => k,
             None => {
+                let family = match block.spec.mixer {
+                    forge_ir::Mixer::SlidingAttention => forge_ir::Mixer::FullAttention.name(),
+                    mixer => mixer.name(),
+                };
                 layer_kinds.push(LayerKind {
-                    name: mixer_name(block.spec.mixer).to_string(),
+                    name: block.spec.mixer.name().to_string(),
+                    family: family.to_string(),
                     decode: paths.decode,
                     prefill: paths.prefill,
                 });
@@ -269,15 +278,6 @@ pub fn lower(model: &Model, options: &CompileOptions) -> Result<Plan, LowerError
     })
 }
 
-fn mixer_name(mixer: forge_ir::Mixer) -> &'static str {
-    match mixer {
-        forge_ir::Mixer::FullAttention => "attention",
-        forge_ir::Mixer::SlidingAttention => "sliding_attention",
-        forge_ir::Mixer::Mamba => "mamba",
-        forge_ir::Mixer::Mamba2 => "mamba2",
-    }
-}
-
 /// Kinds are named after their mixer; several kinds of one mixer get numbers.
 fn name_layer_kinds(kinds: &mut [LayerKind]) {
     let mut counts: HashMap<String, usize> = HashMap::new();
@@ -310,8 +310,9 @@ fn field_name(tensor: &str) -> String {
         Some(r) => r.split_once('.').map_or(r, |p| p.1),
         None => tensor,
     };
+    // `shortconv.in_proj` (llama.cpp's LFM2 names) becomes `shortconv_in_proj`.
     match rest.strip_suffix(".weight") {
-        Some(base) => base.to_string(),
+        Some(base) => base.replace('.', "_"),
         None => rest.replace('.', "_"),
     }
 }
@@ -576,6 +577,7 @@ impl Lowering<'_> {
                 Op::Linear { .. } => self.linear_group(nodes, i, &mut done, &mut paths)?,
                 Op::Slice { .. } => self.slice(node)?,
                 Op::CausalConv1d { .. } => self.causal_conv(node, layer, &mut paths)?,
+                Op::ShortConv { .. } => self.short_conv(node, layer, &mut paths)?,
                 Op::SelectiveScan { .. } => {
                     self.mamba_scan(nodes, node, layer, &mut done, &mut paths)?
                 }

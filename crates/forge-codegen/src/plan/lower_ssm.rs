@@ -11,7 +11,7 @@ use forge_ir::{Activation, Node, Op, ValueId};
 use serde::Serialize;
 
 use super::{act, arg, field_name, unsupported, ArgSource, Loc, LowerError, Lowering, Paths, Step};
-use crate::kernels::causal_conv1d::causal_conv1d;
+use crate::kernels::causal_conv1d::{causal_conv1d, gated_short_conv};
 use crate::kernels::gated_rms_norm::gated_rms_norm;
 use crate::kernels::matvec::GatedNorm;
 use crate::kernels::selective_scan::selective_scan;
@@ -121,7 +121,7 @@ impl Lowering<'_> {
         let channels = self.width(node.output);
         if !crate::kernels::causal_conv1d::KERNEL_WIDTHS.contains(kernel) {
             return unsupported(format!(
-                "layer {layer}: causal conv1d of width {kernel} (supported: 2 to 8)"
+                "layer {layer}: causal conv1d of width {kernel} (supported: 2 to 32)"
             ));
         }
         let input = self.loc(node.inputs[0])?;
@@ -151,6 +151,68 @@ impl Lowering<'_> {
         let step = Step::new(
             format!(
                 "{} = silu(causal conv{kernel}), shifting the conv state",
+                out.buffer
+            ),
+            &k,
+            args,
+        );
+        paths.decode.push(step.clone());
+        paths.prefill.push(step);
+        Ok(())
+    }
+
+    /// LFM2's gated short convolution: B, C and x are column slices of one
+    /// projection, read in place; both gating products happen in the conv.
+    pub(super) fn short_conv(
+        &mut self,
+        node: &Node,
+        layer: u64,
+        paths: &mut Paths,
+    ) -> Result<(), LowerError> {
+        let Op::ShortConv {
+            weight,
+            bias,
+            kernel,
+        } = &node.op
+        else {
+            unreachable!("called for short convolutions")
+        };
+        let kernel = *kernel;
+        if !crate::kernels::causal_conv1d::KERNEL_WIDTHS.contains(&kernel) {
+            return unsupported(format!(
+                "layer {layer}: short convolution of width {kernel} (supported: 2 to 32)"
+            ));
+        }
+        let [b, c, x] = [0, 1, 2].map(|i| self.loc(node.inputs[i]));
+        let (b, c, x) = (b?, c?, x?);
+        if b.buffer != x.buffer || c.buffer != x.buffer || b.stride != x.stride {
+            return unsupported(format!(
+                "layer {layer}: the short convolution's B, C and x are not slices of one projection"
+            ));
+        }
+        let channels = self.width(node.output);
+        let out = self.own_buffer(node.output);
+        let k = self.kernel(gated_short_conv(channels, kernel, x.stride, bias.is_some()));
+        let mut args = vec![
+            act(0, &x.buffer, x.column),
+            arg(1, self.f32_tensor(weight, paths)?),
+            act(2, &out.buffer, 0),
+        ];
+        if let Some(bias) = bias {
+            args.push(arg(3, self.f32_tensor(bias, paths)?));
+        }
+        args.extend([
+            arg(4, ArgSource::ConvState),
+            act(5, &b.buffer, b.column),
+            act(6, &c.buffer, c.column),
+            arg(7, ArgSource::Step),
+        ]);
+        self.record_state(|s| {
+            s.conv = vec![dim(kernel - 1, "previous B·x"), dim(channels, "channels")]
+        });
+        let step = Step::new(
+            format!(
+                "{} = C · conv{kernel}(B · x), shifting the conv state",
                 out.buffer
             ),
             &k,

@@ -1,23 +1,43 @@
 //! Renders `src/model.rs` from the plan.
+//!
+//! Each layer is a struct of its tensors' offsets and the memory it carries
+//! between passes (a KV cache for attention, conv/scan state for recurrent
+//! mixers), so a hybrid's attention layers alone hold caches. Layer kinds
+//! that bind the same tensors and memory share a struct; a model with
+//! several kinds keeps its layers in an enum with one variant per kind.
 
 use serde::Serialize;
 
+use crate::plan::steps::{ArgSource, Step};
 use crate::plan::{LowerError, Plan};
 
-/// A `Layer` struct field and the tensor-name pattern it is bound from.
-#[derive(Serialize)]
+/// A layer struct field and the tensor it is bound from, relative to
+/// `blk.{i}.` (`attn_qkv.weight`).
+#[derive(Clone, PartialEq, Serialize)]
 struct LayerField {
     name: String,
-    /// `blk.{i}.attn_qkv.weight`, formatted with the layer index.
-    pattern: String,
+    tensor: String,
+}
+
+/// A `Layer` struct: tensor offsets plus memory.
+#[derive(Serialize)]
+struct LayerStruct {
+    type_name: String,
+    fields: Vec<LayerField>,
+    cache: bool,
+    state: bool,
 }
 
 #[derive(Serialize)]
 struct KindView<'p> {
     name: &'p str,
     type_name: String,
-    decode: &'p [crate::plan::steps::Step],
-    prefill: &'p [crate::plan::steps::Step],
+    /// The struct its layers are (index into the structs).
+    layer_type: String,
+    cache: bool,
+    state: bool,
+    decode: &'p [Step],
+    prefill: &'p [Step],
 }
 
 fn camel_case(snake: &str) -> String {
@@ -31,32 +51,34 @@ fn camel_case(snake: &str) -> String {
         .collect()
 }
 
-/// Every layer must bind the same fields, named `blk.<index>.<...>`, so one
-/// loop can bind them all.
-fn layer_fields(plan: &Plan) -> Result<Vec<LayerField>, LowerError> {
-    let Some(first) = plan.layers.first() else {
+/// The tensors layer kind `kind` binds; every layer of the kind must bind
+/// the same ones, named `blk.<index>.<...>`, so one function loads them all.
+fn kind_fields(plan: &Plan, kind: usize) -> Result<Vec<LayerField>, LowerError> {
+    let mut layers = plan.layers.iter().filter(|l| l.kind == kind);
+    let Some(first) = layers.next() else {
         return Ok(Vec::new());
     };
-    let prefix = format!("blk.{}.", first.index);
-    let mut fields = Vec::new();
-    for (name, tensor) in &first.tensors {
-        let rest = tensor.strip_prefix(&prefix).ok_or_else(|| {
-            LowerError(format!(
-                "layer tensor {tensor} is not named after its layer"
-            ))
-        })?;
-        fields.push(LayerField {
-            name: name.clone(),
-            pattern: format!("blk.{{i}}.{rest}"),
-        });
-    }
-    for layer in &plan.layers {
-        let same = layer.tensors.len() == fields.len()
-            && fields.iter().all(|f| {
-                layer.tensors.get(&f.name).map(String::as_str)
-                    == Some(f.pattern.replace("{i}", &layer.index.to_string()).as_str())
-            });
-        if !same {
+    let relative = |layer: &crate::plan::LayerPlan| -> Result<Vec<LayerField>, LowerError> {
+        let prefix = format!("blk.{}.", layer.index);
+        layer
+            .tensors
+            .iter()
+            .map(|(name, tensor)| {
+                let rest = tensor.strip_prefix(&prefix).ok_or_else(|| {
+                    LowerError(format!(
+                        "layer tensor {tensor} is not named after its layer"
+                    ))
+                })?;
+                Ok(LayerField {
+                    name: name.clone(),
+                    tensor: rest.to_string(),
+                })
+            })
+            .collect()
+    };
+    let fields = relative(first)?;
+    for layer in layers {
+        if relative(layer)? != fields {
             return Err(LowerError(format!(
                 "layer {} binds other tensors than layer {}",
                 layer.index, first.index
@@ -66,38 +88,77 @@ fn layer_fields(plan: &Plan) -> Result<Vec<LayerField>, LowerError> {
     Ok(fields)
 }
 
+fn steps_read(steps: &[Step], what: impl Fn(&ArgSource) -> bool) -> bool {
+    steps.iter().flat_map(|s| &s.args).any(|a| what(&a.source))
+}
+
+/// The layer structs and, per kind, its view.
+fn layer_types(plan: &Plan) -> Result<(Vec<LayerStruct>, Vec<KindView<'_>>), LowerError> {
+    let several_kinds = plan.layer_kinds.len() > 1;
+    let mut structs: Vec<(String, LayerStruct)> = Vec::new();
+    let mut kinds = Vec::new();
+    for (index, kind) in plan.layer_kinds.iter().enumerate() {
+        let uses = |what: fn(&ArgSource) -> bool| {
+            steps_read(&kind.decode, what) || steps_read(&kind.prefill, what)
+        };
+        let cache = uses(|s| matches!(s, ArgSource::KeyCache | ArgSource::ValueCache));
+        let state = uses(|s| matches!(s, ArgSource::ConvState | ArgSource::ScanState));
+        let fields = kind_fields(plan, index)?;
+        let existing = structs.iter().find(|(family, s)| {
+            *family == kind.family && s.fields == fields && s.cache == cache && s.state == state
+        });
+        let type_name = match existing {
+            Some((_, s)) => s.type_name.clone(),
+            None => {
+                let base = if several_kinds {
+                    format!("{}Layer", camel_case(&kind.family))
+                } else {
+                    "Layer".to_string()
+                };
+                let taken = structs.iter().filter(|(f, _)| *f == kind.family).count();
+                let type_name = match taken {
+                    0 => base,
+                    n => format!("{base}{}", n + 1),
+                };
+                structs.push((
+                    kind.family.clone(),
+                    LayerStruct {
+                        type_name: type_name.clone(),
+                        fields,
+                        cache,
+                        state,
+                    },
+                ));
+                type_name
+            }
+        };
+        kinds.push(KindView {
+            name: &kind.name,
+            type_name: camel_case(&kind.name),
+            layer_type: type_name,
+            cache,
+            state,
+            decode: &kind.decode,
+            prefill: &kind.prefill,
+        });
+    }
+    Ok((structs.into_iter().map(|(_, s)| s).collect(), kinds))
+}
+
 /// Renders `src/model.rs`.
 pub fn model_source(plan: &Plan, model_name: &str, summary: &str) -> Result<String, LowerError> {
-    let kinds: Vec<KindView> = plan
-        .layer_kinds
-        .iter()
-        .map(|k| KindView {
-            name: &k.name,
-            type_name: camel_case(&k.name),
-            decode: &k.decode,
-            prefill: &k.prefill,
-        })
-        .collect();
+    let (structs, kinds) = layer_types(plan)?;
     let mut plan_view = serde_json::to_value(plan).expect("plain data serialises");
     plan_view["layer_kinds"] = serde_json::to_value(&kinds).expect("plain data serialises");
     let (kv_type, kv_bytes) = match &plan.cache {
         Some(c) if c.dtype == forge_ir::DType::F32 => ("f32", 4),
         _ => ("f16", 2),
     };
-    // What each layer function gets besides its weights: its KV cache or its recurrent state.
-    let layer_state = match (&plan.cache, &plan.ssm_state) {
-        (Some(_), Some(_)) => {
-            return Err(LowerError(
-                "models mixing attention and state-space layers are not supported yet".into(),
-            ))
-        }
-        (Some(_), None) => {
-            Some(serde_json::json!({"var": "cache", "ty": "KvCache", "field": "cache"}))
-        }
-        (None, Some(_)) => {
-            Some(serde_json::json!({"var": "state", "ty": "SsmState", "field": "state"}))
-        }
-        (None, None) => None,
+    // A recurrent state without a scan (LFM2's short convolutions) is only a conv window.
+    let state_type = match &plan.ssm_state {
+        Some(s) if s.ssm.is_empty() => Some("ConvState"),
+        Some(_) => Some("SsmState"),
+        None => None,
     };
     crate::templates::render(
         "host/model.rs.j2",
@@ -106,11 +167,11 @@ pub fn model_source(plan: &Plan, model_name: &str, summary: &str) -> Result<Stri
             "buffers": &plan.buffers,
             "model_name": model_name,
             "summary": summary,
-            "layer_fields": layer_fields(plan)?,
+            "layer_structs": structs,
             "layer_kinds_enum": plan.layer_kinds.len() > 1,
             "kv_type": kv_type,
             "kv_bytes": kv_bytes,
-            "layer_state": layer_state,
+            "state_type": state_type,
             "conv_bytes": plan.ssm_state.as_ref().map(|s| s.conv_bytes()),
             "ssm_bytes": plan.ssm_state.as_ref().map(|s| s.ssm_bytes()),
             "penalty_window": 64,

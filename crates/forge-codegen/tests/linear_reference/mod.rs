@@ -151,6 +151,7 @@ pub fn activate(act: Activation, g: f64) -> f64 {
         }
         Activation::Gelu => 0.5 * g * (1.0 + erf(g / std::f64::consts::SQRT_2)),
         Activation::Relu => g.max(0.0),
+        Activation::Relu2 => g.max(0.0).powi(2),
     }
 }
 

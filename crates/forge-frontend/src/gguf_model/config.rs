@@ -177,9 +177,11 @@ pub fn parse(m: &Metadata) -> Result<ModelConfig> {
             },
             bias: has("blk.0.ffn_up.bias"),
             sandwich_norms: matches!(arch, Architecture::Gemma2 | Architecture::Gemma3),
+            gated: true,
         }),
         moe,
         ssm: None,
+        short_conv: None,
         layers: (0..layers)
             .map(|i| LayerSpec {
                 mixer: mixer(i),

@@ -35,9 +35,10 @@ pub fn architecture(cfg: &JsonObject) -> Result<Architecture> {
         "mixtral" | "MixtralForCausalLM" => Architecture::Mixtral,
         "mamba" | "MambaForCausalLM" => Architecture::Mamba,
         "mamba2" | "Mamba2ForCausalLM" => Architecture::Mamba2,
+        "lfm2" | "Lfm2ForCausalLM" => Architecture::Lfm2,
         other => {
             return Err(cfg.error(format!(
-                "unsupported architecture {other:?} (supported: llama, mistral, qwen2, qwen3, gemma, gemma2, gemma3, phi3, mixtral, mamba, mamba2)"
+                "unsupported architecture {other:?} (supported: llama, mistral, qwen2, qwen3, gemma, gemma2, gemma3, phi3, mixtral, mamba, mamba2, lfm2)"
             )))
         }
     })
@@ -47,6 +48,11 @@ pub fn parse(cfg: &JsonObject) -> Result<ModelConfig> {
     let arch = architecture(cfg)?;
     match arch {
         Architecture::Mamba | Architecture::Mamba2 => parse_ssm(cfg, arch),
+        Architecture::Lfm2
+        | Architecture::Bamba
+        | Architecture::GraniteHybrid
+        | Architecture::NemotronH
+        | Architecture::FalconH1 => super::hybrid::parse(cfg, arch),
         _ => parse_transformer(cfg, arch),
     }
 }
@@ -62,49 +68,13 @@ fn parse_transformer(cfg: &JsonObject, arch: Architecture) -> Result<ModelConfig
     let hidden = cfg.u64("hidden_size")?;
     let layers = cfg.u64("num_hidden_layers")?;
     check_layer_count(cfg, layers)?;
-    let heads = cfg.u64("num_attention_heads")?;
-    if heads == 0 {
-        return Err(cfg.error("num_attention_heads is 0"));
-    }
-    let kv_heads = cfg.opt_u64("num_key_value_heads")?.unwrap_or(heads);
-    let head_dim = cfg.opt_u64("head_dim")?.unwrap_or(hidden / heads);
     let context = cfg.u64("max_position_embeddings")?;
-
-    // transformers 5 moves partial_rotary_factor into rope_parameters.
-    let nested_factor = match cfg.object("rope_parameters")? {
-        Some(p) => p.opt_f64("partial_rotary_factor")?,
-        None => None,
-    };
-    let rotary_dim = match cfg.opt_f64("partial_rotary_factor")?.or(nested_factor) {
-        Some(f) if f > 0.0 && f <= 1.0 => ((head_dim as f64 * f) as u64) & !1,
-        Some(f) => return Err(cfg.error(format!("partial_rotary_factor {f} is not in (0, 1]"))),
-        None => head_dim,
-    };
-    let (rope, rope_local) = rope_configs(cfg, arch, rotary_dim)?;
-
     let sliding_window = match arch {
         Architecture::Qwen2 if cfg.opt_bool("use_sliding_window")? != Some(true) => None,
         _ => cfg.opt_u64("sliding_window")?,
     };
     let layer_types = layer_types(cfg, arch, layers, sliding_window)?;
-    let query_scale = match cfg.opt_f64("query_pre_attn_scalar")? {
-        Some(s) if is_gemma(arch) && s > 0.0 => 1.0 / s.sqrt(),
-        _ => 1.0 / (head_dim as f64).sqrt(),
-    } as f32;
-    let attention_bias = cfg.opt_bool("attention_bias")?.unwrap_or(false);
-    let attention = AttentionConfig {
-        num_heads: heads,
-        num_kv_heads: kv_heads,
-        head_dim,
-        qkv_bias: arch == Architecture::Qwen2 || attention_bias,
-        output_bias: arch != Architecture::Qwen2 && attention_bias,
-        qk_norm: matches!(arch, Architecture::Qwen3 | Architecture::Gemma3),
-        sliding_window,
-        query_scale,
-        logit_softcap: cfg.opt_f64("attn_logit_softcapping")?.map(|v| v as f32),
-        rope,
-        rope_local,
-    };
+    let attention = attention_config(cfg, arch, hidden, sliding_window)?;
 
     let act_key = if is_gemma(arch) {
         "hidden_activation"
@@ -137,6 +107,7 @@ fn parse_transformer(cfg: &JsonObject, arch: Architecture) -> Result<ModelConfig
         activation,
         bias: cfg.opt_bool("mlp_bias")?.unwrap_or(false),
         sandwich_norms: matches!(arch, Architecture::Gemma2 | Architecture::Gemma3),
+        gated: true,
     };
     Ok(ModelConfig {
         architecture: arch,
@@ -154,6 +125,7 @@ fn parse_transformer(cfg: &JsonObject, arch: Architecture) -> Result<ModelConfig
         feed_forward: Some(feed_forward),
         moe,
         ssm: None,
+        short_conv: None,
         layers: layer_types
             .into_iter()
             .map(|mixer| LayerSpec {
@@ -164,8 +136,54 @@ fn parse_transformer(cfg: &JsonObject, arch: Architecture) -> Result<ModelConfig
     })
 }
 
+/// The attention of a transformer layer: heads, rope, scale and biases as `arch` reads them.
+pub(super) fn attention_config(
+    cfg: &JsonObject,
+    arch: Architecture,
+    hidden: u64,
+    sliding_window: Option<u64>,
+) -> Result<AttentionConfig> {
+    let heads = cfg.u64("num_attention_heads")?;
+    if heads == 0 {
+        return Err(cfg.error("num_attention_heads is 0"));
+    }
+    let kv_heads = cfg.opt_u64("num_key_value_heads")?.unwrap_or(heads);
+    let head_dim = cfg.opt_u64("head_dim")?.unwrap_or(hidden / heads);
+
+    // transformers 5 moves partial_rotary_factor into rope_parameters.
+    let nested_factor = match cfg.object("rope_parameters")? {
+        Some(p) => p.opt_f64("partial_rotary_factor")?,
+        None => None,
+    };
+    let rotary_dim = match cfg.opt_f64("partial_rotary_factor")?.or(nested_factor) {
+        Some(f) if f > 0.0 && f <= 1.0 => ((head_dim as f64 * f) as u64) & !1,
+        Some(f) => return Err(cfg.error(format!("partial_rotary_factor {f} is not in (0, 1]"))),
+        None => head_dim,
+    };
+    let (rope, rope_local) = rope_configs(cfg, arch, rotary_dim)?;
+
+    let query_scale = match cfg.opt_f64("query_pre_attn_scalar")? {
+        Some(s) if is_gemma(arch) && s > 0.0 => 1.0 / s.sqrt(),
+        _ => 1.0 / (head_dim as f64).sqrt(),
+    } as f32;
+    let attention_bias = cfg.opt_bool("attention_bias")?.unwrap_or(false);
+    Ok(AttentionConfig {
+        num_heads: heads,
+        num_kv_heads: kv_heads,
+        head_dim,
+        qkv_bias: arch == Architecture::Qwen2 || attention_bias,
+        output_bias: arch != Architecture::Qwen2 && attention_bias,
+        qk_norm: matches!(arch, Architecture::Qwen3 | Architecture::Gemma3),
+        sliding_window,
+        query_scale,
+        logit_softcap: cfg.opt_f64("attn_logit_softcapping")?.map(|v| v as f32),
+        rope,
+        rope_local,
+    })
+}
+
 /// Refuses layer counts that could only come from a corrupt file, before anything is sized by them.
-fn check_layer_count(cfg: &JsonObject, layers: u64) -> Result<()> {
+pub(super) fn check_layer_count(cfg: &JsonObject, layers: u64) -> Result<()> {
     if layers == 0 || layers > 4096 {
         return Err(cfg.error(format!(
             "num_hidden_layers {layers} is out of range (1..=4096)"

@@ -143,6 +143,27 @@ impl JsonObject {
         }
     }
 
+    /// A list of non-negative integers (layer indices); null is absent.
+    pub fn u64_list(&self, key: &str) -> Result<Option<Vec<u64>>> {
+        if matches!(self.get(key), Some(Value::Null)) {
+            return Ok(None);
+        }
+        let Some(values) = self.f64_list(key)? else {
+            return Ok(None);
+        };
+        values
+            .into_iter()
+            .map(|f| {
+                if f >= 0.0 && f.fract() == 0.0 && f < u64::MAX as f64 {
+                    Ok(f as u64)
+                } else {
+                    Err(self.error(format!("{key} must hold non-negative integers, found {f}")))
+                }
+            })
+            .collect::<Result<Vec<_>>>()
+            .map(Some)
+    }
+
     pub fn str_list(&self, key: &str) -> Result<Option<Vec<String>>> {
         match self.get(key) {
             None => Ok(None),

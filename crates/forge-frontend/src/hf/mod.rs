@@ -2,6 +2,8 @@
 //! sharded), `tokenizer.json`, `tokenizer_config.json`, `generation_config.json`.
 
 pub mod config;
+pub mod hybrid;
+mod hybrid_names;
 pub mod json;
 pub mod names;
 pub mod tokenizer;

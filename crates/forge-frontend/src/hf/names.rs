@@ -27,7 +27,7 @@ pub enum Mapped {
     Ignore,
 }
 
-fn one(name: String) -> Option<Mapped> {
+pub(super) fn one(name: String) -> Option<Mapped> {
     Some(Mapped::Tensor {
         name,
         transforms: vec![],
@@ -66,7 +66,10 @@ pub fn map_name(c: &ModelConfig, hf: &str) -> Option<Mapped> {
     }
     match body {
         "embed_tokens.weight" | "embeddings.weight" => return one("token_embd.weight".into()),
-        "norm.weight" | "norm_f.weight" => return norm("output_norm.weight".into()),
+        // LFM2's `embedding_norm` is its final norm.
+        "norm.weight" | "norm_f.weight" | "embedding_norm.weight" => {
+            return norm("output_norm.weight".into())
+        }
         "lm_head.weight" if c.tie_word_embeddings => return Some(Mapped::Ignore),
         "lm_head.weight" => return one("output.weight".into()),
         _ => {}
@@ -79,6 +82,9 @@ pub fn map_name(c: &ModelConfig, hf: &str) -> Option<Mapped> {
     }
     if matches!(arch, Architecture::Mamba | Architecture::Mamba2) {
         return map_ssm(c, i, suffix);
+    }
+    if super::hybrid_names::is_hybrid(arch) {
+        return super::hybrid_names::map_layer(c, i, suffix);
     }
     let sandwich = matches!(arch, Architecture::Gemma2 | Architecture::Gemma3);
     let (module, kind) = suffix.rsplit_once('.')?;

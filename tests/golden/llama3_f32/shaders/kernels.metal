@@ -60,6 +60,11 @@ inline float act_relu(float x) {
     return max(x, 0.0f);
 }
 
+inline float act_relu2(float x) {
+    const float r = max(x, 0.0f);
+    return r * r;
+}
+
 // softplus as torch computes it (the identity above 20). Metal has no
 // log1p: log(1 + e) times e / ((1 + e) - 1) recovers the bits of e lost in
 // rounding 1 + e (Goldberg's correction), so small e stay accurate.

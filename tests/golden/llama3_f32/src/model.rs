@@ -53,7 +53,13 @@ struct Tensors {
     token_embd: usize,
 }
 
-/// Byte offsets of one layer's tensors in `weights.gguf`.
+/// The byte offset of layer `i`'s tensor `name` in `weights.gguf`.
+fn layer_offset(file: &WeightsFile, i: usize, name: &str) -> Result<usize> {
+    Ok(file.tensor(&format!("blk.{i}.{name}"))?.offset)
+}
+
+/// One layer: its tensors' byte offsets in `weights.gguf` and the memory it
+/// carries from pass to pass.
 struct Layer {
     attn_norm: usize,
     attn_output: usize,
@@ -61,6 +67,22 @@ struct Layer {
     ffn_down: usize,
     ffn_gate_up: usize,
     ffn_norm: usize,
+    cache: KvCache,
+}
+
+impl Layer {
+    fn load(gpu: &Gpu, file: &WeightsFile, i: usize) -> Result<Layer> {
+        let offset = |name: &str| layer_offset(file, i, name);
+        Ok(Layer {
+            attn_norm: offset("attn_norm.weight")?,
+            attn_output: offset("attn_output.weight")?,
+            attn_qkv: offset("attn_qkv.weight")?,
+            ffn_down: offset("ffn_down.weight")?,
+            ffn_gate_up: offset("ffn_gate_up.weight")?,
+            ffn_norm: offset("ffn_norm.weight")?,
+            cache: KvCache::new(gpu),
+        })
+    }
 }
 
 /// Activations of one pass, `PREFILL_CHUNK` rows of f32 each.
@@ -109,10 +131,20 @@ impl Activations {
     }
 }
 
-/// One layer's keys and values, `[2 heads, CONTEXT_LENGTH, 16]` of f32.
+/// One attention layer's keys and values, `[2 heads, CONTEXT_LENGTH, 16]` of f32.
 struct KvCache {
     k: Buffer,
     v: Buffer,
+}
+
+impl KvCache {
+    fn new(gpu: &Gpu) -> KvCache {
+        let bytes = 2 * CONTEXT_LENGTH * 16 * 4;
+        KvCache {
+            k: gpu.buffer(bytes),
+            v: gpu.buffer(bytes),
+        }
+    }
 }
 
 pub struct Model {
@@ -122,7 +154,6 @@ pub struct Model {
     weights: Buffer,
     tensors: Tensors,
     layers: Vec<Layer>,
-    cache: Vec<KvCache>,
     /// Split-attention partials.
     scratch: Buffer,
     act: Activations,
@@ -145,24 +176,8 @@ impl CompiledModel for Model {
             token_embd: offset("token_embd.weight")?,
         };
         let layers = (0..LAYERS)
-            .map(|i| {
-                Ok(Layer {
-                    attn_norm: offset(&format!("blk.{i}.attn_norm.weight"))?,
-                    attn_output: offset(&format!("blk.{i}.attn_output.weight"))?,
-                    attn_qkv: offset(&format!("blk.{i}.attn_qkv.weight"))?,
-                    ffn_down: offset(&format!("blk.{i}.ffn_down.weight"))?,
-                    ffn_gate_up: offset(&format!("blk.{i}.ffn_gate_up.weight"))?,
-                    ffn_norm: offset(&format!("blk.{i}.ffn_norm.weight"))?,
-                })
-            })
+            .map(|i| Layer::load(&gpu, file, i))
             .collect::<Result<Vec<_>>>()?;
-        let cache_bytes = 2 * CONTEXT_LENGTH * 16 * 4;
-        let cache = (0..LAYERS)
-            .map(|_| KvCache {
-                k: gpu.buffer(cache_bytes),
-                v: gpu.buffer(cache_bytes),
-            })
-            .collect();
         let scratch = gpu.buffer(288);
         let weights = gpu.wrap_mmap(file.map.clone())?;
         Ok(Model {
@@ -171,7 +186,6 @@ impl CompiledModel for Model {
             weights,
             tensors,
             layers,
-            cache,
             scratch,
             gpu,
         })
@@ -185,8 +199,8 @@ impl CompiledModel for Model {
         self.act.tokens.write_u32(0, &[token]);
         let mut batch = self.gpu.batch();
         self.embed(&mut batch, pass);
-        for (layer, cache) in self.layers.iter().zip(&self.cache) {
-            self.decode_attention(&mut batch, layer, cache, pass);
+        for layer in &self.layers {
+            self.decode_attention(&mut batch, layer, pass);
         }
         if readback.needs_logits() {
             self.logits_last(&mut batch, pass);
@@ -199,8 +213,8 @@ impl CompiledModel for Model {
         self.act.tokens.write_u32(0, tokens);
         let mut batch = self.gpu.batch();
         self.embed(&mut batch, pass);
-        for (layer, cache) in self.layers.iter().zip(&self.cache) {
-            self.prefill_attention(&mut batch, layer, cache, pass);
+        for layer in &self.layers {
+            self.prefill_attention(&mut batch, layer, pass);
         }
         match readback {
             Readback::Nothing => {}
@@ -241,7 +255,7 @@ impl Model {
     }
 
     /// One attention layer, one token.
-    fn decode_attention(&self, batch: &mut Batch, layer: &Layer, cache: &KvCache, pass: &Pass) {
+    fn decode_attention(&self, batch: &mut Batch, layer: &Layer, pass: &Pass) {
         // qkv = attn_qkv projection
         batch.dispatch(
             &self.kernels.matvec_f32_128x64_prenorm1em5,
@@ -263,8 +277,8 @@ impl Model {
             [32, 1, 1],
             &[
                 (0, Arg::Buffer(&self.act.qkv, 0)),
-                (1, Arg::Buffer(&cache.k, 0)),
-                (2, Arg::Buffer(&cache.v, 0)),
+                (1, Arg::Buffer(&layer.cache.k, 0)),
+                (2, Arg::Buffer(&layer.cache.v, 0)),
                 (7, Arg::Bytes(pass.step())),
             ],
         );
@@ -277,8 +291,8 @@ impl Model {
             [128, 1, 1],
             &[
                 (0, Arg::Buffer(&self.act.qkv, 0)),
-                (1, Arg::Buffer(&cache.k, 0)),
-                (2, Arg::Buffer(&cache.v, 0)),
+                (1, Arg::Buffer(&layer.cache.k, 0)),
+                (2, Arg::Buffer(&layer.cache.v, 0)),
                 (3, Arg::Buffer(&self.act.attn, 0)),
                 (4, Arg::Buffer(&self.scratch, 0)),
                 (7, Arg::Bytes(pass.step())),
@@ -294,8 +308,8 @@ impl Model {
                 [32, 1, 1],
                 &[
                     (0, Arg::Buffer(&self.act.qkv, 0)),
-                    (1, Arg::Buffer(&cache.k, 0)),
-                    (2, Arg::Buffer(&cache.v, 0)),
+                    (1, Arg::Buffer(&layer.cache.k, 0)),
+                    (2, Arg::Buffer(&layer.cache.v, 0)),
                     (3, Arg::Buffer(&self.act.attn, 0)),
                     (4, Arg::Buffer(&self.scratch, 0)),
                     (7, Arg::Bytes(pass.step())),
@@ -339,7 +353,7 @@ impl Model {
     }
 
     /// One attention layer, a chunk of tokens.
-    fn prefill_attention(&self, batch: &mut Batch, layer: &Layer, cache: &KvCache, pass: &Pass) {
+    fn prefill_attention(&self, batch: &mut Batch, layer: &Layer, pass: &Pass) {
         // attn_norm = rms_norm(x)
         batch.dispatch(
             &self.kernels.rms_norm_64_eps1em5,
@@ -373,8 +387,8 @@ impl Model {
             [32, 1, 1],
             &[
                 (0, Arg::Buffer(&self.act.qkv, 0)),
-                (1, Arg::Buffer(&cache.k, 0)),
-                (2, Arg::Buffer(&cache.v, 0)),
+                (1, Arg::Buffer(&layer.cache.k, 0)),
+                (2, Arg::Buffer(&layer.cache.v, 0)),
                 (7, Arg::Bytes(pass.step())),
             ],
         );
@@ -385,8 +399,8 @@ impl Model {
             [128, 1, 1],
             &[
                 (0, Arg::Buffer(&self.act.qkv, 0)),
-                (1, Arg::Buffer(&cache.k, 0)),
-                (2, Arg::Buffer(&cache.v, 0)),
+                (1, Arg::Buffer(&layer.cache.k, 0)),
+                (2, Arg::Buffer(&layer.cache.v, 0)),
                 (3, Arg::Buffer(&self.act.attn, 0)),
                 (7, Arg::Bytes(pass.step())),
             ],

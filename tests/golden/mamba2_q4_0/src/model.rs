@@ -52,7 +52,13 @@ struct Tensors {
     token_embd_scales: usize,
 }
 
-/// Byte offsets of one layer's tensors in `weights.gguf`.
+/// The byte offset of layer `i`'s tensor `name` in `weights.gguf`.
+fn layer_offset(file: &WeightsFile, i: usize, name: &str) -> Result<usize> {
+    Ok(file.tensor(&format!("blk.{i}.{name}"))?.offset)
+}
+
+/// One layer: its tensors' byte offsets in `weights.gguf` and the memory it
+/// carries from pass to pass.
 struct Layer {
     attn_norm: usize,
     ssm_a: usize,
@@ -65,6 +71,27 @@ struct Layer {
     ssm_norm: usize,
     ssm_out: usize,
     ssm_out_scales: usize,
+    state: SsmState,
+}
+
+impl Layer {
+    fn load(gpu: &Gpu, file: &WeightsFile, i: usize) -> Result<Layer> {
+        let offset = |name: &str| layer_offset(file, i, name);
+        Ok(Layer {
+            attn_norm: offset("attn_norm.weight")?,
+            ssm_a: offset("ssm_a.weight")?,
+            ssm_conv1d: offset("ssm_conv1d.weight")?,
+            ssm_conv1d_bias: offset("ssm_conv1d.bias")?,
+            ssm_d: offset("ssm_d.weight")?,
+            ssm_dt_bias: offset("ssm_dt.bias")?,
+            ssm_in: offset("ssm_in.weight")?,
+            ssm_in_scales: offset("ssm_in.weight.scales")?,
+            ssm_norm: offset("ssm_norm.weight")?,
+            ssm_out: offset("ssm_out.weight")?,
+            ssm_out_scales: offset("ssm_out.weight.scales")?,
+            state: SsmState::new(gpu),
+        })
+    }
 }
 
 /// Activations of one pass, `PREFILL_CHUNK` rows of f32 each.
@@ -122,6 +149,20 @@ struct SsmState {
     ssm: Buffer,
 }
 
+impl SsmState {
+    fn new(gpu: &Gpu) -> SsmState {
+        SsmState {
+            conv: gpu.buffer(2304),
+            ssm: gpu.buffer(8192),
+        }
+    }
+
+    fn zero(&self) {
+        self.conv.zero();
+        self.ssm.zero();
+    }
+}
+
 pub struct Model {
     gpu: Gpu,
     kernels: Kernels,
@@ -129,7 +170,6 @@ pub struct Model {
     weights: Buffer,
     tensors: Tensors,
     layers: Vec<Layer>,
-    state: Vec<SsmState>,
     act: Activations,
 }
 
@@ -153,28 +193,8 @@ impl CompiledModel for Model {
             token_embd_scales: offset("token_embd.weight.scales")?,
         };
         let layers = (0..LAYERS)
-            .map(|i| {
-                Ok(Layer {
-                    attn_norm: offset(&format!("blk.{i}.attn_norm.weight"))?,
-                    ssm_a: offset(&format!("blk.{i}.ssm_a.weight"))?,
-                    ssm_conv1d: offset(&format!("blk.{i}.ssm_conv1d.weight"))?,
-                    ssm_conv1d_bias: offset(&format!("blk.{i}.ssm_conv1d.bias"))?,
-                    ssm_d: offset(&format!("blk.{i}.ssm_d.weight"))?,
-                    ssm_dt_bias: offset(&format!("blk.{i}.ssm_dt.bias"))?,
-                    ssm_in: offset(&format!("blk.{i}.ssm_in.weight"))?,
-                    ssm_in_scales: offset(&format!("blk.{i}.ssm_in.weight.scales"))?,
-                    ssm_norm: offset(&format!("blk.{i}.ssm_norm.weight"))?,
-                    ssm_out: offset(&format!("blk.{i}.ssm_out.weight"))?,
-                    ssm_out_scales: offset(&format!("blk.{i}.ssm_out.weight.scales"))?,
-                })
-            })
+            .map(|i| Layer::load(&gpu, file, i))
             .collect::<Result<Vec<_>>>()?;
-        let state = (0..LAYERS)
-            .map(|_| SsmState {
-                conv: gpu.buffer(2304),
-                ssm: gpu.buffer(8192),
-            })
-            .collect();
         let weights = gpu.wrap_mmap(file.map.clone())?;
         Ok(Model {
             kernels: Kernels::new(&gpu)?,
@@ -182,7 +202,6 @@ impl CompiledModel for Model {
             weights,
             tensors,
             layers,
-            state,
             gpu,
         })
     }
@@ -195,8 +214,8 @@ impl CompiledModel for Model {
         self.act.tokens.write_u32(0, &[token]);
         let mut batch = self.gpu.batch();
         self.embed(&mut batch, pass);
-        for (layer, state) in self.layers.iter().zip(&self.state) {
-            self.decode_mamba2(&mut batch, layer, state, pass);
+        for layer in &self.layers {
+            self.decode_mamba2(&mut batch, layer, pass);
         }
         if readback.needs_logits() {
             self.logits_last(&mut batch, pass);
@@ -209,8 +228,8 @@ impl CompiledModel for Model {
         self.act.tokens.write_u32(0, tokens);
         let mut batch = self.gpu.batch();
         self.embed(&mut batch, pass);
-        for (layer, state) in self.layers.iter().zip(&self.state) {
-            self.prefill_mamba2(&mut batch, layer, state, pass);
+        for layer in &self.layers {
+            self.prefill_mamba2(&mut batch, layer, pass);
         }
         match readback {
             Readback::Nothing => {}
@@ -231,9 +250,8 @@ impl CompiledModel for Model {
 
     /// A new sequence starts from zero state.
     fn reset(&mut self) {
-        for state in &self.state {
-            state.conv.zero();
-            state.ssm.zero();
+        for layer in &self.layers {
+            layer.state.zero();
         }
     }
 }
@@ -260,7 +278,7 @@ impl Model {
     }
 
     /// One mamba2 layer, one token.
-    fn decode_mamba2(&self, batch: &mut Batch, layer: &Layer, state: &SsmState, pass: &Pass) {
+    fn decode_mamba2(&self, batch: &mut Batch, layer: &Layer, pass: &Pass) {
         // zxbcdt = ssm_in projection
         batch.dispatch(
             &self.kernels.matvec_q4_0_328x64_prenorm1em5,
@@ -284,7 +302,7 @@ impl Model {
                 (1, Arg::Buffer(&self.weights, layer.ssm_conv1d)),
                 (2, Arg::Buffer(&self.act.xbc_conv, 0)),
                 (3, Arg::Buffer(&self.weights, layer.ssm_conv1d_bias)),
-                (4, Arg::Buffer(&state.conv, 0)),
+                (4, Arg::Buffer(&layer.state.conv, 0)),
                 (7, Arg::Bytes(pass.step())),
             ],
         );
@@ -300,7 +318,7 @@ impl Model {
                 (3, Arg::Buffer(&self.weights, layer.ssm_a)),
                 (4, Arg::Buffer(&self.weights, layer.ssm_d)),
                 (5, Arg::Buffer(&self.weights, layer.ssm_dt_bias)),
-                (6, Arg::Buffer(&state.ssm, 0)),
+                (6, Arg::Buffer(&layer.state.ssm, 0)),
             ],
         );
         // x += ssm_out projection, the gated rms_norm of y folded in
@@ -320,7 +338,7 @@ impl Model {
     }
 
     /// One mamba2 layer, a chunk of tokens.
-    fn prefill_mamba2(&self, batch: &mut Batch, layer: &Layer, state: &SsmState, pass: &Pass) {
+    fn prefill_mamba2(&self, batch: &mut Batch, layer: &Layer, pass: &Pass) {
         // ssm_norm_in = rms_norm(x)
         batch.dispatch(
             &self.kernels.rms_norm_64_eps1em5,
@@ -356,7 +374,7 @@ impl Model {
                 (1, Arg::Buffer(&self.weights, layer.ssm_conv1d)),
                 (2, Arg::Buffer(&self.act.xbc_conv, 0)),
                 (3, Arg::Buffer(&self.weights, layer.ssm_conv1d_bias)),
-                (4, Arg::Buffer(&state.conv, 0)),
+                (4, Arg::Buffer(&layer.state.conv, 0)),
                 (7, Arg::Bytes(pass.step())),
             ],
         );
@@ -372,7 +390,7 @@ impl Model {
                 (3, Arg::Buffer(&self.weights, layer.ssm_a)),
                 (4, Arg::Buffer(&self.weights, layer.ssm_d)),
                 (5, Arg::Buffer(&self.weights, layer.ssm_dt_bias)),
-                (6, Arg::Buffer(&state.ssm, 0)),
+                (6, Arg::Buffer(&layer.state.ssm, 0)),
                 (7, Arg::Bytes(pass.step())),
             ],
         );

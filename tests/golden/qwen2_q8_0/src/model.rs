@@ -56,7 +56,13 @@ struct Tensors {
     token_embd_scales: usize,
 }
 
-/// Byte offsets of one layer's tensors in `weights.gguf`.
+/// The byte offset of layer `i`'s tensor `name` in `weights.gguf`.
+fn layer_offset(file: &WeightsFile, i: usize, name: &str) -> Result<usize> {
+    Ok(file.tensor(&format!("blk.{i}.{name}"))?.offset)
+}
+
+/// One layer: its tensors' byte offsets in `weights.gguf` and the memory it
+/// carries from pass to pass.
 struct Layer {
     attn_norm: usize,
     attn_output: usize,
@@ -69,6 +75,27 @@ struct Layer {
     ffn_gate_up: usize,
     ffn_gate_up_scales: usize,
     ffn_norm: usize,
+    cache: KvCache,
+}
+
+impl Layer {
+    fn load(gpu: &Gpu, file: &WeightsFile, i: usize) -> Result<Layer> {
+        let offset = |name: &str| layer_offset(file, i, name);
+        Ok(Layer {
+            attn_norm: offset("attn_norm.weight")?,
+            attn_output: offset("attn_output.weight")?,
+            attn_output_scales: offset("attn_output.weight.scales")?,
+            attn_qkv: offset("attn_qkv.weight")?,
+            attn_qkv_bias: offset("attn_qkv.bias")?,
+            attn_qkv_scales: offset("attn_qkv.weight.scales")?,
+            ffn_down: offset("ffn_down.weight")?,
+            ffn_down_scales: offset("ffn_down.weight.scales")?,
+            ffn_gate_up: offset("ffn_gate_up.weight")?,
+            ffn_gate_up_scales: offset("ffn_gate_up.weight.scales")?,
+            ffn_norm: offset("ffn_norm.weight")?,
+            cache: KvCache::new(gpu),
+        })
+    }
 }
 
 /// Activations of one pass, `PREFILL_CHUNK` rows of f32 each.
@@ -117,10 +144,20 @@ impl Activations {
     }
 }
 
-/// One layer's keys and values, `[2 heads, CONTEXT_LENGTH, 16]` of f16.
+/// One attention layer's keys and values, `[2 heads, CONTEXT_LENGTH, 16]` of f16.
 struct KvCache {
     k: Buffer,
     v: Buffer,
+}
+
+impl KvCache {
+    fn new(gpu: &Gpu) -> KvCache {
+        let bytes = 2 * CONTEXT_LENGTH * 16 * 2;
+        KvCache {
+            k: gpu.buffer(bytes),
+            v: gpu.buffer(bytes),
+        }
+    }
 }
 
 pub struct Model {
@@ -130,7 +167,6 @@ pub struct Model {
     weights: Buffer,
     tensors: Tensors,
     layers: Vec<Layer>,
-    cache: Vec<KvCache>,
     /// Split-attention partials.
     scratch: Buffer,
     act: Activations,
@@ -156,29 +192,8 @@ impl CompiledModel for Model {
             token_embd_scales: offset("token_embd.weight.scales")?,
         };
         let layers = (0..LAYERS)
-            .map(|i| {
-                Ok(Layer {
-                    attn_norm: offset(&format!("blk.{i}.attn_norm.weight"))?,
-                    attn_output: offset(&format!("blk.{i}.attn_output.weight"))?,
-                    attn_output_scales: offset(&format!("blk.{i}.attn_output.weight.scales"))?,
-                    attn_qkv: offset(&format!("blk.{i}.attn_qkv.weight"))?,
-                    attn_qkv_bias: offset(&format!("blk.{i}.attn_qkv.bias"))?,
-                    attn_qkv_scales: offset(&format!("blk.{i}.attn_qkv.weight.scales"))?,
-                    ffn_down: offset(&format!("blk.{i}.ffn_down.weight"))?,
-                    ffn_down_scales: offset(&format!("blk.{i}.ffn_down.weight.scales"))?,
-                    ffn_gate_up: offset(&format!("blk.{i}.ffn_gate_up.weight"))?,
-                    ffn_gate_up_scales: offset(&format!("blk.{i}.ffn_gate_up.weight.scales"))?,
-                    ffn_norm: offset(&format!("blk.{i}.ffn_norm.weight"))?,
-                })
-            })
+            .map(|i| Layer::load(&gpu, file, i))
             .collect::<Result<Vec<_>>>()?;
-        let cache_bytes = 2 * CONTEXT_LENGTH * 16 * 2;
-        let cache = (0..LAYERS)
-            .map(|_| KvCache {
-                k: gpu.buffer(cache_bytes),
-                v: gpu.buffer(cache_bytes),
-            })
-            .collect();
         let scratch = gpu.buffer(288);
         let weights = gpu.wrap_mmap(file.map.clone())?;
         Ok(Model {
@@ -187,7 +202,6 @@ impl CompiledModel for Model {
             weights,
             tensors,
             layers,
-            cache,
             scratch,
             gpu,
         })
@@ -201,8 +215,8 @@ impl CompiledModel for Model {
         self.act.tokens.write_u32(0, &[token]);
         let mut batch = self.gpu.batch();
         self.embed(&mut batch, pass);
-        for (layer, cache) in self.layers.iter().zip(&self.cache) {
-            self.decode_attention(&mut batch, layer, cache, pass);
+        for layer in &self.layers {
+            self.decode_attention(&mut batch, layer, pass);
         }
         if readback.needs_logits() {
             self.logits_last(&mut batch, pass);
@@ -215,8 +229,8 @@ impl CompiledModel for Model {
         self.act.tokens.write_u32(0, tokens);
         let mut batch = self.gpu.batch();
         self.embed(&mut batch, pass);
-        for (layer, cache) in self.layers.iter().zip(&self.cache) {
-            self.prefill_attention(&mut batch, layer, cache, pass);
+        for layer in &self.layers {
+            self.prefill_attention(&mut batch, layer, pass);
         }
         match readback {
             Readback::Nothing => {}
@@ -261,7 +275,7 @@ impl Model {
     }
 
     /// One attention layer, one token.
-    fn decode_attention(&self, batch: &mut Batch, layer: &Layer, cache: &KvCache, pass: &Pass) {
+    fn decode_attention(&self, batch: &mut Batch, layer: &Layer, pass: &Pass) {
         // qkv = attn_qkv projection
         batch.dispatch(
             &self.kernels.matvec_q8_0_128x64_bias_prenorm1em5,
@@ -285,8 +299,8 @@ impl Model {
             [32, 1, 1],
             &[
                 (0, Arg::Buffer(&self.act.qkv, 0)),
-                (1, Arg::Buffer(&cache.k, 0)),
-                (2, Arg::Buffer(&cache.v, 0)),
+                (1, Arg::Buffer(&layer.cache.k, 0)),
+                (2, Arg::Buffer(&layer.cache.v, 0)),
                 (7, Arg::Bytes(pass.step())),
             ],
         );
@@ -299,8 +313,8 @@ impl Model {
             [128, 1, 1],
             &[
                 (0, Arg::Buffer(&self.act.qkv, 0)),
-                (1, Arg::Buffer(&cache.k, 0)),
-                (2, Arg::Buffer(&cache.v, 0)),
+                (1, Arg::Buffer(&layer.cache.k, 0)),
+                (2, Arg::Buffer(&layer.cache.v, 0)),
                 (3, Arg::Buffer(&self.act.attn, 0)),
                 (4, Arg::Buffer(&self.scratch, 0)),
                 (7, Arg::Bytes(pass.step())),
@@ -316,8 +330,8 @@ impl Model {
                 [32, 1, 1],
                 &[
                     (0, Arg::Buffer(&self.act.qkv, 0)),
-                    (1, Arg::Buffer(&cache.k, 0)),
-                    (2, Arg::Buffer(&cache.v, 0)),
+                    (1, Arg::Buffer(&layer.cache.k, 0)),
+                    (2, Arg::Buffer(&layer.cache.v, 0)),
                     (3, Arg::Buffer(&self.act.attn, 0)),
                     (4, Arg::Buffer(&self.scratch, 0)),
                     (7, Arg::Bytes(pass.step())),
@@ -364,7 +378,7 @@ impl Model {
     }
 
     /// One attention layer, a chunk of tokens.
-    fn prefill_attention(&self, batch: &mut Batch, layer: &Layer, cache: &KvCache, pass: &Pass) {
+    fn prefill_attention(&self, batch: &mut Batch, layer: &Layer, pass: &Pass) {
         // attn_norm = rms_norm(x)
         batch.dispatch(
             &self.kernels.rms_norm_64_eps1em5,
@@ -400,8 +414,8 @@ impl Model {
             [32, 1, 1],
             &[
                 (0, Arg::Buffer(&self.act.qkv, 0)),
-                (1, Arg::Buffer(&cache.k, 0)),
-                (2, Arg::Buffer(&cache.v, 0)),
+                (1, Arg::Buffer(&layer.cache.k, 0)),
+                (2, Arg::Buffer(&layer.cache.v, 0)),
                 (7, Arg::Bytes(pass.step())),
             ],
         );
@@ -412,8 +426,8 @@ impl Model {
             [128, 1, 1],
             &[
                 (0, Arg::Buffer(&self.act.qkv, 0)),
-                (1, Arg::Buffer(&cache.k, 0)),
-                (2, Arg::Buffer(&cache.v, 0)),
+                (1, Arg::Buffer(&layer.cache.k, 0)),
+                (2, Arg::Buffer(&layer.cache.v, 0)),
                 (3, Arg::Buffer(&self.act.attn, 0)),
                 (7, Arg::Bytes(pass.step())),
             ],
