@@ -9,6 +9,8 @@ For each fixture in scripts/fixtures/specs.py this writes tests/fixtures/<name>/
   reference/  transformers outputs (f32 compute, eager attention): prompt_logits.npy
               [T, vocab] and reference.json (prompt ids/text, 16-token greedy continuation,
               chat template rendering)
+  config_forms/  (hybrid fixtures) config.json in the released repos' layout, checked to
+              load to bit-identical logits
 and tests/fixtures/manifest.json describing all of them.
 
 Re-running produces byte-identical files. Usage:
