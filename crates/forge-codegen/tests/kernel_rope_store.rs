@@ -290,3 +290,22 @@ fn longrope_switches_tables_at_the_original_context() {
         });
     }
 }
+
+/// No position embeddings (Granite-4.0-H's `nope`): rotary dimension 0, the
+/// heads only stored, with and without the per-head norm.
+#[test]
+fn no_rotation_stores_heads_as_they_are() {
+    for qk_norm_eps in [None, Some(1e-6)] {
+        run(&Case {
+            q_heads: 4,
+            kv_heads: 2,
+            head_dim: 10,
+            rope: rope(10000.0, 0, RopeLayout::Neox, RopeScaling::None),
+            qk_norm_eps,
+            kv: DType::F16,
+            context: 32,
+            n: 6,
+            pos: 2,
+        });
+    }
+}

@@ -2,13 +2,15 @@
 //!
 //! - [`hf`]: Hugging Face directories (config.json, safetensors, tokenizer files);
 //! - [`gguf`]: the GGUF container reader; [`gguf_model`]: GGUF files as models;
-//! - [`graph_builder`]: the op graph over canonical tensor names, shared by both.
+//! - [`graph_builder`]: the op graph over canonical tensor names, shared by both;
+//! - [`multipliers`]: scalar multipliers folded into the weights they scale.
 
 pub mod error;
 pub mod gguf;
 pub mod gguf_model;
 pub mod graph_builder;
 pub mod hf;
+pub mod multipliers;
 pub mod safetensors;
 
 pub use error::{Error, Result};

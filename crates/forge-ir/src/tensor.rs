@@ -107,6 +107,11 @@ impl TensorTable {
         self.index.get(name).map(|&i| &self.tensors[i])
     }
 
+    /// The spec of `name`, to add transforms to (its name stays as indexed).
+    pub fn get_mut(&mut self, name: &str) -> Option<&mut TensorSpec> {
+        self.index.get(name).map(|&i| &mut self.tensors[i])
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = &TensorSpec> {
         self.tensors.iter()
     }

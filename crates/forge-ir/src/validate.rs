@@ -144,7 +144,8 @@ pub fn validate_config(c: &ModelConfig) -> Result<(), ValidationError> {
             ));
         }
         for rope in std::iter::once(&a.rope).chain(&a.rope_local) {
-            if rope.rotary_dim == 0 || rope.rotary_dim > a.head_dim || rope.rotary_dim % 2 != 0 {
+            // A rotary dimension of 0 is attention without position embeddings.
+            if rope.rotary_dim > a.head_dim || rope.rotary_dim % 2 != 0 {
                 return fail(format!(
                     "rotary dimension {} does not fit head dimension {}",
                     rope.rotary_dim, a.head_dim

@@ -50,6 +50,8 @@ fn table_tag(words: impl IntoIterator<Item = u32>) -> String {
 ///
 /// # Panics
 /// When `rope.rotary_dim` is odd or larger than `head_dim`, or `kv_dtype` is not a cache dtype.
+/// A rotary dimension of 0 rotates nothing: attention without position
+/// embeddings (Granite-4.0-H's `nope`), the heads only normed and stored.
 pub fn rope_store(
     q_heads: u64,
     kv_heads: u64,
@@ -60,7 +62,7 @@ pub fn rope_store(
     context: u64,
 ) -> KernelInstance {
     assert!(
-        rope.rotary_dim.is_multiple_of(2) && rope.rotary_dim > 0 && rope.rotary_dim <= head_dim,
+        rope.rotary_dim.is_multiple_of(2) && rope.rotary_dim <= head_dim,
         "rope_store: rotary dimension {} must be even and at most the head dimension {head_dim}",
         rope.rotary_dim
     );

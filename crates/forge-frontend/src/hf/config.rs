@@ -36,9 +36,13 @@ pub fn architecture(cfg: &JsonObject) -> Result<Architecture> {
         "mamba" | "MambaForCausalLM" => Architecture::Mamba,
         "mamba2" | "Mamba2ForCausalLM" => Architecture::Mamba2,
         "lfm2" | "Lfm2ForCausalLM" => Architecture::Lfm2,
+        "bamba" | "BambaForCausalLM" => Architecture::Bamba,
+        "granitemoehybrid" | "GraniteMoeHybridForCausalLM" => Architecture::GraniteHybrid,
+        "nemotron_h" | "NemotronHForCausalLM" => Architecture::NemotronH,
+        "falcon_h1" | "FalconH1ForCausalLM" => Architecture::FalconH1,
         other => {
             return Err(cfg.error(format!(
-                "unsupported architecture {other:?} (supported: llama, mistral, qwen2, qwen3, gemma, gemma2, gemma3, phi3, mixtral, mamba, mamba2, lfm2)"
+                "unsupported architecture {other:?} (supported: llama, mistral, qwen2, qwen3, gemma, gemma2, gemma3, phi3, mixtral, mamba, mamba2, lfm2, bamba, granitemoehybrid, nemotron_h, falcon_h1)"
             )))
         }
     })
@@ -192,12 +196,13 @@ pub(super) fn check_layer_count(cfg: &JsonObject, layers: u64) -> Result<()> {
     Ok(())
 }
 
-fn activation(cfg: &JsonObject, name: &str) -> Result<Activation> {
+pub(super) fn activation(cfg: &JsonObject, name: &str) -> Result<Activation> {
     Ok(match name {
         "silu" | "swish" => Activation::Silu,
         "gelu_pytorch_tanh" | "gelu_new" | "gelu_fast" | "gelu_tanh" => Activation::GeluTanh,
         "gelu" => Activation::Gelu,
         "relu" => Activation::Relu,
+        "relu2" => Activation::Relu2,
         other => return Err(cfg.error(format!("unsupported activation {other:?}"))),
     })
 }

@@ -5,21 +5,45 @@
 //! - LFM2: `layer_types` of `"conv"` / `"full_attention"`, or the original
 //!   `full_attn_idxs`; the feed-forward width is adjusted from
 //!   `intermediate_size` (originally `block_ff_dim`) as `block_auto_adjust_ff_dim` says.
+//! - Bamba: attention at `attn_layer_indices`, Mamba-2 elsewhere, from
+//!   `mamba_*` keys; partial rotary of one half unless the config says otherwise.
+//! - Granite-4.0-H: `layer_types` (`layers_block_type` in older files) of
+//!   `"mamba"` / `"attention"`; `position_embedding_type` `"nope"` means no
+//!   rope at all; `attention_multiplier` replaces 1/√d. Its other
+//!   multipliers are folded into weights by the name mapping
+//!   (`hybrid_names`), the embedding multiplier into the embedding's scale.
 
 use forge_ir::{
-    Activation, Architecture, FeedForwardConfig, FeedForwardKind, LayerSpec, Mixer, ModelConfig,
-    ShortConvConfig,
+    Activation, Architecture, AttentionConfig, FeedForwardConfig, FeedForwardKind, LayerSpec,
+    Mamba2Config, Mixer, ModelConfig, ShortConvConfig, SsmConfig,
 };
 
-use super::config::{attention_config, check_layer_count};
+use super::config::{activation, attention_config, check_layer_count};
 use super::json::JsonObject;
+use crate::multipliers::Multipliers;
 use crate::Result;
 
 pub fn parse(cfg: &JsonObject, arch: Architecture) -> Result<ModelConfig> {
     match arch {
         Architecture::Lfm2 => lfm2(cfg),
+        Architecture::Bamba | Architecture::GraniteHybrid => mamba2_attention(cfg, arch),
         other => Err(cfg.error(format!("{other} is not a hybrid architecture"))),
     }
+}
+
+/// The multipliers `config.json` declares for `arch` (all 1 for most).
+pub fn multipliers(cfg: &JsonObject, arch: Architecture) -> Result<Multipliers> {
+    let mut m = Multipliers::default();
+    let factor = |key: &str| -> Result<f32> { Ok(cfg.opt_f64(key)?.unwrap_or(1.0) as f32) };
+    if arch == Architecture::GraniteHybrid {
+        m.residual = factor("residual_multiplier")?;
+        let scaling = factor("logits_scaling")?;
+        if scaling == 0.0 {
+            return Err(cfg.error("logits_scaling is 0"));
+        }
+        m.logits = 1.0 / scaling;
+    }
+    Ok(m)
 }
 
 /// The layers' mixers from a list of per-layer type names, via `name_of`.
@@ -142,5 +166,152 @@ fn lfm2(cfg: &JsonObject) -> Result<ModelConfig> {
                 feed_forward: FeedForwardKind::Dense,
             })
             .collect(),
+    })
+}
+
+/// The Mamba-2 mixer of a hybrid, from `mamba_*` keys (Bamba, Granite-4.0-H).
+fn prefixed_mamba2(cfg: &JsonObject, hidden: u64) -> Result<Mamba2Config> {
+    let heads = cfg.u64("mamba_n_heads")?;
+    let expand = cfg.opt_u64("mamba_expand")?.unwrap_or(2);
+    let head_dim = match cfg.get("mamba_d_head") {
+        None | Some(serde_json::Value::String(_)) => {
+            (expand * hidden).checked_div(heads).unwrap_or(0)
+        }
+        Some(_) => cfg.u64("mamba_d_head")?,
+    };
+    Ok(Mamba2Config {
+        d_state: cfg.u64("mamba_d_state")?,
+        d_conv: cfg.opt_u64("mamba_d_conv")?.unwrap_or(4),
+        d_inner: heads * head_dim,
+        num_heads: heads,
+        head_dim,
+        n_groups: cfg.opt_u64("mamba_n_groups")?.unwrap_or(1),
+        chunk_size: cfg.opt_u64("mamba_chunk_size")?.unwrap_or(256),
+        conv_bias: cfg.opt_bool("mamba_conv_bias")?.unwrap_or(true),
+        proj_bias: cfg.opt_bool("mamba_proj_bias")?.unwrap_or(false),
+        dt_limit: dt_limit(cfg)?,
+        norm_before_gate: false,
+    })
+}
+
+/// `time_step_limit` as a (min, max) pair; absent means no clamp.
+pub(super) fn dt_limit(cfg: &JsonObject) -> Result<(f64, f64)> {
+    let limit = cfg
+        .f64_list("time_step_limit")?
+        .unwrap_or(vec![0.0, f64::INFINITY]);
+    match limit[..] {
+        [lo, hi] if lo <= hi => Ok((lo, hi)),
+        _ => Err(cfg.error(format!(
+            "time_step_limit {limit:?} is not a [min, max] pair"
+        ))),
+    }
+}
+
+/// Bamba and Granite-4.0-H: Mamba-2 and attention layers, each followed by
+/// a gated MLP.
+fn mamba2_attention(cfg: &JsonObject, arch: Architecture) -> Result<ModelConfig> {
+    let hidden = cfg.u64("hidden_size")?;
+    let layers = cfg.u64("num_hidden_layers")?;
+    check_layer_count(cfg, layers)?;
+    let granite = arch == Architecture::GraniteHybrid;
+    if granite && cfg.opt_u64("num_local_experts")?.unwrap_or(0) > 0 {
+        return Err(
+            cfg.error("Granite-4.0-H with experts (num_local_experts > 0) is not supported yet")
+        );
+    }
+    let name_of = |t: &str| match t {
+        "mamba" | "linear_attention" => Some(Mixer::Mamba2),
+        "attention" | "full_attention" => Some(Mixer::FullAttention),
+        _ => None,
+    };
+    let listed = match mixers_from_list(cfg, "layer_types", layers, name_of)? {
+        Some(m) => Some(m),
+        None => mixers_from_list(cfg, "layers_block_type", layers, name_of)?,
+    };
+    let mixers = match listed {
+        Some(m) => m,
+        None => mixers_from_indices(
+            cfg,
+            "attn_layer_indices",
+            layers,
+            Mixer::FullAttention,
+            Mixer::Mamba2,
+        )?
+        .unwrap_or_else(|| vec![Mixer::Mamba2; layers as usize]),
+    };
+    let attention = if mixers.contains(&Mixer::FullAttention) {
+        Some(hybrid_attention(cfg, arch, hidden)?)
+    } else {
+        None
+    };
+    let intermediate = if granite {
+        cfg.u64("shared_intermediate_size")?
+    } else {
+        cfg.u64("intermediate_size")?
+    };
+    let act = cfg.opt_str("hidden_act")?.unwrap_or("silu").to_string();
+    let embedding_scale = match cfg.opt_f64("embedding_multiplier")? {
+        Some(m) if granite && m != 1.0 => Some(m as f32),
+        _ => None,
+    };
+    Ok(ModelConfig {
+        architecture: arch,
+        vocab_size: cfg.u64("vocab_size")?,
+        hidden_size: hidden,
+        num_layers: layers,
+        context_length: cfg.u64("max_position_embeddings")?,
+        tie_word_embeddings: cfg.opt_bool("tie_word_embeddings")?.unwrap_or(false),
+        norm_eps: cfg.opt_f64("rms_norm_eps")?.unwrap_or(1e-5) as f32,
+        embedding_scale,
+        final_logit_softcap: None,
+        attention,
+        feed_forward: Some(FeedForwardConfig {
+            intermediate_size: intermediate,
+            activation: activation(cfg, &act)?,
+            bias: cfg.opt_bool("mlp_bias")?.unwrap_or(false),
+            sandwich_norms: false,
+            gated: true,
+        }),
+        moe: None,
+        ssm: Some(SsmConfig::Mamba2(prefixed_mamba2(cfg, hidden)?)),
+        short_conv: None,
+        layers: mixers
+            .into_iter()
+            .map(|mixer| LayerSpec {
+                mixer,
+                feed_forward: FeedForwardKind::Dense,
+            })
+            .collect(),
+    })
+}
+
+/// The attention of Bamba and Granite-4.0-H layers.
+fn hybrid_attention(cfg: &JsonObject, arch: Architecture, hidden: u64) -> Result<AttentionConfig> {
+    let mut a = attention_config(cfg, arch, hidden, None)?;
+    match arch {
+        Architecture::GraniteHybrid => {
+            if cfg.opt_str("position_embedding_type")? == Some("nope") {
+                a.rope.rotary_dim = 0;
+            }
+            if let Some(m) = cfg.opt_f64("attention_multiplier")? {
+                a.query_scale = m as f32;
+            }
+        }
+        // Bamba rotates half of each head whatever an older config says.
+        Architecture::Bamba if !has_partial_rotary(cfg)? => {
+            a.rope.rotary_dim = (a.head_dim / 2) & !1;
+        }
+        _ => {}
+    }
+    Ok(a)
+}
+
+fn has_partial_rotary(cfg: &JsonObject) -> Result<bool> {
+    if cfg.has("partial_rotary_factor") {
+        return Ok(true);
+    }
+    Ok(match cfg.object("rope_parameters")? {
+        Some(p) => p.has("partial_rotary_factor"),
+        None => false,
     })
 }

@@ -1,9 +1,9 @@
 //! Tensor names of hybrid models -> canonical names (llama.cpp's), per
 //! architecture. Conv1d weights `[channels, 1, kernel]` lose the middle axis.
 
-use forge_ir::{Architecture, ModelConfig};
+use forge_ir::{Architecture, ModelConfig, SsmConfig, TensorTransform};
 
-use super::names::{one, Mapped};
+use super::names::{one, with, Mapped};
 use crate::graph_builder::{blk, blk_bias};
 
 /// The architectures this module names.
@@ -22,6 +22,7 @@ pub fn is_hybrid(arch: Architecture) -> bool {
 pub fn map_layer(c: &ModelConfig, i: u64, suffix: &str) -> Option<Mapped> {
     match c.architecture {
         Architecture::Lfm2 => lfm2(c, i, suffix),
+        Architecture::Bamba | Architecture::GraniteHybrid => mamba2_attention(c, i, suffix),
         _ => None,
     }
 }
@@ -64,6 +65,59 @@ fn lfm2(c: &ModelConfig, i: u64, suffix: &str) -> Option<Mapped> {
         "feed_forward.w1" => "ffn_gate",
         "feed_forward.w3" => "ffn_up",
         "feed_forward.w2" => "ffn_down",
+        _ => return None,
+    };
+    one(weight_or_bias(i, canonical, kind)?)
+}
+
+/// A Mamba-2 mixer's tensors under `mamba.` (Bamba, Granite-4.0-H).
+fn mamba2_mixer(c: &ModelConfig, i: u64, module: &str, kind: &str) -> Option<Mapped> {
+    let canonical = match module {
+        "in_proj" => "ssm_in",
+        "out_proj" => "ssm_out",
+        "norm" => "ssm_norm",
+        "conv1d" if kind == "weight" => {
+            let Some(SsmConfig::Mamba2(m)) = &c.ssm else {
+                return None;
+            };
+            let channels = m.d_inner + 2 * m.n_groups * m.d_state;
+            return conv_weight(blk(i, "ssm_conv1d"), channels, m.d_conv);
+        }
+        "conv1d" => "ssm_conv1d",
+        "dt_bias" if kind.is_empty() => return one(blk_bias(i, "ssm_dt")),
+        "A_log" if kind.is_empty() => return with(blk(i, "ssm_a"), TensorTransform::NegExp),
+        "D" if kind.is_empty() => return one(blk(i, "ssm_d")),
+        _ => return None,
+    };
+    one(weight_or_bias(i, canonical, kind)?)
+}
+
+fn mamba2_attention(c: &ModelConfig, i: u64, suffix: &str) -> Option<Mapped> {
+    if let Some(rest) = suffix.strip_prefix("mamba.") {
+        // `dt_bias`, `A_log` and `D` are parameters without a `.weight`.
+        let (module, kind) = rest.rsplit_once('.').unwrap_or((rest, ""));
+        return mamba2_mixer(c, i, module, kind);
+    }
+    let (module, kind) = suffix.rsplit_once('.')?;
+    let canonical = match module {
+        "input_layernorm" => "attn_norm",
+        // Bamba's name, and Granite's.
+        "pre_ff_layernorm" | "post_attention_layernorm" => "ffn_norm",
+        "self_attn.q_proj" => "attn_q",
+        "self_attn.k_proj" => "attn_k",
+        "self_attn.v_proj" => "attn_v",
+        "self_attn.o_proj" => "attn_output",
+        "feed_forward.gate_proj" => "ffn_gate",
+        "feed_forward.up_proj" => "ffn_up",
+        "feed_forward.down_proj" | "shared_mlp.output_linear" => "ffn_down",
+        // Granite's shared MLP fuses gate and up, gate first.
+        "shared_mlp.input_linear" if kind == "weight" => {
+            let n = c.feed_forward.as_ref()?.intermediate_size;
+            return Some(Mapped::Rows(vec![
+                (blk(i, "ffn_gate"), n),
+                (blk(i, "ffn_up"), n),
+            ]));
+        }
         _ => return None,
     };
     one(weight_or_bias(i, canonical, kind)?)

@@ -91,6 +91,8 @@ pub fn load(dir: &Path) -> Result<Model> {
         }
     }
 
+    hybrid::multipliers(&cfg_json, config.architecture)?.fold(&config, &mut tensors);
+
     let tokenizer_path = dir.join("tokenizer.json");
     let tokenizer = if tokenizer_path.exists() {
         Some(tokenizer::HfTokenizer::read(&tokenizer_path)?)

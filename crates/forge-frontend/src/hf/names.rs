@@ -35,7 +35,7 @@ pub(super) fn one(name: String) -> Option<Mapped> {
     })
 }
 
-fn with(name: String, transform: TensorTransform) -> Option<Mapped> {
+pub(super) fn with(name: String, transform: TensorTransform) -> Option<Mapped> {
     Some(Mapped::Tensor {
         name,
         transforms: vec![transform],
@@ -66,8 +66,8 @@ pub fn map_name(c: &ModelConfig, hf: &str) -> Option<Mapped> {
     }
     match body {
         "embed_tokens.weight" | "embeddings.weight" => return one("token_embd.weight".into()),
-        // LFM2's `embedding_norm` is its final norm.
-        "norm.weight" | "norm_f.weight" | "embedding_norm.weight" => {
+        // LFM2's `embedding_norm` is its final norm, as Bamba's `final_layernorm`.
+        "norm.weight" | "norm_f.weight" | "embedding_norm.weight" | "final_layernorm.weight" => {
             return norm("output_norm.weight".into())
         }
         "lm_head.weight" if c.tie_word_embeddings => return Some(Mapped::Ignore),
