@@ -34,6 +34,8 @@ fn fixture_cases() -> Vec<Case> {
         (384, 64, Epilogue::None, Some(30.0)),
         (70, 96, Epilogue::Bias, None),
         (12, 64, gated(Activation::Silu), None),
+        (72, 96, Epilogue::Activated(Activation::Relu2), None),
+        (128, 64, Epilogue::Activated(Activation::Relu2), None),
     ]
 }
 

@@ -38,6 +38,14 @@ fn fixture_cases() -> Vec<Case> {
         (384, 64, Epilogue::None, Some(30.0), Some(1e-6)),
         (66, 64, Epilogue::Bias, None, None),
         (12, 96, gated(Activation::Silu), None, None),
+        (
+            72,
+            64,
+            Epilogue::Activated(Activation::Relu2),
+            None,
+            Some(1e-5),
+        ),
+        (128, 64, Epilogue::Activated(Activation::Relu2), None, None),
     ]
 }
 

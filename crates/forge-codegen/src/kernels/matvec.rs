@@ -18,6 +18,8 @@ pub enum Epilogue {
     BiasResidual,
     /// W has 2·rows rows (gate, then up): y = act(gate·x) · (up·x)
     Gated(Activation),
+    /// y = act(W·x) (Nemotron-H's squared-ReLU MLP)
+    Activated(Activation),
 }
 
 impl Epilogue {
@@ -29,13 +31,14 @@ impl Epilogue {
             Epilogue::Residual => "residual",
             Epilogue::BiasResidual => "bias_residual",
             Epilogue::Gated(_) => "gated",
+            Epilogue::Activated(_) => "activated",
         }
     }
 
-    /// The template's `activation` parameter (gated only).
+    /// The template's `activation` parameter (gated and activated only).
     pub fn activation(self) -> Option<&'static str> {
         match self {
-            Epilogue::Gated(a) => Some(activation_param(a)),
+            Epilogue::Gated(a) | Epilogue::Activated(a) => Some(activation_param(a)),
             _ => None,
         }
     }
@@ -58,6 +61,7 @@ impl Epilogue {
         match self {
             Epilogue::None => String::new(),
             Epilogue::Gated(a) => format!("_gated_{}", activation_param(a)),
+            Epilogue::Activated(a) => format!("_{}", activation_param(a)),
             other => format!("_{}", other.param()),
         }
     }

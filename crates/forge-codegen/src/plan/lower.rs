@@ -571,7 +571,15 @@ impl Lowering<'_> {
             }
             match &node.op {
                 Op::RmsNorm { weight, eps, group } => {
-                    self.norm(node, weight, *eps, *group, &mut paths)?
+                    // A residual add before the last reader changes what a folded norm would read.
+                    let last_reader = nodes
+                        .iter()
+                        .rposition(|n| n.inputs.contains(&node.output))
+                        .unwrap_or(i);
+                    let input_stable = !nodes[i..last_reader]
+                        .iter()
+                        .any(|n| matches!(n.op, Op::Add));
+                    self.norm(node, weight, *eps, *group, input_stable, &mut paths)?
                 }
                 Op::Linear { .. } if self.is_scan_dt(node) => {}
                 Op::Linear { .. } => self.linear_group(nodes, i, &mut done, &mut paths)?,
@@ -609,12 +617,17 @@ impl Lowering<'_> {
         Ok(paths)
     }
 
+    /// An RMSNorm; folded into the decode matvecs that read it when they
+    /// are all it feeds and its input stays as it is until the last of them
+    /// (`input_stable`: not so when Falcon-H1's attention adds to the
+    /// residual stream before its Mamba-2 reads the same norm).
     fn norm(
         &mut self,
         node: &Node,
         weight: &str,
         eps: f32,
         group: u64,
+        input_stable: bool,
         paths: &mut Paths,
     ) -> Result<(), LowerError> {
         let width = self.width(node.output);
@@ -651,8 +664,9 @@ impl Lowering<'_> {
                 arg(7, ArgSource::Step),
             ],
         );
-        let feeds_linears =
-            !consumers.is_empty() && consumers.iter().all(|c| matches!(c.op, Op::Linear { .. }));
+        let feeds_linears = input_stable
+            && !consumers.is_empty()
+            && consumers.iter().all(|c| matches!(c.op, Op::Linear { .. }));
         if feeds_linears {
             self.norms.insert(
                 node.output,

@@ -73,6 +73,13 @@ impl Lowering<'_> {
             }
             _ => None,
         };
+        let activated = match (outputs.as_slice(), only_consumer(outputs[0])) {
+            ([_], Some(c)) if bias_field.is_none() => match c.op {
+                Op::Activation { activation } => Some((c, activation)),
+                _ => None,
+            },
+            _ => None,
+        };
         let residual = match (outputs.as_slice(), only_consumer(outputs[0])) {
             ([out], Some(add)) if matches!(add.op, Op::Add) && gated.is_none() => {
                 let other = if add.inputs[1] == *out {
@@ -89,6 +96,11 @@ impl Lowering<'_> {
             let loc = self.own_buffer(act_node.output);
             let comment = format!("{} = act(gate) * up, from {field}", loc.buffer);
             (matvec::Epilogue::Gated(activation), loc, rows / 2, comment)
+        } else if let Some((act_node, activation)) = activated {
+            done.insert(act_node.output);
+            let loc = self.own_buffer(act_node.output);
+            let comment = format!("{} = act({field} projection)", loc.buffer);
+            (matvec::Epilogue::Activated(activation), loc, rows, comment)
         } else if let Some((add, other)) = residual {
             done.insert(add.output);
             let loc = self.loc(other)?;

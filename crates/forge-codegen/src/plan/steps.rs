@@ -80,6 +80,22 @@ impl Step {
     }
 }
 
+impl Step {
+    /// Whether the dispatch reads the pass (`pass.n`, `pass.step()`, its last row).
+    pub fn uses_pass(&self) -> bool {
+        self.grid
+            .iter()
+            .chain(&self.condition)
+            .any(|e| e.contains("pass."))
+            || self.args.iter().any(|a| {
+                matches!(
+                    a.source,
+                    ArgSource::Step | ArgSource::Activation { row: Row::Last, .. }
+                )
+            })
+    }
+}
+
 /// Rewrites the bare `n` and `pos` of a kernel's grid expression to the
 /// generated code's `pass.n` and `pass.pos`.
 pub fn qualify_pass_vars(expr: &str) -> String {

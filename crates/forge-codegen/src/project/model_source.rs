@@ -38,6 +38,9 @@ struct KindView<'p> {
     state: bool,
     decode: &'p [Step],
     prefill: &'p [Step],
+    /// The pass parameter's name in each path's function (`_pass` when unread).
+    decode_pass: &'static str,
+    prefill_pass: &'static str,
 }
 
 fn camel_case(snake: &str) -> String {
@@ -86,6 +89,14 @@ fn kind_fields(plan: &Plan, kind: usize) -> Result<Vec<LayerField>, LowerError> 
         }
     }
     Ok(fields)
+}
+
+fn pass_name(steps: &[Step]) -> &'static str {
+    if steps.iter().any(Step::uses_pass) {
+        "pass"
+    } else {
+        "_pass"
+    }
 }
 
 fn steps_read(steps: &[Step], what: impl Fn(&ArgSource) -> bool) -> bool {
@@ -140,6 +151,8 @@ fn layer_types(plan: &Plan) -> Result<(Vec<LayerStruct>, Vec<KindView<'_>>), Low
             state,
             decode: &kind.decode,
             prefill: &kind.prefill,
+            decode_pass: pass_name(&kind.decode),
+            prefill_pass: pass_name(&kind.prefill),
         });
     }
     Ok((structs.into_iter().map(|(_, s)| s).collect(), kinds))

@@ -111,6 +111,16 @@ impl Problem {
                         + 1e-6 * (v.abs() + 1.0) * u.abs();
                     v = a * u;
                 }
+                if let Epilogue::Activated(act) = epilogue {
+                    // |act'| <= 1.2, or 2|g| for the squared ReLU.
+                    let slope = if act == Activation::Relu2 {
+                        2.0 * v.abs()
+                    } else {
+                        1.2
+                    };
+                    e = slope * e + 1e-6 * (v.abs() + 1.0);
+                    v = activate(act, v);
+                }
                 if epilogue.has_bias() {
                     v += self.bias[r] as f64;
                 }

@@ -12,6 +12,12 @@
 //!   rope at all; `attention_multiplier` replaces 1/√d. Its other
 //!   multipliers are folded into weights by the name mapping
 //!   (`hybrid_names`), the embedding multiplier into the embedding's scale.
+//! - Nemotron-H: `layers_block_type` of `"linear_attention"` (Mamba-2),
+//!   `"full_attention"` and `"mlp"`, or the original `hybrid_override_pattern`
+//!   (`M`, `*`, `-`); each layer is one norm and one of the three; attention
+//!   has no rope; dt is clamped below by `time_step_min`.
+//! - Falcon-H1: attention and Mamba-2 (`mamba_d_ssm` wide) side by side in
+//!   every layer; its µP multipliers are folded like Granite's.
 
 use forge_ir::{
     Activation, Architecture, AttentionConfig, FeedForwardConfig, FeedForwardKind, LayerSpec,
@@ -27,6 +33,8 @@ pub fn parse(cfg: &JsonObject, arch: Architecture) -> Result<ModelConfig> {
     match arch {
         Architecture::Lfm2 => lfm2(cfg),
         Architecture::Bamba | Architecture::GraniteHybrid => mamba2_attention(cfg, arch),
+        Architecture::NemotronH => nemotron_h(cfg),
+        Architecture::FalconH1 => falcon_h1(cfg),
         other => Err(cfg.error(format!("{other} is not a hybrid architecture"))),
     }
 }
@@ -42,6 +50,32 @@ pub fn multipliers(cfg: &JsonObject, arch: Architecture) -> Result<Multipliers> 
             return Err(cfg.error("logits_scaling is 0"));
         }
         m.logits = 1.0 / scaling;
+    }
+    if arch == Architecture::FalconH1 {
+        m.logits = factor("lm_head_multiplier")?;
+        m.attention_in = factor("attention_in_multiplier")?;
+        m.attention_out = factor("attention_out_multiplier")?;
+        m.key = factor("key_multiplier")?;
+        m.ssm_in = factor("ssm_in_multiplier")?;
+        m.ssm_out = factor("ssm_out_multiplier")?;
+        if let Some(parts) = cfg.f64_list("ssm_multipliers")? {
+            let parts: [f64; 5] = parts.try_into().map_err(|p: Vec<f64>| {
+                cfg.error(format!(
+                    "ssm_multipliers has {} values, expected 5",
+                    p.len()
+                ))
+            })?;
+            m.ssm_parts = parts.map(|f| f as f32);
+        }
+        if let Some(parts) = cfg.f64_list("mlp_multipliers")? {
+            let [gate, down] = parts[..] else {
+                return Err(cfg.error(format!(
+                    "mlp_multipliers has {} values, expected 2",
+                    parts.len()
+                )));
+            };
+            (m.mlp_gate, m.mlp_down) = (gate as f32, down as f32);
+        }
     }
     Ok(m)
 }
@@ -115,9 +149,10 @@ fn lfm2(cfg: &JsonObject) -> Result<ModelConfig> {
     };
     let mut attention = attention_config(cfg, arch, hidden, None)?;
     attention.qk_norm = true;
-    let mut ff = match cfg.opt_u64("intermediate_size")? {
+    // As transformers: the original `block_ff_dim` wins over `intermediate_size`.
+    let mut ff = match cfg.opt_u64("block_ff_dim")? {
         Some(n) => n,
-        None => cfg.u64("block_ff_dim")?,
+        None => cfg.u64("intermediate_size")?,
     };
     if cfg.opt_bool("block_auto_adjust_ff_dim")?.unwrap_or(true) {
         ff = 2 * ff / 3;
@@ -313,5 +348,180 @@ fn has_partial_rotary(cfg: &JsonObject) -> Result<bool> {
     Ok(match cfg.object("rope_parameters")? {
         Some(p) => p.has("partial_rotary_factor"),
         None => false,
+    })
+}
+
+fn nemotron_h(cfg: &JsonObject) -> Result<ModelConfig> {
+    let arch = Architecture::NemotronH;
+    let hidden = cfg.u64("hidden_size")?;
+    let kinds: Vec<String> = match cfg.str_list("layers_block_type")? {
+        Some(list) => list,
+        None => match cfg.opt_str("hybrid_override_pattern")? {
+            Some(pattern) => pattern
+                .chars()
+                .map(|ch| match ch {
+                    'M' => Ok("linear_attention".to_string()),
+                    '*' => Ok("full_attention".to_string()),
+                    '-' => Ok("mlp".to_string()),
+                    'E' => Ok("moe".to_string()),
+                    other => Err(cfg.error(format!(
+                        "unknown layer {other:?} in hybrid_override_pattern {pattern:?}"
+                    ))),
+                })
+                .collect::<Result<Vec<_>>>()?,
+            None => return Err(cfg.error("missing layers_block_type or hybrid_override_pattern")),
+        },
+    };
+    let layers = kinds.len() as u64;
+    if let Some(n) = cfg.opt_u64("num_hidden_layers")? {
+        if n != layers {
+            return Err(cfg.error(format!(
+                "num_hidden_layers is {n} but the layer pattern has {layers} layers"
+            )));
+        }
+    }
+    check_layer_count(cfg, layers)?;
+    let specs = kinds
+        .iter()
+        .map(|k| {
+            let (mixer, feed_forward) = match k.as_str() {
+                "linear_attention" | "mamba" => (Mixer::Mamba2, FeedForwardKind::None),
+                "full_attention" | "attention" => (Mixer::FullAttention, FeedForwardKind::None),
+                "mlp" => (Mixer::None, FeedForwardKind::Dense),
+                "moe" => {
+                    return Err(
+                        cfg.error("Nemotron-H mixture-of-experts layers are not supported yet")
+                    )
+                }
+                other => return Err(cfg.error(format!("unsupported layer type {other:?}"))),
+            };
+            Ok(LayerSpec {
+                mixer,
+                feed_forward,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let attention = if specs.iter().any(|l| l.mixer.attends()) {
+        let mut a = attention_config(cfg, arch, hidden, None)?;
+        a.rope.rotary_dim = 0;
+        Some(a)
+    } else {
+        None
+    };
+    let heads = cfg.u64("mamba_num_heads")?;
+    let head_dim = cfg.u64("mamba_head_dim")?;
+    let ssm = Mamba2Config {
+        d_state: cfg.u64("ssm_state_size")?,
+        d_conv: cfg.opt_u64("conv_kernel")?.unwrap_or(4),
+        d_inner: heads * head_dim,
+        num_heads: heads,
+        head_dim,
+        n_groups: cfg.opt_u64("n_groups")?.unwrap_or(1),
+        chunk_size: cfg.opt_u64("chunk_size")?.unwrap_or(256),
+        conv_bias: cfg.opt_bool("use_conv_bias")?.unwrap_or(true),
+        proj_bias: cfg.opt_bool("mamba_proj_bias")?.unwrap_or(false),
+        dt_limit: (
+            cfg.opt_f64("time_step_min")?.unwrap_or(0.001),
+            f64::INFINITY,
+        ),
+        norm_before_gate: false,
+    };
+    let act = cfg
+        .opt_str("mlp_hidden_act")?
+        .unwrap_or("relu2")
+        .to_string();
+    Ok(ModelConfig {
+        architecture: arch,
+        vocab_size: cfg.u64("vocab_size")?,
+        hidden_size: hidden,
+        num_layers: layers,
+        context_length: cfg.u64("max_position_embeddings")?,
+        tie_word_embeddings: cfg.opt_bool("tie_word_embeddings")?.unwrap_or(false),
+        norm_eps: cfg.opt_f64("layer_norm_epsilon")?.unwrap_or(1e-5) as f32,
+        embedding_scale: None,
+        final_logit_softcap: None,
+        attention,
+        feed_forward: Some(FeedForwardConfig {
+            intermediate_size: cfg.u64("intermediate_size")?,
+            activation: activation(cfg, &act)?,
+            bias: cfg.opt_bool("mlp_bias")?.unwrap_or(false),
+            sandwich_norms: false,
+            gated: false,
+        }),
+        moe: None,
+        ssm: Some(SsmConfig::Mamba2(ssm)),
+        short_conv: None,
+        layers: specs,
+    })
+}
+
+fn falcon_h1(cfg: &JsonObject) -> Result<ModelConfig> {
+    let arch = Architecture::FalconH1;
+    let hidden = cfg.u64("hidden_size")?;
+    let layers = cfg.u64("num_hidden_layers")?;
+    check_layer_count(cfg, layers)?;
+    if cfg.opt_bool("mamba_rms_norm")? == Some(false) {
+        return Err(cfg.error("Falcon-H1 without mamba_rms_norm is not supported yet"));
+    }
+    let proj_bias = cfg.opt_bool("mamba_proj_bias")?.unwrap_or(false);
+    if cfg.opt_bool("projectors_bias")?.unwrap_or(false) != proj_bias {
+        return Err(cfg.error(
+            "Falcon-H1 with projectors_bias different from mamba_proj_bias is not supported yet",
+        ));
+    }
+    let heads = cfg.u64("mamba_n_heads")?;
+    let d_inner = match cfg.opt_u64("mamba_d_ssm")? {
+        Some(d) => d,
+        None => cfg.opt_u64("mamba_expand")?.unwrap_or(2) * hidden,
+    };
+    let head_dim = match cfg.opt_u64("mamba_d_head")? {
+        Some(d) => d,
+        None => d_inner.checked_div(heads).unwrap_or(0),
+    };
+    let ssm = Mamba2Config {
+        d_state: cfg.u64("mamba_d_state")?,
+        d_conv: cfg.opt_u64("mamba_d_conv")?.unwrap_or(4),
+        d_inner,
+        num_heads: heads,
+        head_dim,
+        n_groups: cfg.opt_u64("mamba_n_groups")?.unwrap_or(1),
+        chunk_size: cfg.opt_u64("mamba_chunk_size")?.unwrap_or(256),
+        conv_bias: cfg.opt_bool("mamba_conv_bias")?.unwrap_or(true),
+        proj_bias,
+        dt_limit: dt_limit(cfg)?,
+        norm_before_gate: cfg.opt_bool("mamba_norm_before_gate")?.unwrap_or(true),
+    };
+    let embedding_scale = match cfg.opt_f64("embedding_multiplier")? {
+        Some(m) if m != 1.0 => Some(m as f32),
+        _ => None,
+    };
+    let act = cfg.opt_str("hidden_act")?.unwrap_or("silu").to_string();
+    Ok(ModelConfig {
+        architecture: arch,
+        vocab_size: cfg.u64("vocab_size")?,
+        hidden_size: hidden,
+        num_layers: layers,
+        context_length: cfg.u64("max_position_embeddings")?,
+        tie_word_embeddings: cfg.opt_bool("tie_word_embeddings")?.unwrap_or(false),
+        norm_eps: cfg.opt_f64("rms_norm_eps")?.unwrap_or(1e-5) as f32,
+        embedding_scale,
+        final_logit_softcap: None,
+        attention: Some(attention_config(cfg, arch, hidden, None)?),
+        feed_forward: Some(FeedForwardConfig {
+            intermediate_size: cfg.u64("intermediate_size")?,
+            activation: activation(cfg, &act)?,
+            bias: cfg.opt_bool("mlp_bias")?.unwrap_or(false),
+            sandwich_norms: false,
+            gated: true,
+        }),
+        moe: None,
+        ssm: Some(SsmConfig::Mamba2(ssm)),
+        short_conv: None,
+        layers: (0..layers)
+            .map(|_| LayerSpec {
+                mixer: Mixer::AttentionMamba2,
+                feed_forward: FeedForwardKind::Dense,
+            })
+            .collect(),
     })
 }

@@ -22,7 +22,11 @@ pub fn is_hybrid(arch: Architecture) -> bool {
 pub fn map_layer(c: &ModelConfig, i: u64, suffix: &str) -> Option<Mapped> {
     match c.architecture {
         Architecture::Lfm2 => lfm2(c, i, suffix),
-        Architecture::Bamba | Architecture::GraniteHybrid => mamba2_attention(c, i, suffix),
+        // Falcon-H1 names its parallel mixers as Bamba names its alternating ones.
+        Architecture::Bamba | Architecture::GraniteHybrid | Architecture::FalconH1 => {
+            mamba2_attention(c, i, suffix)
+        }
+        Architecture::NemotronH => nemotron_h(c, i, suffix),
         _ => None,
     }
 }
@@ -118,6 +122,34 @@ fn mamba2_attention(c: &ModelConfig, i: u64, suffix: &str) -> Option<Mapped> {
                 (blk(i, "ffn_up"), n),
             ]));
         }
+        _ => return None,
+    };
+    one(weight_or_bias(i, canonical, kind)?)
+}
+
+/// Nemotron-H: each layer is `norm` and one `mixer` (Mamba-2, attention or MLP).
+fn nemotron_h(c: &ModelConfig, i: u64, suffix: &str) -> Option<Mapped> {
+    let mixer = c.layers.get(i as usize)?.mixer;
+    if suffix == "norm.weight" {
+        let norm = match mixer {
+            forge_ir::Mixer::None => "ffn_norm",
+            _ => "attn_norm",
+        };
+        return one(blk(i, norm));
+    }
+    let rest = suffix.strip_prefix("mixer.")?;
+    if mixer == forge_ir::Mixer::Mamba2 {
+        let (module, kind) = rest.rsplit_once('.').unwrap_or((rest, ""));
+        return mamba2_mixer(c, i, module, kind);
+    }
+    let (module, kind) = rest.rsplit_once('.')?;
+    let canonical = match (mixer, module) {
+        (forge_ir::Mixer::FullAttention, "q_proj") => "attn_q",
+        (forge_ir::Mixer::FullAttention, "k_proj") => "attn_k",
+        (forge_ir::Mixer::FullAttention, "v_proj") => "attn_v",
+        (forge_ir::Mixer::FullAttention, "o_proj") => "attn_output",
+        (forge_ir::Mixer::None, "up_proj") => "ffn_up",
+        (forge_ir::Mixer::None, "down_proj") => "ffn_down",
         _ => return None,
     };
     one(weight_or_bias(i, canonical, kind)?)
