@@ -428,10 +428,11 @@ impl Lowering<'_> {
         let mut interleaved = false;
         for part in &parts {
             let spec = self.spec(part)?;
-            interleaved |= spec
-                .transforms
-                .iter()
-                .any(|t| matches!(t, TensorTransform::UnpermuteRopeRows { .. }));
+            interleaved |= self.interleaved_rope_kept()
+                && spec
+                    .transforms
+                    .iter()
+                    .any(|t| matches!(t, TensorTransform::UnpermuteRopeRows { .. }));
             match (matrix, spec.shape.as_slice()) {
                 (true, [r, c]) => {
                     if cols.is_some_and(|k| k != *c) {
@@ -459,6 +460,19 @@ impl Lowering<'_> {
             keep_interleaved_rope: interleaved,
         });
         Ok(name)
+    }
+
+    /// Whether q/k rows a GGUF stores in llama.cpp's interleaved order stay
+    /// so (rope_store then rotates interleaved pairs): only when whole heads
+    /// rotate. Partial rotary rotates the first columns of the rotate-half
+    /// layout, which the interleaved order scatters, so those rows are
+    /// restored instead (Bamba).
+    fn interleaved_rope_kept(&self) -> bool {
+        self.model.config.attention.as_ref().is_some_and(|a| {
+            std::iter::once(&a.rope)
+                .chain(&a.rope_local)
+                .all(|r| r.rotary_dim == a.head_dim)
+        })
     }
 
     /// Adds a checkpoint tensor the kernels read as f32 whatever its shape

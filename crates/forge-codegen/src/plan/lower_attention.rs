@@ -86,18 +86,20 @@ impl Lowering<'_> {
                 "layer {layer}: attention needs q, k and v from one fused projection"
             ));
         }
-        // GGUF llama checkpoints store q/k rows for interleaved rotation; keep them.
+        // GGUF llama checkpoints store q/k rows for interleaved rotation; keep them
+        // when whole heads rotate.
         let mut rope = q.rope.clone();
         if let Some(Node {
             op: Op::Linear { weight, .. },
             ..
         }) = producer(nodes, q.raw)
         {
-            let kept = self
-                .spec(weight)?
-                .transforms
-                .iter()
-                .any(|t| matches!(t, TensorTransform::UnpermuteRopeRows { .. }));
+            let kept = self.interleaved_rope_kept()
+                && self
+                    .spec(weight)?
+                    .transforms
+                    .iter()
+                    .any(|t| matches!(t, TensorTransform::UnpermuteRopeRows { .. }));
             if kept {
                 rope.layout = RopeLayout::Interleaved;
             }

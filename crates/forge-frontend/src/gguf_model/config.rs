@@ -33,9 +33,13 @@ pub fn parse(m: &Metadata) -> Result<ModelConfig> {
         "phi3" => Architecture::Phi3,
         "mamba" => Architecture::Mamba,
         "mamba2" => Architecture::Mamba2,
+        "lfm2" => Architecture::Lfm2,
+        "granitehybrid" => Architecture::GraniteHybrid,
+        "nemotron_h" => Architecture::NemotronH,
+        "falcon-h1" => Architecture::FalconH1,
         other => {
             return Err(m.error(format!(
-                "unsupported architecture {other:?} (supported: llama, qwen2, qwen3, gemma, gemma2, gemma3, phi3, mamba, mamba2)"
+                "unsupported architecture {other:?} (supported: llama, qwen2, qwen3, gemma, gemma2, gemma3, phi3, mamba, mamba2, lfm2, granitehybrid, nemotron_h, falcon-h1)"
             )))
         }
     };
@@ -70,6 +74,22 @@ pub fn parse(m: &Metadata) -> Result<ModelConfig> {
     let tied = m.file.tensor("output.weight").is_none();
     if matches!(arch, Architecture::Mamba | Architecture::Mamba2) {
         return parse_ssm(m, arch, hidden, layers, vocab, norm_eps, tied);
+    }
+    if matches!(
+        arch,
+        Architecture::Lfm2
+            | Architecture::GraniteHybrid
+            | Architecture::NemotronH
+            | Architecture::FalconH1
+    ) {
+        let dims = super::hybrid::Dims {
+            hidden,
+            layers,
+            vocab,
+            norm_eps,
+            tied,
+        };
+        return super::hybrid::parse(m, arch, dims);
     }
 
     let heads = m.uniform_u64("attention.head_count")?.ok_or_else(|| {

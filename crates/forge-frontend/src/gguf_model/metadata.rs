@@ -100,6 +100,25 @@ impl<'a> Metadata<'a> {
         }
     }
 
+    /// `{arch}.{key}` as one integer per layer: an array of `layers`, or one
+    /// integer for all (llama.cpp writes per-layer values for hybrids).
+    pub fn per_layer_u64(&self, key: &str, layers: u64) -> Result<Option<Vec<u64>>> {
+        let full = self.key(key);
+        match self.file.get(&full) {
+            Some(GgufValue::Array(_)) => {
+                let values = self.array(&full, GgufValue::as_u64)?.unwrap_or_default();
+                if values.len() as u64 != layers {
+                    return Err(self.error(format!(
+                        "{full} has {} values for {layers} layers",
+                        values.len()
+                    )));
+                }
+                Ok(Some(values))
+            }
+            _ => Ok(self.opt_u64(key)?.map(|v| vec![v; layers as usize])),
+        }
+    }
+
     /// `{arch}.{key}` that may be one integer or one per layer (llama.cpp allows both);
     /// returns the single value, refusing per-layer values that differ.
     pub fn uniform_u64(&self, key: &str) -> Result<Option<u64>> {

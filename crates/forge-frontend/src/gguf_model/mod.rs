@@ -2,6 +2,7 @@
 //! tensor names -> canonical names, and its `tokenizer.ggml.*` vocabulary.
 
 mod config;
+mod hybrid;
 mod metadata;
 mod tensors;
 mod vocab;
@@ -32,7 +33,8 @@ pub fn load(path: &Path) -> Result<Model> {
     let meta = Metadata { file: &file, arch };
     let config = config::parse(&meta)?;
     forge_ir::validate::validate_config(&config).map_err(|e| meta.error(e.0))?;
-    let tensors = tensors::map_tensors(&meta, &config)?;
+    let mut tensors = tensors::map_tensors(&meta, &config)?;
+    hybrid::multipliers(&meta, config.architecture)?.fold(&config, &mut tensors);
     let (tokenizer, chat_template, generation) = vocab::read(&meta)?;
     let name = meta
         .opt_str_raw("general.name")?

@@ -7,10 +7,13 @@
 //!   one tensor per expert, each a contiguous byte range of the stack;
 //! - Phi-3 keeps q/k/v fused (`attn_qkv`) and gate/up fused (`ffn_up`, gate first):
 //!   canonical splits the rows;
-//! - Mamba-2 stores A and D as `[heads, 1]` and the grouped norm as `[groups, inner/groups]`:
+//! - Mamba-2 (and the hybrids with it) stores A and D as `[heads, 1]` and the grouped norm as `[groups, inner/groups]`:
 //!   canonical flattens them. Mamba's `ssm_a` is already `-exp(A_log)`, as canonical is;
 //! - Gemma's norm weights are stored as `1 + w`, already the canonical value;
-//! - `rope_freqs` / `rope_factors_*` are rope parameters, read into the config instead.
+//! - `rope_freqs` / `rope_factors_*` are rope parameters, read into the config instead;
+//! - LFM2's final norm is `token_embd_norm`; Nemotron-H's MLP layers keep their
+//!   one norm as `attn_norm` (canonical: `ffn_norm`); Falcon-H1's pre-FFN norm
+//!   is `ffn_norm` without `.weight`.
 
 use forge_ir::{
     Architecture, DType, ModelConfig, TensorSource, TensorSpec, TensorTable, TensorTransform,
@@ -74,12 +77,31 @@ fn map_one(m: &Metadata, c: &ModelConfig, t: &GgufTensorInfo) -> Result<Vec<Tens
     };
     let suffix = name.strip_prefix("blk.").and_then(|r| r.split_once('.'));
     let Some((layer, rest)) = suffix else {
+        // LFM2's final norm (transformers' `embedding_norm`).
+        if name == "token_embd_norm.weight" && c.architecture == Architecture::Lfm2 {
+            return Ok(whole("output_norm.weight".to_string(), shape, vec![]));
+        }
         return Ok(whole(name.to_string(), shape, vec![]));
     };
     let attention = c.attention.as_ref();
     match rest {
+        // Nemotron-H's MLP layers have one norm, stored as the layer's attn_norm.
+        "attn_norm.weight"
+            if c.layers
+                .get(layer.parse::<usize>().unwrap_or(usize::MAX))
+                .is_some_and(|l| l.mixer == forge_ir::Mixer::None) =>
+        {
+            Ok(whole(format!("blk.{layer}.ffn_norm.weight"), shape, vec![]))
+        }
+        // The converter permutes these architectures' q/k rows (whole heads) for llama.cpp's rope.
         "attn_q.weight" | "attn_k.weight"
-            if c.architecture == Architecture::Llama || c.architecture == Architecture::Mixtral =>
+            if matches!(
+                c.architecture,
+                Architecture::Llama
+                    | Architecture::Mixtral
+                    | Architecture::GraniteHybrid
+                    | Architecture::NemotronH
+            ) =>
         {
             let a = attention
                 .ok_or_else(|| m.error(format!("tensor {name} in a model without attention")))?;
@@ -148,13 +170,16 @@ fn map_one(m: &Metadata, c: &ModelConfig, t: &GgufTensorInfo) -> Result<Vec<Tens
                 .collect())
         }
         "ssm_a" | "ssm_d" | "ssm_a.weight" | "ssm_d.weight" | "ssm_norm.weight"
-            if c.architecture == Architecture::Mamba2 =>
+            if matches!(c.ssm, Some(forge_ir::SsmConfig::Mamba2(_))) =>
         {
             let canonical = format!("blk.{layer}.{}.weight", rest.trim_end_matches(".weight"));
             let elements = shape.iter().product();
             Ok(whole(canonical, vec![elements], vec![]))
         }
-        "ssm_a" | "ssm_d" => Ok(whole(format!("blk.{layer}.{rest}.weight"), shape, vec![])),
+        // Weights the converter names without `.weight` (Falcon-H1's pre-FFN norm too).
+        "ssm_a" | "ssm_d" | "ffn_norm" => {
+            Ok(whole(format!("blk.{layer}.{rest}.weight"), shape, vec![]))
+        }
         _ => Ok(whole(name.to_string(), shape, vec![])),
     }
 }
