@@ -31,8 +31,11 @@ fn inspect_json(path: &Path) -> Value {
 fn expected_arch(model_type: &str, gguf: bool) -> &str {
     match model_type {
         "gemma3_text" => "gemma3",
-        // llama.cpp converts Mistral checkpoints to its llama architecture.
+        // llama.cpp converts Mistral checkpoints to its llama architecture,
+        // Bamba's to its Granite hybrid one.
         "mistral" if gguf => "llama",
+        "bamba" if gguf => "granitehybrid",
+        "granitemoehybrid" => "granitehybrid",
         other => other,
     }
 }
@@ -46,10 +49,13 @@ fn check(summary: &Value, cfg: &Value, gguf: bool, what: &str) {
         "architecture",
         &Value::from(expected_arch(model_type, gguf)),
     );
-    eq("layers", &cfg["num_hidden_layers"]);
+    let want_types = layer_kinds(cfg, gguf);
+    eq("layers", &Value::from(want_types.len()));
     eq("hidden_size", &cfg["hidden_size"]);
     eq("vocab_size", &cfg["vocab_size"]);
     let ssm = model_type.starts_with("mamba");
+    // Attention without rope has no positional limit; llama.cpp records 2^20.
+    let unbounded = gguf && matches!(model_type, "granitemoehybrid" | "nemotron_h");
     if !ssm {
         eq("heads", &cfg["num_attention_heads"]);
         let kv = cfg
@@ -57,8 +63,10 @@ fn check(summary: &Value, cfg: &Value, gguf: bool, what: &str) {
             .filter(|v| !v.is_null())
             .unwrap_or(&cfg["num_attention_heads"]);
         eq("kv_heads", kv);
-        eq("feed_forward_length", &cfg["intermediate_size"]);
-        eq("context_length", &cfg["max_position_embeddings"]);
+        eq("feed_forward_length", &feed_forward_length(cfg));
+        if !unbounded {
+            eq("context_length", &cfg["max_position_embeddings"]);
+        }
         if let Some(hd) = cfg.get("head_dim").filter(|v| !v.is_null()) {
             eq("head_dim", hd);
         }
@@ -66,33 +74,17 @@ fn check(summary: &Value, cfg: &Value, gguf: bool, what: &str) {
     if let Some(tie) = cfg.get("tie_word_embeddings").and_then(Value::as_bool) {
         eq("tie_word_embeddings", &Value::from(tie));
     }
-    if let Some(types) = cfg.get("layer_types").and_then(Value::as_array) {
-        let window = cfg.get("sliding_window").is_some_and(|w| !w.is_null());
-        let want: Vec<Value> = types
-            .iter()
-            .enumerate()
-            .map(|(i, t)| match t.as_str().unwrap() {
-                // GGUF does not record Gemma 3's layer pattern; llama.cpp (and so
-                // forge, reading GGUF) makes every sixth layer global.
-                _ if gguf && model_type == "gemma3_text" && window => if (i + 1) % 6 == 0 {
-                    "attention"
-                } else {
-                    "sliding_attention"
-                }
-                .into(),
-                "sliding_attention" if window => "sliding_attention".into(),
-                _ => "attention".into(),
-            })
-            .collect();
-        let got: Vec<Value> = summary["layer_types"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|t| t.as_str().unwrap().trim_end_matches("+moe").into())
-            .collect();
-        assert_eq!(got, want, "{what}: layer_types");
-    }
-    if let Some(e) = cfg.get("num_local_experts").filter(|v| !v.is_null()) {
+    let got: Vec<Value> = summary["layer_types"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap().trim_end_matches("+moe").into())
+        .collect();
+    assert_eq!(got, want_types, "{what}: layer_types");
+    if let Some(e) = cfg
+        .get("num_local_experts")
+        .filter(|v| v.as_u64().is_some_and(|n| n > 0))
+    {
         assert_eq!(
             &summary["config"]["moe"]["num_experts"], e,
             "{what}: experts"
@@ -101,6 +93,88 @@ fn check(summary: &Value, cfg: &Value, gguf: bool, what: &str) {
             &summary["config"]["moe"]["experts_per_token"], &cfg["num_experts_per_tok"],
             "{what}: experts per token"
         );
+    }
+}
+
+/// What each layer should be, from whichever of its config's keys say so.
+fn layer_kinds(cfg: &Value, gguf: bool) -> Vec<Value> {
+    let model_type = cfg["model_type"].as_str().unwrap();
+    let count = |key: &str| cfg[key].as_u64().map(|n| n as usize);
+    let list = |key: &str| -> Option<Vec<String>> {
+        cfg.get(key)?
+            .as_array()
+            .map(|a| a.iter().map(|t| t.as_str().unwrap().to_string()).collect())
+    };
+    let window = cfg.get("sliding_window").is_some_and(|w| !w.is_null());
+    let layers = count("num_hidden_layers");
+    let kinds: Vec<String> = match model_type {
+        "falcon_h1" => vec!["attention_mamba2".into(); layers.unwrap()],
+        "bamba" => {
+            let attn: Vec<u64> = cfg["attn_layer_indices"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap())
+                .collect();
+            (0..layers.unwrap() as u64)
+                .map(|i| {
+                    if attn.contains(&i) {
+                        "attention"
+                    } else {
+                        "mamba2"
+                    }
+                    .into()
+                })
+                .collect()
+        }
+        "nemotron_h" => list("layers_block_type").unwrap(),
+        _ => match list("layer_types") {
+            Some(types) => types,
+            None => vec![String::new(); layers.unwrap()],
+        },
+    };
+    kinds
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let kind = match t.as_str() {
+                "conv" => "short_conv",
+                "linear_attention" | "mamba" | "mamba2" => "mamba2",
+                "mlp" | "attention_mamba2" => t.as_str(),
+                _ if model_type.starts_with("mamba") => model_type,
+                // GGUF does not record Gemma 3's layer pattern; llama.cpp (and so
+                // forge, reading GGUF) makes every sixth layer global.
+                _ if gguf && model_type == "gemma3_text" && window => {
+                    if (i + 1) % 6 == 0 {
+                        "attention"
+                    } else {
+                        "sliding_attention"
+                    }
+                }
+                "sliding_attention" if window => "sliding_attention",
+                // Mistral's window applies to every layer; llama.cpp's
+                // conversion to its llama architecture does not record it.
+                "" if model_type == "mistral" && window && !gguf => "sliding_attention",
+                _ => "attention",
+            };
+            Value::from(kind)
+        })
+        .collect()
+}
+
+/// The feed-forward width a config means: Granite's shared MLP's, and LFM2's
+/// after its automatic adjustment (transformers' `Lfm2MLP`).
+fn feed_forward_length(cfg: &Value) -> Value {
+    match cfg["model_type"].as_str().unwrap() {
+        "granitemoehybrid" => cfg["shared_intermediate_size"].clone(),
+        "lfm2" if cfg["block_auto_adjust_ff_dim"] == Value::Bool(true) => {
+            let mut ff = 2 * cfg["intermediate_size"].as_u64().unwrap() / 3;
+            let multiplier = cfg["block_ffn_dim_multiplier"].as_f64().unwrap();
+            let multiple = cfg["block_multiple_of"].as_u64().unwrap();
+            ff = ((multiplier * ff as f64) as u64).div_ceil(multiple) * multiple;
+            Value::from(ff)
+        }
+        _ => cfg["intermediate_size"].clone(),
     }
 }
 
