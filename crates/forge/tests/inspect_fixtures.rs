@@ -224,19 +224,65 @@ fn hf_and_gguf_summaries_agree_with_config() {
     }
 }
 
+/// A copy of `hf` whose config.json is `config` reads the same in `forge
+/// inspect --json` and compiles to the same plan as `hf` itself.
+fn assert_config_form_matches(hf: &Path, config: &str, tag: &str) {
+    let work = repo_root().join("target/config-forms").join(tag);
+    let variant = work.join("hf");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&variant).unwrap();
+    for entry in std::fs::read_dir(hf).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, variant.join(path.file_name().unwrap())).unwrap();
+    }
+    std::fs::write(variant.join("config.json"), config).unwrap();
+
+    let (a, b) = (inspect_json(hf), inspect_json(&variant));
+    assert_eq!(a["config"], b["config"], "{tag}: config");
+    assert_eq!(a["layer_types"], b["layer_types"], "{tag}: layer kinds");
+    let fingerprint = |model: &Path, name: &str| {
+        let out = work.join(name);
+        let (code, stdout, stderr) = forge(&[
+            "compile",
+            model.to_str().unwrap(),
+            out.to_str().unwrap(),
+            "--no-weights",
+        ]);
+        assert_eq!(code, 0, "{tag}: {stderr}");
+        let plan = stdout.split("(plan ").nth(1).unwrap();
+        plan[..16].to_string()
+    };
+    assert_eq!(
+        fingerprint(hf, "fixture"),
+        fingerprint(&variant, "variant"),
+        "{tag}: plan fingerprint"
+    );
+}
+
+/// The hybrid fixtures' configs are written as transformers 5 saves them;
+/// `config_forms/original.json` is the layout of the released repositories
+/// (older key names, per-layer lists in other forms). Both must mean one model.
+#[test]
+fn released_config_forms_read_as_fixture_configs() {
+    let mut seen = 0;
+    for dir in fixtures() {
+        let original = dir.join("config_forms/original.json");
+        let Ok(config) = std::fs::read_to_string(&original) else {
+            continue;
+        };
+        let tag = dir.file_name().unwrap().to_str().unwrap();
+        assert_config_form_matches(&dir.join("hf"), &config, tag);
+        seen += 1;
+    }
+    assert!(seen >= 6, "only {seen} fixtures have config_forms/original.json");
+}
+
 /// transformers 4 wrote Mamba-2's `time_step_limit` with Python's bare
 /// `Infinity` (and `torch_dtype` for `dtype`); that config must read as the
 /// transformers-5 one does and compile to the same plan.
 #[test]
 fn mamba2_transformers4_config_reads_as_transformers5() {
     let v5 = repo_root().join("tests/fixtures/mamba2/hf");
-    let v4 = repo_root().join("target/inspect-mamba2-v4/hf");
-    let _ = std::fs::remove_dir_all(v4.parent().unwrap());
-    std::fs::create_dir_all(&v4).unwrap();
-    for entry in std::fs::read_dir(&v5).unwrap() {
-        let path = entry.unwrap().path();
-        std::fs::copy(&path, v4.join(path.file_name().unwrap())).unwrap();
-    }
     let config = std::fs::read_to_string(v5.join("config.json")).unwrap();
     assert!(
         config.contains("\"__float__\""),
@@ -258,21 +304,5 @@ fn mamba2_transformers4_config_reads_as_transformers5() {
         !old.contains("__float__") && old.contains("Infinity"),
         "{old}"
     );
-    std::fs::write(v4.join("config.json"), old).unwrap();
-
-    let (a, b) = (inspect_json(&v5), inspect_json(&v4));
-    assert_eq!(a["config"], b["config"]);
-    let fingerprint = |model: &Path, name: &str| {
-        let out = repo_root().join("target/inspect-mamba2-v4").join(name);
-        let (code, stdout, stderr) = forge(&[
-            "compile",
-            model.to_str().unwrap(),
-            out.to_str().unwrap(),
-            "--no-weights",
-        ]);
-        assert_eq!(code, 0, "{stderr}");
-        let plan = stdout.split("(plan ").nth(1).unwrap();
-        plan[..16].to_string()
-    };
-    assert_eq!(fingerprint(&v5, "v5"), fingerprint(&v4, "v4"));
+    assert_config_form_matches(&v5, &old, "mamba2_transformers4");
 }
