@@ -71,6 +71,10 @@ CASES = [
     # matrix takes the f16 fallback below; these check that path, not Q8_0 kernels.
     ("lfm2", "q8_0"),
     ("falcon_h1", "q8_0"),
+    # lfm2_q: LFM2 at hidden 64 and feed-forward 128, every matrix row whole blocks,
+    # so these do quantise a hybrid (short-conv and attention layers) in both formats.
+    ("lfm2_q", "q8_0"),
+    ("lfm2_q", "q4_0"),
 ]
 # State-space architectures: no attention, so no K/V cache to round.
 STATE_SPACE = {"MambaForCausalLM", "Mamba2ForCausalLM"}
