@@ -26,7 +26,9 @@ fn fixture(name: &str) -> forge_ir::Model {
 fn context(model: &forge_ir::Model, has_tokenizer: bool) -> HostContext {
     let plan = HostPlan {
         dtype: "f32".into(),
-        kv_dtype: Some("f32".into()),
+        kv_cache: Some(
+            "f32, 2 of 2 layers: 256 B per token of context, 6.0 KiB at the full 24".into(),
+        ),
         recurrent_state: None,
         context_length: 24,
         vocab_size: model.config.vocab_size,
@@ -58,7 +60,8 @@ fn context_comes_from_the_checkpoint() {
     for ctx in [&llama, &smol] {
         assert_eq!(ctx.min_p, 0.05);
         assert_eq!(ctx.repeat_penalty, 1.0);
-        assert_eq!(ctx.kv_dtype, "f32");
+        assert!(ctx.kv_cache.starts_with("f32, "), "{}", ctx.kv_cache);
+        assert_eq!(ctx.layers, "2: attention ×2");
         assert!(
             !ctx.source.contains('/'),
             "no machine paths: {}",

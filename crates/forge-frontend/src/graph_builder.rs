@@ -129,7 +129,10 @@ fn mixer(g: &mut GraphBuilder, c: &ModelConfig, i: u64, spec: LayerSpec, x: Valu
     let (norm_name, residual_name) = match spec.mixer {
         Mixer::None => return x,
         Mixer::FullAttention | Mixer::SlidingAttention => ("attn_norm", "attn_residual"),
-        _ => ("ssm_norm_in", "residual"),
+        Mixer::ShortConv => ("conv_norm_in", "residual"),
+        // Falcon-H1's attention and Mamba-2 both read it.
+        Mixer::AttentionMamba2 => ("mixer_norm_in", "residual"),
+        Mixer::Mamba | Mixer::Mamba2 => ("ssm_norm_in", "residual"),
     };
     let h = norm(g, c, norm_name, blk(i, "attn_norm"), hidden, x);
     let out = match spec.mixer {

@@ -333,8 +333,77 @@ impl ModelConfig {
         }
     }
 
-    /// Number of layers of each mixer kind, for summaries.
-    pub fn count_layers(&self, mixer: Mixer) -> usize {
-        self.layers.iter().filter(|l| l.mixer == mixer).count()
+    /// Each layer's kind as summaries name it: its mixer, with `+moe` when
+    /// its feed-forward is a mixture of experts.
+    pub fn layer_kind_names(&self) -> Vec<String> {
+        self.layers
+            .iter()
+            .map(|l| match l.feed_forward {
+                FeedForwardKind::MixtureOfExperts => format!("{}+moe", l.mixer.name()),
+                _ => l.mixer.name().to_string(),
+            })
+            .collect()
+    }
+
+    /// How many layers there are of each kind, kinds in order of first appearance.
+    pub fn layer_kind_counts(&self) -> Vec<(String, u64)> {
+        let mut counts: Vec<(String, u64)> = Vec::new();
+        for name in self.layer_kind_names() {
+            match counts.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, count)) => *count += 1,
+                None => counts.push((name, 1)),
+            }
+        }
+        counts
+    }
+
+    /// The layer kinds counted in one line: `mamba2 ×3, attention ×1`.
+    pub fn describe_layer_kinds(&self) -> String {
+        self.layer_kind_counts()
+            .iter()
+            .map(|(name, count)| format!("{name} ×{count}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layer_kinds_are_counted_in_order_of_first_appearance() {
+        let dims = ModelDims {
+            vocab_size: 8,
+            hidden_size: 8,
+            num_layers: 4,
+            context_length: 16,
+            tie_word_embeddings: true,
+            norm_eps: 1e-5,
+        };
+        let ssm = SsmConfig::Mamba2(Mamba2Config {
+            d_state: 4,
+            d_conv: 4,
+            d_inner: 16,
+            num_heads: 2,
+            head_dim: 8,
+            n_groups: 1,
+            chunk_size: 4,
+            conv_bias: true,
+            proj_bias: false,
+            dt_limit: (0.0, f64::INFINITY),
+            norm_before_gate: false,
+        });
+        let mut config = ModelConfig::state_space(Architecture::Bamba, dims, ssm);
+        config.layers[1].mixer = Mixer::FullAttention;
+        config.layers[3].feed_forward = FeedForwardKind::MixtureOfExperts;
+        assert_eq!(
+            config.layer_kind_names(),
+            ["mamba2", "attention", "mamba2", "mamba2+moe"]
+        );
+        assert_eq!(
+            config.describe_layer_kinds(),
+            "mamba2 ×2, attention ×1, mamba2+moe ×1"
+        );
     }
 }

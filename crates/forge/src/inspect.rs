@@ -2,7 +2,8 @@
 
 use std::collections::BTreeMap;
 
-use forge_ir::{FeedForwardKind, Model, SsmConfig, TokenizerKind, TokenizerSource};
+use forge_codegen::plan::{human_bytes, CompileOptions, SequenceMemory};
+use forge_ir::{Model, SsmConfig, TokenizerKind, TokenizerSource};
 use serde::Serialize;
 
 /// Everything `inspect` reports; also the `--json` schema.
@@ -22,8 +23,18 @@ pub struct Summary<'a> {
     pub vocab_size: u64,
     pub context_length: u64,
     pub tie_word_embeddings: bool,
-    /// One entry per layer: `attention`, `sliding_attention`, `mamba`, `mamba2`, with `+moe` for expert layers.
+    /// One entry per layer: `attention`, `sliding_attention`, `mamba`,
+    /// `mamba2`, `short_conv`, `attention_mamba2` or `mlp`, with `+moe` for
+    /// expert layers.
     pub layer_types: Vec<String>,
+    /// How many layers of each of those kinds, in order of first appearance.
+    pub layer_kinds: Vec<LayerKindCount>,
+    /// KV cache per token of context and fixed recurrent state, as `forge
+    /// compile` with default options lays them out; `None` (with
+    /// `memory_unknown` saying why) when it cannot compile the model.
+    pub memory: Option<SequenceMemory>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_unknown: Option<String>,
     pub tokenizer: Option<TokenizerSummary>,
     pub bos_token_id: Option<u32>,
     pub eos_token_ids: &'a [u32],
@@ -35,6 +46,12 @@ pub struct Summary<'a> {
     pub tensor_bytes: u64,
     /// The full configuration forge derived.
     pub config: &'a forge_ir::ModelConfig,
+}
+
+#[derive(Serialize)]
+pub struct LayerKindCount {
+    pub kind: String,
+    pub count: u64,
 }
 
 #[derive(Serialize)]
@@ -64,17 +81,11 @@ pub fn summarize(model: &Model) -> Summary<'_> {
             entry.count += 1;
         }
     }
-    let layer_types = c
-        .layers
-        .iter()
-        .map(|l| {
-            let mixer = l.mixer.name();
-            match l.feed_forward {
-                FeedForwardKind::MixtureOfExperts => format!("{mixer}+moe"),
-                _ => mixer.to_string(),
-            }
-        })
-        .collect();
+    let (memory, memory_unknown) =
+        match forge_codegen::plan::lower(model, &CompileOptions::default()) {
+            Ok(plan) => (Some(plan.sequence_memory()), None),
+            Err(e) => (None, Some(e.to_string())),
+        };
     Summary {
         name: &model.name,
         source: model.source.display().to_string(),
@@ -94,7 +105,14 @@ pub fn summarize(model: &Model) -> Summary<'_> {
         vocab_size: c.vocab_size,
         context_length: c.context_length,
         tie_word_embeddings: c.tie_word_embeddings,
-        layer_types,
+        layer_types: c.layer_kind_names(),
+        layer_kinds: c
+            .layer_kind_counts()
+            .into_iter()
+            .map(|(kind, count)| LayerKindCount { kind, count })
+            .collect(),
+        memory,
+        memory_unknown,
         tokenizer: model.tokenizer.as_ref().map(|t| TokenizerSummary {
             kind: t.kind,
             source: match t.source {
@@ -123,15 +141,6 @@ fn human_count(n: u64) -> String {
     }
 }
 
-fn human_bytes(n: u64) -> String {
-    match n {
-        n if n >= 1 << 30 => format!("{:.2} GiB", n as f64 / (1u64 << 30) as f64),
-        n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / (1u64 << 20) as f64),
-        n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
-        n => format!("{n} B"),
-    }
-}
-
 /// Consecutive layers of the same type, as `0-29 attention`.
 fn layer_runs(types: &[String]) -> Vec<String> {
     let mut runs: Vec<(usize, usize, &str)> = Vec::new();
@@ -150,6 +159,28 @@ fn layer_runs(types: &[String]) -> Vec<String> {
             }
         })
         .collect()
+}
+
+/// `KV cache 2.0 KiB per token of context (f16, 2 of 4 layers); recurrent state ...`.
+fn describe_memory(m: &SequenceMemory, total_layers: u64) -> String {
+    let layers = |n: u64| format!("{n} of {total_layers} layers");
+    let mut parts = Vec::new();
+    if let Some(dtype) = m.cache_dtype.filter(|_| m.cache_layers > 0) {
+        parts.push(format!(
+            "KV cache {} per token of context ({}, {})",
+            human_bytes(m.cache_bytes_per_token),
+            dtype.name().to_lowercase(),
+            layers(m.cache_layers)
+        ));
+    }
+    if m.state_layers > 0 {
+        parts.push(format!(
+            "recurrent state {} whatever the context (f32, {})",
+            human_bytes(m.state_bytes),
+            layers(m.state_layers)
+        ));
+    }
+    parts.join("; ")
 }
 
 pub fn render_text(s: &Summary) -> String {
@@ -211,6 +242,11 @@ pub fn render_text(s: &Summary) -> String {
         if s.tie_word_embeddings { "yes" } else { "no" }
     ));
     out.push(format!("context       {}", s.context_length));
+    match (&s.memory, &s.memory_unknown) {
+        (Some(m), _) => out.push(format!("memory        {}", describe_memory(m, s.layers))),
+        (None, Some(why)) => out.push(format!("memory        unknown: {why}")),
+        (None, None) => {}
+    }
     match &s.tokenizer {
         Some(t) => {
             let kind = match t.kind {
@@ -247,6 +283,7 @@ pub fn render_text(s: &Summary) -> String {
         s.tensor_count,
         human_bytes(s.tensor_bytes)
     ));
+    out.push(format!("layer kinds   {}", c.describe_layer_kinds()));
     out.push("layer structure".to_string());
     out.extend(
         layer_runs(&s.layer_types)

@@ -81,6 +81,17 @@ fn check(summary: &Value, cfg: &Value, gguf: bool, what: &str) {
         .map(|t| t.as_str().unwrap().trim_end_matches("+moe").into())
         .collect();
     assert_eq!(got, want_types, "{what}: layer_types");
+    let counted: u64 = summary["layer_kinds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        counted,
+        want_types.len() as u64,
+        "{what}: layer kind counts"
+    );
     if let Some(e) = cfg
         .get("num_local_experts")
         .filter(|v| v.as_u64().is_some_and(|n| n > 0))
@@ -94,6 +105,50 @@ fn check(summary: &Value, cfg: &Value, gguf: bool, what: &str) {
             "{what}: experts per token"
         );
     }
+    check_memory(summary, &want_types, what);
+}
+
+/// The summary's cache and state layers are the attending and the recurrent
+/// ones, with bytes that fit their shapes.
+fn check_memory(summary: &Value, want_types: &[Value], what: &str) {
+    let layers_that = |kinds: &[&str]| {
+        want_types
+            .iter()
+            .filter(|t| kinds.contains(&t.as_str().unwrap()))
+            .count() as u64
+    };
+    let memory = &summary["memory"];
+    if memory.is_null() {
+        // Mixture-of-experts models do not compile yet (issue 12).
+        assert!(
+            summary["config"]["moe"].is_object(),
+            "{what}: no memory: {}",
+            summary["memory_unknown"]
+        );
+        return;
+    }
+    let cache_layers = layers_that(&["attention", "sliding_attention", "attention_mamba2"]);
+    let state_layers = layers_that(&["mamba", "mamba2", "short_conv", "attention_mamba2"]);
+    assert_eq!(memory["cache_layers"], cache_layers, "{what}: cache layers");
+    assert_eq!(memory["state_layers"], state_layers, "{what}: state layers");
+    // Keys and values of f32 or f16, per attention layer.
+    let per_token = memory["cache_bytes_per_token"].as_u64().unwrap();
+    if cache_layers > 0 {
+        let kv_width =
+            summary["kv_heads"].as_u64().unwrap() * summary["head_dim"].as_u64().unwrap();
+        let element = per_token / (cache_layers * 2 * kv_width);
+        assert!(
+            per_token == cache_layers * 2 * kv_width * element && matches!(element, 2 | 4),
+            "{what}: {per_token} cache bytes per token"
+        );
+    } else {
+        assert_eq!(per_token, 0, "{what}: cache without attention");
+    }
+    assert_eq!(
+        memory["state_bytes"].as_u64().unwrap() > 0,
+        state_layers > 0,
+        "{what}: state bytes"
+    );
 }
 
 /// What each layer should be, from whichever of its config's keys say so.
@@ -274,7 +329,10 @@ fn released_config_forms_read_as_fixture_configs() {
         assert_config_form_matches(&dir.join("hf"), &config, tag);
         seen += 1;
     }
-    assert!(seen >= 6, "only {seen} fixtures have config_forms/original.json");
+    assert!(
+        seen >= 6,
+        "only {seen} fixtures have config_forms/original.json"
+    );
 }
 
 /// transformers 4 wrote Mamba-2's `time_step_limit` with Python's bare

@@ -40,7 +40,11 @@ impl SsmState {
         4 * self.conv.iter().map(|d| d.size).product::<u64>()
     }
 
+    /// 0 for a short convolution, which has no scan.
     pub fn ssm_bytes(&self) -> u64 {
+        if self.ssm.is_empty() {
+            return 0;
+        }
         4 * self.ssm.iter().map(|d| d.size).product::<u64>()
     }
 

@@ -15,6 +15,7 @@
 //! - the final norm is fused into the LM head's matvec.
 
 mod lower;
+mod memory;
 pub mod options;
 pub mod steps;
 pub mod weights;
@@ -22,6 +23,7 @@ pub mod weights;
 pub use lower::{
     lower, AttentionCache, LayerKind, LayerPlan, LowerError, Plan, SsmState, StateDim,
 };
+pub use memory::{human_bytes, SequenceMemory};
 pub use options::CompileOptions;
 pub use weights::{PlannedTensor, WeightPlan};
 

@@ -30,9 +30,10 @@ const LLAMA_CPP_REPEAT_PENALTY: f32 = 1.0;
 pub struct HostPlan {
     /// Storage dtype(s) of the weight matrices, lower case (`q8_0`, or `f16/q8_0` when mixed).
     pub dtype: String,
-    /// Dtype of the KV cache, lower case (`f16`); `None` for models without attention.
-    pub kv_dtype: Option<String>,
-    /// State-space layers' recurrent state, described in one line.
+    /// The KV caches in one line (dtype, layers, bytes per token); `None`
+    /// for models without attention.
+    pub kv_cache: Option<String>,
+    /// Recurrent layers' state in one line (shapes, layers, bytes).
     pub recurrent_state: Option<String>,
     /// Positions a sequence may reach (`model::CONTEXT_LENGTH`).
     pub context_length: u64,
@@ -73,8 +74,10 @@ pub struct HostContext {
     /// Where the model came from, without machine-specific paths.
     pub source: String,
     pub dtype: String,
+    /// Layer count and kinds: `4: short_conv ×3, attention ×1`.
+    pub layers: String,
     /// `none` for models without a KV cache.
-    pub kv_dtype: String,
+    pub kv_cache: String,
     pub recurrent_state: Option<String>,
     pub has_tokenizer: bool,
     pub vocab_size: u64,
@@ -160,7 +163,12 @@ impl HostContext {
             architecture: model.config.architecture.name().to_string(),
             source,
             dtype: plan.dtype.clone(),
-            kv_dtype: plan.kv_dtype.clone().unwrap_or_else(|| "none".to_string()),
+            layers: format!(
+                "{}: {}",
+                model.config.num_layers,
+                model.config.describe_layer_kinds()
+            ),
+            kv_cache: plan.kv_cache.clone().unwrap_or_else(|| "none".to_string()),
             recurrent_state: plan.recurrent_state.clone(),
             has_tokenizer,
             vocab_size: vocab,

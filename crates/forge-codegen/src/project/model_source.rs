@@ -8,7 +8,7 @@
 
 use serde::Serialize;
 
-use crate::plan::steps::{ArgSource, Step};
+use crate::plan::steps::Step;
 use crate::plan::{LowerError, Plan};
 
 /// A layer struct field and the tensor it is bound from, relative to
@@ -99,21 +99,13 @@ fn pass_name(steps: &[Step]) -> &'static str {
     }
 }
 
-fn steps_read(steps: &[Step], what: impl Fn(&ArgSource) -> bool) -> bool {
-    steps.iter().flat_map(|s| &s.args).any(|a| what(&a.source))
-}
-
 /// The layer structs and, per kind, its view.
 fn layer_types(plan: &Plan) -> Result<(Vec<LayerStruct>, Vec<KindView<'_>>), LowerError> {
     let several_kinds = plan.layer_kinds.len() > 1;
     let mut structs: Vec<(String, LayerStruct)> = Vec::new();
     let mut kinds = Vec::new();
     for (index, kind) in plan.layer_kinds.iter().enumerate() {
-        let uses = |what: fn(&ArgSource) -> bool| {
-            steps_read(&kind.decode, what) || steps_read(&kind.prefill, what)
-        };
-        let cache = uses(|s| matches!(s, ArgSource::KeyCache | ArgSource::ValueCache));
-        let state = uses(|s| matches!(s, ArgSource::ConvState | ArgSource::ScanState));
+        let (cache, state) = (kind.holds_cache(), kind.holds_state());
         let fields = kind_fields(plan, index)?;
         let existing = structs.iter().find(|(family, s)| {
             *family == kind.family && s.fields == fields && s.cache == cache && s.state == state

@@ -91,8 +91,8 @@ pub fn render_project(model: &Model, options: &CompileOptions) -> Result<Project
     }
     let host_plan = HostPlan {
         dtype: HostPlan::weights_dtype(&plan.weights),
-        kv_dtype: plan.cache.as_ref().map(|c| c.dtype.name().to_lowercase()),
-        recurrent_state: plan.ssm_state.as_ref().map(|s| s.describe()),
+        kv_cache: plan.describe_cache(),
+        recurrent_state: plan.describe_state(),
         context_length: plan.context,
         vocab_size: plan.vocab,
         fingerprint: plan.weights.fingerprint(),
