@@ -236,6 +236,29 @@ cases! {
     mamba2_odd_hf_f32: "mamba2_odd", "hf", [], Tolerance::F32;
     mamba2_odd_gguf_f32: "mamba2_odd", "gguf/mamba2_odd.f32.gguf", [], Tolerance::F32;
     mamba2_hf_q4_0: "mamba2", "hf", ["--dtype", "q4_0"], Tolerance::Quantized("q4_0");
+    // Hybrids (issue 11): short convolutions, Mamba-2 and MLP-only layers
+    // beside attention, side by side (Falcon-H1), rope partial or absent,
+    // µP multipliers; hidden 40 and 48, SSD chunks 4 and 5.
+    lfm2_hf_f32: "lfm2", "hf", [], Tolerance::F32;
+    lfm2_nobias_hf_f32: "lfm2_nobias", "hf", [], Tolerance::F32;
+    lfm2_nobias_gguf_f32: "lfm2_nobias", "gguf/lfm2_nobias.f32.gguf", [], Tolerance::F32;
+    bamba_hf_f32: "bamba", "hf", [], Tolerance::F32;
+    bamba_gguf_f32_partial_rotary: "bamba", "gguf/bamba.f32.gguf", [], Tolerance::F32;
+    granite4h_hf_f32: "granite4h", "hf", [], Tolerance::F32;
+    granite4h_gguf_f32: "granite4h", "gguf/granite4h.f32.gguf", [], Tolerance::F32;
+    nemotron_h_hf_f32: "nemotron_h", "hf", [], Tolerance::F32;
+    nemotron_h_gguf_f32: "nemotron_h", "gguf/nemotron_h.f32.gguf", [], Tolerance::F32;
+    falcon_h1_hf_f32: "falcon_h1", "hf", [], Tolerance::F32;
+    falcon_h1_gguf_f32: "falcon_h1", "gguf/falcon_h1.f32.gguf", [], Tolerance::F32;
+    lfm2_hf_f16: "lfm2", "hf", ["--dtype", "f16"], Tolerance::Half;
+    bamba_hf_bf16: "bamba", "hf", ["--dtype", "bf16"], Tolerance::Half;
+    // lfm2_q's matrices are whole Q8_0/Q4_0 blocks (hidden 64); the others'
+    // rows are not, so `--dtype q8_0` keeps them f16 beside the hybrid layers.
+    lfm2_q_hf_q8_0: "lfm2_q", "hf", ["--dtype", "q8_0"], Tolerance::Quantized("q8_0");
+    lfm2_q_hf_q4_0: "lfm2_q", "hf", ["--dtype", "q4_0"], Tolerance::Quantized("q4_0");
+    lfm2_q_gguf_f32: "lfm2_q", "gguf/lfm2_q.f32.gguf", [], Tolerance::F32;
+    lfm2_hf_q8_0_f16_rows: "lfm2", "hf", ["--dtype", "q8_0"], Tolerance::Quantized("q8_0");
+    falcon_h1_hf_q8_0_f16_rows: "falcon_h1", "hf", ["--dtype", "q8_0"], Tolerance::Quantized("q8_0");
 }
 
 /// An architecture whose ops have no kernels yet fails with one line naming
