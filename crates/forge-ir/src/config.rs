@@ -310,6 +310,21 @@ impl ModelConfig {
             SsmConfig::Mamba2(_) => Mixer::Mamba2,
         };
         ModelConfig {
+            ssm: Some(ssm),
+            layers: (0..dims.num_layers)
+                .map(|_| LayerSpec {
+                    mixer,
+                    feed_forward: FeedForwardKind::None,
+                })
+                .collect(),
+            ..ModelConfig::from_dims(architecture, dims)
+        }
+    }
+
+    /// The sizes alone: no attention, feed-forward, SSM or layers yet, for
+    /// readers to fill in with struct update syntax.
+    pub fn from_dims(architecture: Architecture, dims: ModelDims) -> ModelConfig {
+        ModelConfig {
             architecture,
             vocab_size: dims.vocab_size,
             hidden_size: dims.hidden_size,
@@ -322,14 +337,9 @@ impl ModelConfig {
             attention: None,
             feed_forward: None,
             moe: None,
-            ssm: Some(ssm),
+            ssm: None,
             short_conv: None,
-            layers: (0..dims.num_layers)
-                .map(|_| LayerSpec {
-                    mixer,
-                    feed_forward: FeedForwardKind::None,
-                })
-                .collect(),
+            layers: Vec::new(),
         }
     }
 

@@ -21,13 +21,32 @@
 
 use forge_ir::{
     Activation, Architecture, AttentionConfig, FeedForwardConfig, FeedForwardKind, LayerSpec,
-    Mamba2Config, Mixer, ModelConfig, ShortConvConfig, SsmConfig,
+    Mamba2Config, Mixer, ModelConfig, ModelDims, ShortConvConfig, SsmConfig,
 };
 
 use super::config::{activation, attention_config, check_layer_count};
 use super::json::JsonObject;
 use crate::multipliers::Multipliers;
 use crate::Result;
+
+/// The sizes every hybrid config states the same way, but for its norm
+/// epsilon's key.
+fn dims(
+    cfg: &JsonObject,
+    hidden: u64,
+    layers: u64,
+    tie_word_embeddings: bool,
+    norm_eps_key: &str,
+) -> Result<ModelDims> {
+    Ok(ModelDims {
+        vocab_size: cfg.u64("vocab_size")?,
+        hidden_size: hidden,
+        num_layers: layers,
+        context_length: cfg.u64("max_position_embeddings")?,
+        tie_word_embeddings,
+        norm_eps: cfg.opt_f64(norm_eps_key)?.unwrap_or(1e-5) as f32,
+    })
+}
 
 pub fn parse(cfg: &JsonObject, arch: Architecture) -> Result<ModelConfig> {
     match arch {
@@ -171,15 +190,6 @@ fn lfm2(cfg: &JsonObject) -> Result<ModelConfig> {
     };
     let bias = cfg.opt_bool("conv_bias")?.unwrap_or(false);
     Ok(ModelConfig {
-        architecture: arch,
-        vocab_size: cfg.u64("vocab_size")?,
-        hidden_size: hidden,
-        num_layers: layers,
-        context_length: cfg.u64("max_position_embeddings")?,
-        tie_word_embeddings: tied,
-        norm_eps: cfg.opt_f64("norm_eps")?.unwrap_or(1e-5) as f32,
-        embedding_scale: None,
-        final_logit_softcap: None,
         attention: Some(attention),
         feed_forward: Some(FeedForwardConfig {
             intermediate_size: ff,
@@ -188,8 +198,6 @@ fn lfm2(cfg: &JsonObject) -> Result<ModelConfig> {
             sandwich_norms: false,
             gated: true,
         }),
-        moe: None,
-        ssm: None,
         short_conv: Some(ShortConvConfig {
             kernel: cfg.opt_u64("conv_L_cache")?.unwrap_or(3),
             bias,
@@ -201,6 +209,7 @@ fn lfm2(cfg: &JsonObject) -> Result<ModelConfig> {
                 feed_forward: FeedForwardKind::Dense,
             })
             .collect(),
+        ..ModelConfig::from_dims(arch, dims(cfg, hidden, layers, tied, "norm_eps")?)
     })
 }
 
@@ -290,15 +299,7 @@ fn mamba2_attention(cfg: &JsonObject, arch: Architecture) -> Result<ModelConfig>
         _ => None,
     };
     Ok(ModelConfig {
-        architecture: arch,
-        vocab_size: cfg.u64("vocab_size")?,
-        hidden_size: hidden,
-        num_layers: layers,
-        context_length: cfg.u64("max_position_embeddings")?,
-        tie_word_embeddings: cfg.opt_bool("tie_word_embeddings")?.unwrap_or(false),
-        norm_eps: cfg.opt_f64("rms_norm_eps")?.unwrap_or(1e-5) as f32,
         embedding_scale,
-        final_logit_softcap: None,
         attention,
         feed_forward: Some(FeedForwardConfig {
             intermediate_size: intermediate,
@@ -307,9 +308,7 @@ fn mamba2_attention(cfg: &JsonObject, arch: Architecture) -> Result<ModelConfig>
             sandwich_norms: false,
             gated: true,
         }),
-        moe: None,
         ssm: Some(SsmConfig::Mamba2(prefixed_mamba2(cfg, hidden)?)),
-        short_conv: None,
         layers: mixers
             .into_iter()
             .map(|mixer| LayerSpec {
@@ -317,6 +316,16 @@ fn mamba2_attention(cfg: &JsonObject, arch: Architecture) -> Result<ModelConfig>
                 feed_forward: FeedForwardKind::Dense,
             })
             .collect(),
+        ..ModelConfig::from_dims(
+            arch,
+            dims(
+                cfg,
+                hidden,
+                layers,
+                cfg.opt_bool("tie_word_embeddings")?.unwrap_or(false),
+                "rms_norm_eps",
+            )?,
+        )
     })
 }
 
@@ -431,15 +440,6 @@ fn nemotron_h(cfg: &JsonObject) -> Result<ModelConfig> {
         .unwrap_or("relu2")
         .to_string();
     Ok(ModelConfig {
-        architecture: arch,
-        vocab_size: cfg.u64("vocab_size")?,
-        hidden_size: hidden,
-        num_layers: layers,
-        context_length: cfg.u64("max_position_embeddings")?,
-        tie_word_embeddings: cfg.opt_bool("tie_word_embeddings")?.unwrap_or(false),
-        norm_eps: cfg.opt_f64("layer_norm_epsilon")?.unwrap_or(1e-5) as f32,
-        embedding_scale: None,
-        final_logit_softcap: None,
         attention,
         feed_forward: Some(FeedForwardConfig {
             intermediate_size: cfg.u64("intermediate_size")?,
@@ -448,10 +448,18 @@ fn nemotron_h(cfg: &JsonObject) -> Result<ModelConfig> {
             sandwich_norms: false,
             gated: false,
         }),
-        moe: None,
         ssm: Some(SsmConfig::Mamba2(ssm)),
-        short_conv: None,
         layers: specs,
+        ..ModelConfig::from_dims(
+            arch,
+            dims(
+                cfg,
+                hidden,
+                layers,
+                cfg.opt_bool("tie_word_embeddings")?.unwrap_or(false),
+                "layer_norm_epsilon",
+            )?,
+        )
     })
 }
 
@@ -497,15 +505,7 @@ fn falcon_h1(cfg: &JsonObject) -> Result<ModelConfig> {
     };
     let act = cfg.opt_str("hidden_act")?.unwrap_or("silu").to_string();
     Ok(ModelConfig {
-        architecture: arch,
-        vocab_size: cfg.u64("vocab_size")?,
-        hidden_size: hidden,
-        num_layers: layers,
-        context_length: cfg.u64("max_position_embeddings")?,
-        tie_word_embeddings: cfg.opt_bool("tie_word_embeddings")?.unwrap_or(false),
-        norm_eps: cfg.opt_f64("rms_norm_eps")?.unwrap_or(1e-5) as f32,
         embedding_scale,
-        final_logit_softcap: None,
         attention: Some(attention_config(cfg, arch, hidden, None)?),
         feed_forward: Some(FeedForwardConfig {
             intermediate_size: cfg.u64("intermediate_size")?,
@@ -514,14 +514,22 @@ fn falcon_h1(cfg: &JsonObject) -> Result<ModelConfig> {
             sandwich_norms: false,
             gated: true,
         }),
-        moe: None,
         ssm: Some(SsmConfig::Mamba2(ssm)),
-        short_conv: None,
         layers: (0..layers)
             .map(|_| LayerSpec {
                 mixer: Mixer::AttentionMamba2,
                 feed_forward: FeedForwardKind::Dense,
             })
             .collect(),
+        ..ModelConfig::from_dims(
+            arch,
+            dims(
+                cfg,
+                hidden,
+                layers,
+                cfg.opt_bool("tie_word_embeddings")?.unwrap_or(false),
+                "rms_norm_eps",
+            )?,
+        )
     })
 }
