@@ -1,11 +1,11 @@
 //! The `causal_conv1d` family under msl-emu against an f64 reference over the
 //! whole sequence: every kernel width 2 … 8 (and 16, 32 in `wide_kernels`),
 //! channel counts that are and are not multiples of 32, x as a column slice
-//! of wider rows, with and without
-//! bias, and a sequence run as prefill passes and single decode tokens in
-//! turn, so the conv state is handed over between them. The gated variant
-//! (LFM2's short convolution, out = C · conv(B · x)) runs the same checks
-//! with B, C and x as three column slices of the projection's rows.
+//! of wider rows, with and without bias, and a sequence run as prefill
+//! passes and single decode tokens in turn, so the conv state is handed over
+//! between them. The gated variant (LFM2's short convolution, out = C ·
+//! conv(B · x)) runs the same checks with B, C and x as three column slices
+//! of the projection's rows.
 
 mod kernel_support;
 
