@@ -120,3 +120,18 @@ kernel void k(device float *out [[buffer(0)]], uint i [[thread_index_in_threadgr
         "{err}"
     );
 }
+
+/// A bare file name (no directory) resolves its includes from the working
+/// directory, as `./good.metal` does.
+#[test]
+fn a_bare_file_name_is_checked_from_the_working_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("good.metal"), GOOD).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_forge"))
+        .args(["check-msl", "good.metal"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+}

@@ -304,7 +304,12 @@ impl Library {
     pub fn from_file(path: &Path, options: &CompileOptions) -> Result<Library, Error> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::msg(format!("{}: cannot read: {e}", path.display())))?;
-        Library::compile(&path.display().to_string(), &text, path.parent(), options)
+        Library::compile(
+            &path.display().to_string(),
+            &text,
+            include_dir(path),
+            options,
+        )
     }
 
     fn compile(
@@ -412,6 +417,16 @@ fn to_diagnostics(file: &str, e: Error) -> Diagnostics {
     }
 }
 
+/// The directory a file's `#include "..."`s resolve from: `.` for a bare
+/// file name, whose parent is the empty path (an empty `-I` would swallow
+/// the next flag).
+fn include_dir(path: &Path) -> Option<&Path> {
+    match path.parent() {
+        Some(dir) if dir.as_os_str().is_empty() => Some(Path::new(".")),
+        other => other,
+    }
+}
+
 /// The strict check of a `.metal` file: Metal's address spaces become clang
 /// address spaces and `double` is rejected, so `clang -fsyntax-only` reports
 /// what the Metal compiler would about them, at the file's own lines.
@@ -419,7 +434,7 @@ pub fn check_syntax(path: &Path) -> Result<(), Diagnostics> {
     let file = path.display().to_string();
     let text = std::fs::read_to_string(path)
         .map_err(|e| Diagnostics::single(&file, 0, format!("cannot read: {e}")))?;
-    strict_source(&file, &text, path.parent(), &[])
+    strict_source(&file, &text, include_dir(path), &[])
         .and_then(|s| toolchain::strict_syntax_check(&s))
         .map_err(|e| to_diagnostics(&file, e))
 }
