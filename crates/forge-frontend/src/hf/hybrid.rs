@@ -29,23 +29,25 @@ use super::json::JsonObject;
 use crate::multipliers::Multipliers;
 use crate::Result;
 
-/// The sizes every hybrid config states the same way, but for its norm
-/// epsilon's key.
-fn dims(
+/// A config with the sizes every hybrid states the same way (untied unless
+/// `tie_word_embeddings` says otherwise), but for its norm epsilon's key;
+/// each reader fills in its mixers with struct update syntax.
+fn sized(
     cfg: &JsonObject,
+    arch: Architecture,
     hidden: u64,
     layers: u64,
-    tie_word_embeddings: bool,
     norm_eps_key: &str,
-) -> Result<ModelDims> {
-    Ok(ModelDims {
+) -> Result<ModelConfig> {
+    let dims = ModelDims {
         vocab_size: cfg.u64("vocab_size")?,
         hidden_size: hidden,
         num_layers: layers,
         context_length: cfg.u64("max_position_embeddings")?,
-        tie_word_embeddings,
+        tie_word_embeddings: cfg.opt_bool("tie_word_embeddings")?.unwrap_or(false),
         norm_eps: cfg.opt_f64(norm_eps_key)?.unwrap_or(1e-5) as f32,
-    })
+    };
+    Ok(ModelConfig::from_dims(arch, dims))
 }
 
 pub fn parse(cfg: &JsonObject, arch: Architecture) -> Result<ModelConfig> {
@@ -209,7 +211,8 @@ fn lfm2(cfg: &JsonObject) -> Result<ModelConfig> {
                 feed_forward: FeedForwardKind::Dense,
             })
             .collect(),
-        ..ModelConfig::from_dims(arch, dims(cfg, hidden, layers, tied, "norm_eps")?)
+        tie_word_embeddings: tied,
+        ..sized(cfg, arch, hidden, layers, "norm_eps")?
     })
 }
 
@@ -316,16 +319,7 @@ fn mamba2_attention(cfg: &JsonObject, arch: Architecture) -> Result<ModelConfig>
                 feed_forward: FeedForwardKind::Dense,
             })
             .collect(),
-        ..ModelConfig::from_dims(
-            arch,
-            dims(
-                cfg,
-                hidden,
-                layers,
-                cfg.opt_bool("tie_word_embeddings")?.unwrap_or(false),
-                "rms_norm_eps",
-            )?,
-        )
+        ..sized(cfg, arch, hidden, layers, "rms_norm_eps")?
     })
 }
 
@@ -450,16 +444,7 @@ fn nemotron_h(cfg: &JsonObject) -> Result<ModelConfig> {
         }),
         ssm: Some(SsmConfig::Mamba2(ssm)),
         layers: specs,
-        ..ModelConfig::from_dims(
-            arch,
-            dims(
-                cfg,
-                hidden,
-                layers,
-                cfg.opt_bool("tie_word_embeddings")?.unwrap_or(false),
-                "layer_norm_epsilon",
-            )?,
-        )
+        ..sized(cfg, arch, hidden, layers, "layer_norm_epsilon")?
     })
 }
 
@@ -521,15 +506,6 @@ fn falcon_h1(cfg: &JsonObject) -> Result<ModelConfig> {
                 feed_forward: FeedForwardKind::Dense,
             })
             .collect(),
-        ..ModelConfig::from_dims(
-            arch,
-            dims(
-                cfg,
-                hidden,
-                layers,
-                cfg.opt_bool("tie_word_embeddings")?.unwrap_or(false),
-                "rms_norm_eps",
-            )?,
-        )
+        ..sized(cfg, arch, hidden, layers, "rms_norm_eps")?
     })
 }
