@@ -1,21 +1,21 @@
-//! The device layer on Metal (objc2-metal): the kernels are compiled from
-//! source when the program starts and their pipelines cached in a binary
-//! archive keyed by the source's hash (a second start does not compile them
-//! again), buffers use shared storage, and a batch is one command buffer with
-//! one concurrent compute encoder, a memory barrier placed only before a
-//! dispatch that shares a mutable buffer with one since the last barrier.
+//! The device layer on Metal (objc2-metal): the kernels' library and
+//! pipelines come from the cache of earlier starts (`metal_cache.rs`), buffers
+//! use shared storage, and a batch is one command buffer with one concurrent
+//! compute encoder, a memory barrier placed only before a dispatch that shares
+//! a mutable buffer with one since the last barrier.
 
+use super::metal_cache::{self, open_archive, store_archive, KernelCache};
 use super::{Arg, GpuOptions, Hazards, KernelStats, Stats, MAX_BYTES_ARG};
 use anyhow::{anyhow, bail, Result};
 use objc2::rc::{autoreleasepool, Retained};
 use objc2::runtime::ProtocolObject;
-use objc2_foundation::{NSArray, NSString, NSURL};
+use objc2_foundation::{NSArray, NSString};
 use objc2_metal::{
-    MTLBarrierScope, MTLBinaryArchive, MTLBinaryArchiveDescriptor, MTLBuffer, MTLCommandBuffer,
-    MTLCommandBufferStatus, MTLCommandEncoder, MTLCommandQueue, MTLCompileOptions,
-    MTLComputeCommandEncoder, MTLComputePipelineDescriptor, MTLComputePipelineState,
-    MTLCreateSystemDefaultDevice, MTLDevice, MTLDispatchType, MTLGPUFamily, MTLLibrary,
-    MTLPipelineOption, MTLResourceOptions, MTLSize,
+    MTLBarrierScope, MTLBinaryArchive, MTLBinding, MTLBindingType, MTLBuffer, MTLBufferBinding,
+    MTLCommandBuffer, MTLCommandBufferStatus, MTLCommandEncoder, MTLCommandQueue,
+    MTLComputeCommandEncoder, MTLComputePipelineDescriptor, MTLComputePipelineReflection,
+    MTLComputePipelineState, MTLCreateSystemDefaultDevice, MTLDevice, MTLDispatchType,
+    MTLGPUFamily, MTLLibrary, MTLPipelineOption, MTLResourceOptions, MTLSize,
 };
 use std::marker::PhantomData;
 use std::path::PathBuf;
@@ -43,6 +43,8 @@ pub struct Gpu {
 pub struct Pipeline {
     state: Retained<ProtocolObject<dyn MTLComputePipelineState>>,
     name: Arc<str>,
+    /// (argument index, alignment of the bound type) of each buffer argument, from Metal's reflection.
+    alignments: Arc<[(usize, usize)]>,
 }
 
 #[derive(Clone)]
@@ -62,42 +64,24 @@ pub struct Batch<'g> {
     hazards: Hazards,
 }
 
-/// Offsets of every binding are at least this aligned (the smallest type
-/// forge binds); msl-emu checks each binding against its exact type.
+/// Offsets of a binding whose type Metal's reflection does not give are at
+/// least this aligned (the smallest type forge binds).
 const MIN_OFFSET_ALIGNMENT: usize = 4;
 
-/// An FNV-1a hash of the kernels' source, naming their pipeline cache.
-fn source_hash(source: &str) -> u64 {
-    source.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    })
-}
-
-/// `~/Library/Caches/forge/<hash>.metalar`: the binary archive of these kernels.
-fn archive_path(source: &str) -> Option<PathBuf> {
-    let home = std::env::var_os("HOME")?;
-    let dir = PathBuf::from(home).join("Library/Caches/forge");
-    std::fs::create_dir_all(&dir).ok()?;
-    Some(dir.join(format!("{:016x}.metalar", source_hash(source))))
-}
-
-/// The binary archive at `path`, read when it exists and created empty otherwise.
-fn open_archive(
-    device: &ProtocolObject<dyn MTLDevice>,
-    path: &std::path::Path,
-) -> Option<Retained<ProtocolObject<dyn MTLBinaryArchive>>> {
-    let descriptor = MTLBinaryArchiveDescriptor::new();
-    if path.is_file() {
-        let url = NSURL::fileURLWithPath(&NSString::from_str(&path.to_string_lossy()));
-        descriptor.setUrl(Some(&url));
-    }
-    // A stale or unreadable archive only costs a compile: start an empty one.
-    device
-        .newBinaryArchiveWithDescriptor_error(&descriptor)
-        .or_else(|_| {
-            device.newBinaryArchiveWithDescriptor_error(&MTLBinaryArchiveDescriptor::new())
+/// (index, alignment) of every buffer argument in a pipeline's reflection.
+fn buffer_alignments(reflection: &MTLComputePipelineReflection) -> Vec<(usize, usize)> {
+    reflection
+        .bindings()
+        .iter()
+        .filter(|binding| binding.r#type() == MTLBindingType::Buffer)
+        .map(|binding| {
+            let pointer: *const ProtocolObject<dyn MTLBinding> = &*binding;
+            // Metal's bindings of type Buffer are MTLBufferBindings, and both
+            // protocol objects are the same Objective-C object pointer.
+            let buffer = unsafe { &*pointer.cast::<ProtocolObject<dyn MTLBufferBinding>>() };
+            (binding.index(), buffer.bufferAlignment().max(1))
         })
-        .ok()
+        .collect()
 }
 
 impl Gpu {
@@ -115,22 +99,15 @@ impl Gpu {
         let queue = device
             .newCommandQueue()
             .ok_or_else(|| anyhow!("Metal could not create a command queue"))?;
-        let options = MTLCompileOptions::new();
-        // IEEE float semantics, as msl-emu executes them, so both backends compute the same logits.
-        #[allow(deprecated)]
-        options.setFastMathEnabled(false);
-        let library = autoreleasepool(|_| {
-            device
-                .newLibraryWithSource_options_error(&NSString::from_str(source), Some(&options))
-                .map_err(|e| {
-                    anyhow!(
-                        "compiling shaders/kernels.metal with Metal: {}",
-                        e.localizedDescription()
-                    )
-                })
-        })?;
-        let archive =
-            archive_path(source).and_then(|path| Some((open_archive(&device, &path)?, path)));
+        let cache = KernelCache::new(source);
+        let library = match &cache {
+            Some(cache) => cache.library(&device, source)?,
+            None => metal_cache::compile_source(&device, source)?,
+        };
+        let archive = cache.and_then(|cache| {
+            let path = cache.archive_path();
+            Some((open_archive(&device, &path)?, path))
+        });
         Ok(Gpu {
             device,
             queue,
@@ -149,12 +126,16 @@ impl Gpu {
                 .ok_or_else(|| anyhow!("kernel '{name}' is not in shaders/kernels.metal"))?;
             let descriptor = MTLComputePipelineDescriptor::new();
             descriptor.setComputeFunction(Some(&function));
-            let compile = |options| {
+            let mut reflection = None;
+            let mut compile = |options: MTLPipelineOption| {
+                // The reflection gives each buffer argument's type alignment, checked at dispatch.
                 self.device
                     .newComputePipelineStateWithDescriptor_options_reflection_error(
                         &descriptor,
-                        options,
-                        None,
+                        options
+                            | MTLPipelineOption::BindingInfo
+                            | MTLPipelineOption::BufferTypeInfo,
+                        Some(&mut reflection),
                     )
             };
             let cached = self.archive.as_ref().and_then(|(archive, _)| {
@@ -188,6 +169,11 @@ impl Gpu {
             Ok(Pipeline {
                 state,
                 name: name.into(),
+                alignments: reflection
+                    .as_deref()
+                    .map(buffer_alignments)
+                    .unwrap_or_default()
+                    .into(),
             })
         })
     }
@@ -196,8 +182,7 @@ impl Gpu {
     /// start finds them compiled (best effort: a failure only costs a compile).
     pub fn store_pipelines(&self) {
         if let (Some((archive, path)), true) = (&self.archive, self.archive_grew.get()) {
-            let url = NSURL::fileURLWithPath(&NSString::from_str(&path.to_string_lossy()));
-            if archive.serializeToURL_error(&url).is_ok() {
+            if store_archive(archive, path) {
                 self.archive_grew.set(false);
             }
         }
@@ -351,8 +336,13 @@ impl Batch<'_> {
                     if offset > buffer.len {
                         bail!("kernel '{}': offset {offset} is past the end of the {}-byte buffer at index {index}", p.name, buffer.len);
                     }
-                    if !offset.is_multiple_of(MIN_OFFSET_ALIGNMENT) {
-                        bail!("kernel '{}': buffer {index} is bound at offset {offset}, not a multiple of {MIN_OFFSET_ALIGNMENT} bytes", p.name);
+                    let alignment = p
+                        .alignments
+                        .iter()
+                        .find(|&&(i, _)| i == index)
+                        .map_or(MIN_OFFSET_ALIGNMENT, |&(_, a)| a);
+                    if !offset.is_multiple_of(alignment) {
+                        bail!("kernel '{}': buffer {index} is bound at offset {offset}, not a multiple of its type's {alignment}-byte alignment", p.name);
                     }
                     // In bounds (checked above); the buffer outlives the command buffer's wait in `finish`.
                     unsafe { encoder.setBuffer_offset_atIndex(Some(&buffer.inner), offset, index) };

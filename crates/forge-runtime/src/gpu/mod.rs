@@ -7,6 +7,8 @@ mod emu;
 mod hazards;
 #[cfg(target_os = "macos")]
 mod metal;
+#[cfg(target_os = "macos")]
+mod metal_cache;
 
 #[cfg(not(target_os = "macos"))]
 pub use emu::{Batch, Buffer, Gpu, Pipeline};
