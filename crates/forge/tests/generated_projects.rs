@@ -224,6 +224,9 @@ cases! {
     llama_odd_gguf_f32: "llama_odd", "gguf/llama_odd.f32.gguf", [], Tolerance::F32;
     qwen2_odd_hf_f32: "qwen2_odd", "hf", [], Tolerance::F32;
     mistral_odd_hf_f32: "mistral_odd", "hf", [], Tolerance::F32;
+    // Two of shape_sweep.rs's random shapes (its cases 16 and 25).
+    sweep_case16_hf_f32: "sweep_case16", "hf", [], Tolerance::F32;
+    sweep_case25_hf_f32: "sweep_case25", "hf", [], Tolerance::F32;
     // State-space models (issue 10): conv widths 3, 4 and 6, hidden 40 and
     // 72, one and two groups, head dims 16 and 24, SSD chunks 4 and 5.
     mamba_hf_bf16: "mamba", "hf", [], Tolerance::Half;

@@ -6,7 +6,8 @@
 //! here: a config.json and a safetensors file whose data is left sparse,
 //! since `--no-weights` reads only the header. Logit parity at odd widths is
 //! checked against transformers by the fixtures `llama_odd`, `qwen2_odd`
-//! and `mistral_odd` in generated_projects.rs.
+//! and `mistral_odd` in generated_projects.rs, and at two of this sweep's
+//! shapes by `sweep_case16` and `sweep_case25` (checked here to be them).
 
 mod support;
 
@@ -149,4 +150,42 @@ fn thirty_random_shapes_compile_and_pass_the_metal_checks() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The parity fixtures `sweep_case16` and `sweep_case25` (made by
+/// scripts/make_fixtures.py) are this sweep's cases 16 and 25.
+#[test]
+fn the_parity_fixtures_are_shapes_of_the_sweep() {
+    let shapes = shapes();
+    for case in [16, 25] {
+        let path = repo_root().join(format!("tests/fixtures/sweep_case{case}/hf/config.json"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        let config: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let shape = &shapes[case];
+        let field = |name: &str| config[name].as_u64();
+        assert_eq!(
+            (
+                field("hidden_size"),
+                field("num_attention_heads"),
+                field("num_key_value_heads"),
+                field("head_dim"),
+                field("intermediate_size"),
+                field("vocab_size"),
+                field("num_hidden_layers"),
+                config["tie_word_embeddings"].as_bool(),
+            ),
+            (
+                Some(shape.hidden),
+                Some(shape.heads),
+                Some(shape.kv_heads),
+                Some(shape.head_dim),
+                Some(shape.ffn),
+                Some(shape.vocab),
+                Some(shape.layers),
+                Some(shape.tied),
+            ),
+            "{} is not the sweep's case {case}",
+            path.display()
+        );
+    }
 }
