@@ -57,3 +57,24 @@ fn grid_expressions_evaluate_like_rust() {
     assert_eq!(eval_grid("(pos + 1).div_ceil(32) * 2 - 1", 40, 63), 3);
     assert_eq!(eval_grid("n.min(4) % 3 + 8 / 2", 10, 0), 5);
 }
+
+// The library template's own guards, seen through `add` (which honours any
+// thread count, so only the library's limits apply).
+
+#[test]
+fn library_refuses_threadgroups_that_are_not_one_dimensional() {
+    let mut k = add(64);
+    k.threads = [128, 2, 1];
+    assert_refused(&k, "add: threads = [128, 2, 1] must be one-dimensional");
+}
+
+#[test]
+fn library_refuses_more_than_1024_threads() {
+    let mut k = add(64);
+    k.threads = [1025, 1, 1];
+    assert_refused(&k, "add: threads = 1025 must be in 1..=1024");
+    k.threads = [0, 1, 1];
+    assert_refused(&k, "add: threads = 0 must be in 1..=1024");
+    k.threads = [1024, 1, 1];
+    assert_renders(&k);
+}

@@ -213,3 +213,17 @@ fn many_channels_span_threadgroups() {
     // 600 channels: three threadgroups of 256 threads, the last one partial.
     check(600, 4, 1234, true, &[17, 1, 5]);
 }
+
+#[test]
+fn causal_conv1d_refuses_rows_narrower_than_the_channels() {
+    for k in [
+        causal_conv1d(48, 4, 48, true),
+        gated_short_conv(48, 3, 48, false),
+    ] {
+        assert_refused(
+            &with_param(&k, "x_stride", 47.into()),
+            "causal_conv1d: x_stride = 47",
+        );
+        assert_renders(&k);
+    }
+}

@@ -84,3 +84,50 @@ fn embedding_any_width_float_tables() {
         check(dtype, 31, 1, None);
     }
 }
+
+#[test]
+fn embedding_refuses_an_unknown_dtype() {
+    let k = embedding(DType::F32, 10, 64, None);
+    assert_refused(
+        &with_param(&k, "dtype", "q5_0".into()),
+        "embedding: dtype = q5_0",
+    );
+}
+
+#[test]
+fn embedding_refuses_a_chunk_its_loads_are_not_written_for() {
+    let k = embedding(DType::F32, 10, 64, None);
+    assert_refused(
+        &with_param(&k, "chunk", 1.into()),
+        "embedding: chunk = 1 must be 4",
+    );
+    let odd = embedding(DType::F16, 10, 66, None);
+    assert_refused(
+        &with_param(&odd, "chunk", 4.into()),
+        "embedding: chunk = 4 must be 1",
+    );
+    let q4 = embedding(DType::Q4_0, 10, 64, None);
+    assert_refused(
+        &with_param(&q4, "chunk", 4.into()),
+        "embedding: chunk = 4 must be 8",
+    );
+    assert_renders(&odd);
+    assert_renders(&q4);
+}
+
+#[test]
+fn embedding_refuses_an_empty_vocab() {
+    let k = embedding(DType::F32, 10, 64, None);
+    assert_refused(&with_param(&k, "vocab", 0.into()), "embedding: vocab = 0");
+    assert_renders(&embedding(DType::F32, 1, 64, None));
+}
+
+#[test]
+fn embedding_refuses_threads_other_than_the_dispatch() {
+    let k = embedding(DType::F32, 10, 64, None);
+    assert_refused(
+        &with_param(&k, "threads", 64.into()),
+        "embedding: threads = 64",
+    );
+    assert_renders(&k);
+}

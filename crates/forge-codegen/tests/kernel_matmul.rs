@@ -139,3 +139,54 @@ fn matmul_any_width_float_dtypes() {
         }
     }
 }
+
+fn plain() -> forge_codegen::KernelInstance {
+    matmul(DType::F32, 64, 128, Epilogue::None, None)
+}
+
+#[test]
+fn matmul_refuses_an_unknown_dtype() {
+    assert_refused(
+        &with_param(&plain(), "dtype", "q5_0".into()),
+        "matmul: dtype = q5_0",
+    );
+}
+
+#[test]
+fn matmul_refuses_a_chunk_its_loads_are_not_written_for() {
+    assert_refused(
+        &with_param(&plain(), "chunk", 8.into()),
+        "matmul: chunk = 8 must be 4",
+    );
+    let odd = matmul(DType::BF16, 64, 130, Epilogue::None, None);
+    assert_refused(
+        &with_param(&odd, "chunk", 4.into()),
+        "matmul: chunk = 4 must be 1",
+    );
+    assert_renders(&odd);
+}
+
+#[test]
+fn matmul_refuses_an_unknown_epilogue() {
+    assert_refused(
+        &with_param(&plain(), "epilogue", "bogus".into()),
+        "matmul: epilogue = bogus",
+    );
+}
+
+#[test]
+fn matmul_refuses_a_zero_softcap() {
+    assert_refused(
+        &with_param(&plain(), "softcap", 0.0.into()),
+        "matmul: softcap = 0",
+    );
+    assert_renders(&with_param(&plain(), "softcap", 30.0.into()));
+}
+
+#[test]
+fn matmul_refuses_a_dispatch_other_than_128_threads() {
+    let mut k = plain();
+    k.threads = [64, 1, 1];
+    assert_refused(&k, "matmul: threads = 128 must equal the 64 threads");
+    assert_renders(&plain());
+}

@@ -148,3 +148,18 @@ fn groups_that_split_a_chunk_do_not_fuse() {
     // f32 rows that are not float4s load single values: any group fuses.
     assert!(gated_norm_fusable(DType::F32, 150, 75));
 }
+
+#[test]
+fn gated_norm_groups_must_cover_the_columns() {
+    let norm = GatedNorm {
+        eps: 1e-5,
+        group: 32,
+        norm_before_gate: false,
+    };
+    let k = matvec_gated_norm(DType::F32, 16, 128, Epilogue::None, norm);
+    assert_refused(
+        &with_param(&k, "gated_norm.groups", 3.into()),
+        "matvec: gated_norm.groups = 3",
+    );
+    assert_renders(&k);
+}

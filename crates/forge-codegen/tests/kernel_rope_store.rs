@@ -309,3 +309,78 @@ fn no_rotation_stores_heads_as_they_are() {
         });
     }
 }
+
+/// 4 query and 2 kv heads of 16, fully rotated, into an f16 cache.
+fn plain_rope_store() -> forge_codegen::KernelInstance {
+    let r = rope(10000.0, 16, RopeLayout::Neox, RopeScaling::None);
+    rope_store(4, 2, 16, &r, None, DType::F16, 64)
+}
+
+#[test]
+fn rope_store_refuses_a_dispatch_other_than_one_simdgroup() {
+    let mut k = plain_rope_store();
+    k.threads = [64, 1, 1];
+    assert_refused(&k, "rope_store: threads = 64 must be 32");
+    assert_renders(&plain_rope_store());
+}
+
+#[test]
+fn rope_store_refuses_an_unknown_kv_dtype() {
+    assert_refused(
+        &with_param(&plain_rope_store(), "kv_dtype", "bf16".into()),
+        "rope_store: kv_dtype = bf16",
+    );
+}
+
+#[test]
+fn rope_store_refuses_an_odd_or_oversized_rotary_dim() {
+    let k = plain_rope_store();
+    assert_refused(
+        &with_param(&k, "rotary_dim", 15.into()),
+        "rope_store: rotary_dim = 15",
+    );
+    assert_refused(
+        &with_param(&k, "rotary_dim", 18.into()),
+        "rope_store: rotary_dim = 18",
+    );
+    // A smaller even rotary dim with its table renders (columns past it pass through).
+    let partial = with_param(&k, "rotary_dim", 8.into());
+    assert_renders(&with_param(
+        &partial,
+        "inv_freq",
+        serde_json::json!([1.0, 0.1, 0.01, 0.001]),
+    ));
+}
+
+#[test]
+fn rope_store_refuses_a_table_of_the_wrong_length() {
+    let k = plain_rope_store();
+    assert_refused(
+        &with_param(&k, "inv_freq", serde_json::json!([1.0, 0.5])),
+        "rope_store: inv_freq has 2 entries, must be rotary_dim / 2 = 8",
+    );
+}
+
+#[test]
+fn rope_store_refuses_a_long_table_of_the_wrong_length() {
+    let k = with_param(&plain_rope_store(), "long_threshold", 32.into());
+    assert_refused(
+        &with_param(&k, "long_inv_freq", serde_json::json!([1.0])),
+        "rope_store: long_inv_freq has 1 entries",
+    );
+    assert_renders(&with_param(
+        &k,
+        "long_inv_freq",
+        serde_json::Value::from(vec![0.5; 8]),
+    ));
+}
+
+#[test]
+fn rope_store_refuses_a_long_table_without_its_threshold() {
+    let k = with_param(
+        &plain_rope_store(),
+        "long_inv_freq",
+        serde_json::Value::from(vec![0.5; 8]),
+    );
+    assert_refused(&k, "rope_store: long_threshold = none");
+}

@@ -195,3 +195,55 @@ fn states_of_every_lane_layout_across_prefill_and_decode() {
         &passes,
     );
 }
+
+/// 40 channels of 16 states, dt rank 4, z rows of 80.
+fn plain_scan() -> forge_codegen::KernelInstance {
+    selective_scan(40, 16, 4, 80)
+}
+
+#[test]
+fn selective_scan_refuses_lanes_that_are_not_a_power_of_two() {
+    let k = plain_scan();
+    assert_refused(
+        &with_param(&k, "lanes", 12.into()),
+        "selective_scan: lanes = 12",
+    );
+    assert_refused(
+        &with_param(&k, "lanes", 64.into()),
+        "selective_scan: lanes = 64",
+    );
+}
+
+#[test]
+fn selective_scan_refuses_per_lane_that_misses_states() {
+    // 16 lanes of 1 state each: 8 lanes would need 2.
+    let k = with_param(&plain_scan(), "lanes", 8.into());
+    assert_refused(&k, "selective_scan: per_lane = 1");
+    assert_renders(&with_param(&k, "per_lane", 2.into()));
+}
+
+#[test]
+fn selective_scan_refuses_an_empty_dt_rank() {
+    let k = with_param(&plain_scan(), "dt_rank", 0.into());
+    assert_refused(&k, "selective_scan: dt_rank = 0");
+}
+
+#[test]
+fn selective_scan_refuses_z_rows_narrower_than_the_channels() {
+    let k = plain_scan();
+    assert_refused(
+        &with_param(&k, "z_stride", 39.into()),
+        "selective_scan: z_stride = 39",
+    );
+    assert_renders(&with_param(&k, "z_stride", 40.into()));
+}
+
+#[test]
+fn selective_scan_refuses_simdgroups_other_than_the_dispatch() {
+    let k = plain_scan();
+    assert_refused(
+        &with_param(&k, "simdgroups", 2.into()),
+        "selective_scan: simdgroups = 2",
+    );
+    assert_renders(&k);
+}

@@ -159,3 +159,82 @@ fn nan_logits_are_never_picked_and_every_logit_is_loaded_once() {
         );
     }
 }
+
+#[test]
+fn top_candidates_refuses_a_count_outside_the_vocab() {
+    let t = top_candidates(1000, 40);
+    for k in [&t.select, &t.merge] {
+        assert_refused(
+            &with_param(k, "count", 0.into()),
+            "top_candidates: count = 0",
+        );
+        assert_refused(
+            &with_param(k, "count", 1001.into()),
+            "top_candidates: count = 1001",
+        );
+        assert_renders(&with_param(k, "count", 1000.into()));
+    }
+}
+
+#[test]
+fn top_candidates_refuses_per_lane_beyond_its_penalty_mask() {
+    let k = top_candidates(1000, 40).select;
+    let wide = with_param(
+        &with_param(&k, "per_lane", 33.into()),
+        "per_list",
+        (33 * 32).into(),
+    );
+    assert_refused(&wide, "top_candidates: per_lane = 33");
+    let empty = with_param(&with_param(&k, "per_lane", 0.into()), "per_list", 0.into());
+    assert_refused(&empty, "top_candidates: per_lane = 0");
+    let full = with_param(
+        &with_param(&k, "per_lane", 32.into()),
+        "per_list",
+        (32 * 32).into(),
+    );
+    assert_renders(&full);
+}
+
+#[test]
+fn top_candidates_refuses_lists_that_are_not_32_lanes_of_per_lane() {
+    let k = top_candidates(1000, 40).select;
+    assert_refused(
+        &with_param(&k, "per_list", 300.into()),
+        "top_candidates: per_list = 300 must be 32 x per_lane = 256",
+    );
+}
+
+#[test]
+fn top_candidates_refuses_a_select_dispatch_other_than_one_simdgroup() {
+    let mut k = top_candidates(1000, 40).select;
+    k.threads = [64, 1, 1];
+    assert_refused(&k, "top_candidates: threads = 64 of the select stage");
+}
+
+#[test]
+fn top_candidates_merge_refuses_a_list_count_unlike_the_vocab() {
+    // 1000 logits in lists of 256: 4 lists.
+    let k = top_candidates(1000, 40).merge;
+    assert_refused(
+        &with_param(&k, "lists", 3.into()),
+        "top_candidates: lists = 3 must be 4",
+    );
+    assert_refused(
+        &with_param(&k, "lists", 5.into()),
+        "top_candidates: lists = 5 must be 4",
+    );
+    assert_renders(&k);
+}
+
+#[test]
+fn top_candidates_merge_refuses_threads_other_than_the_dispatch() {
+    let k = top_candidates(1000, 40).merge;
+    assert_refused(
+        &with_param(&k, "threads", 64.into()),
+        "top_candidates: threads = 64",
+    );
+    // Fewer threads than lists (with the dispatch matching): a list would have no thread.
+    let mut few = with_param(&top_candidates(40_000, 4).merge, "threads", 2.into());
+    few.threads = [2, 1, 1];
+    assert_refused(&few, "top_candidates: threads = 2");
+}

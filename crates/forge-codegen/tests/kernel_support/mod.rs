@@ -21,6 +21,10 @@
 //! - `assert_close(name, got, want, tol)` with per-element absolute tolerances.
 //! - `assert_strict(file, &instances)`: unique names, and the rendered
 //!   library passes msl-emu's strict syntax check.
+//! - `with_param(&instance, "a.b", value)`: a copy with one (possibly nested)
+//!   parameter replaced; `assert_refused(&instance, "family: param = value")`
+//!   checks that rendering fails with that message; `assert_renders(&instance)`
+//!   that it renders.
 #![allow(dead_code)]
 
 use forge_codegen::{render_kernels, KernelInstance};
@@ -361,5 +365,50 @@ pub fn assert_strict(file: &str, instances: &[KernelInstance]) {
     let source = render_kernels(instances).expect("renders");
     if let Err(e) = msl_emu::check_syntax_source(file, &source) {
         panic!("strict check failed:\n{e}");
+    }
+}
+
+/// A copy of `instance` with the parameter at `path` (`.`-separated for
+/// nested objects, e.g. `gated_norm.groups`) set to `value`.
+pub fn with_param(
+    instance: &KernelInstance,
+    path: &str,
+    value: serde_json::Value,
+) -> KernelInstance {
+    let mut out = instance.clone();
+    let mut at = &mut out.params;
+    for key in path.split('.') {
+        at = at
+            .get_mut(key)
+            .unwrap_or_else(|| panic!("{}: no parameter {path}", instance.name));
+    }
+    *at = value;
+    out
+}
+
+/// Asserts that the template refuses to render `instance` and that its
+/// message contains `expected` (`"family: param = value"`, so it names the
+/// kernel and the parameter).
+pub fn assert_refused(instance: &KernelInstance, expected: &str) {
+    match render_kernels(std::slice::from_ref(instance)) {
+        Ok(_) => panic!(
+            "{} rendered, but {expected:?} must be refused",
+            instance.name
+        ),
+        Err(e) => {
+            let message = e.to_string();
+            assert!(
+                message.contains(expected),
+                "{}: error {message:?} does not contain {expected:?}",
+                instance.name
+            );
+        }
+    }
+}
+
+/// Asserts that `instance` renders (a boundary value the template honours).
+pub fn assert_renders(instance: &KernelInstance) {
+    if let Err(e) = render_kernels(std::slice::from_ref(instance)) {
+        panic!("{} must render: {e}", instance.name);
     }
 }
