@@ -406,6 +406,17 @@ pub fn assert_refused(instance: &KernelInstance, expected: &str) {
     }
 }
 
+/// Sets parameter `path` of `instance` to `value` and asserts the template
+/// refuses it with a message naming the family, the parameter and the value.
+pub fn assert_param_refused(instance: &KernelInstance, path: &str, value: serde_json::Value) {
+    let shown = match &value {
+        serde_json::Value::String(text) => text.clone(),
+        other => other.to_string(),
+    };
+    let expected = format!("{}: {path} = {shown}", instance.family);
+    assert_refused(&with_param(instance, path, value), &expected);
+}
+
 /// Asserts that `instance` renders (a boundary value the template honours).
 pub fn assert_renders(instance: &KernelInstance) {
     if let Err(e) = render_kernels(std::slice::from_ref(instance)) {
