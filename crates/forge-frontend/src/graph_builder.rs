@@ -6,7 +6,7 @@
 
 use forge_ir::{
     AttentionConfig, FeedForwardKind, Graph, GraphBuilder, LayerSpec, Mamba2Config, MambaConfig,
-    Mixer, ModelConfig, Op, ShortConvConfig, SsmConfig, ValueId,
+    Mixer, ModelConfig, Op, SharedExpert, ShortConvConfig, SsmConfig, ValueId,
 };
 
 pub fn blk(layer: u64, name: &str) -> String {
@@ -276,6 +276,12 @@ fn feed_forward(
                     up: names("ffn_up"),
                     down: names("ffn_down"),
                     activation: f.activation,
+                    shared: m.shared_intermediate_size.map(|_| SharedExpert {
+                        gate: blk(i, "ffn_gate_shexp"),
+                        up: blk(i, "ffn_up_shexp"),
+                        down: blk(i, "ffn_down_shexp"),
+                        gate_inp: m.shared_gated.then(|| blk(i, "ffn_gate_inp_shexp")),
+                    }),
                 },
                 &[h, routing],
             )

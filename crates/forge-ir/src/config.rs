@@ -252,6 +252,12 @@ pub struct MoeConfig {
     /// Re-normalise the top-k router weights to sum to one (Mixtral does).
     pub renormalize: bool,
     pub expert_intermediate_size: u64,
+    /// An expert every token goes through besides the routed ones (Qwen2-MoE's
+    /// `shared_expert`, Granite's `shared_mlp`), with its own width.
+    pub shared_intermediate_size: Option<u64>,
+    /// The shared expert's output is scaled by sigmoid(g·x), g a `[1, hidden]`
+    /// weight (Qwen2-MoE's `shared_expert_gate`); without it, by one.
+    pub shared_gated: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -101,12 +101,14 @@ pub enum Op {
         top_k: u64,
         renormalize: bool,
     },
-    /// inputs: [x, routing] -> Σ_k w_k · down_e(act(gate_e(x)) * up_e(x)).
+    /// inputs: [x, routing] -> Σ_k w_k · down_e(act(gate_e(x)) * up_e(x)),
+    /// plus the shared expert's output when there is one.
     MoeExperts {
         gate: Vec<String>,
         up: Vec<String>,
         down: Vec<String>,
         activation: Activation,
+        shared: Option<SharedExpert>,
     },
     /// inputs: [x] -> depthwise causal convolution over time (with state), then SiLU.
     CausalConv1d {
@@ -150,6 +152,17 @@ pub enum Op {
     },
 }
 
+/// The expert of a mixture every token goes through: act(gate·x) * (up·x)
+/// projected by `down`, scaled by sigmoid(gate_inp·x) when `gate_inp` is set.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SharedExpert {
+    pub gate: String,
+    pub up: String,
+    pub down: String,
+    /// `[1, hidden]`.
+    pub gate_inp: Option<String>,
+}
+
 impl Op {
     /// A short name for summaries and error messages.
     pub fn kind(&self) -> &'static str {
@@ -190,8 +203,18 @@ impl Op {
                 out.push(weight);
                 out.extend(bias.as_deref());
             }
-            Op::MoeExperts { gate, up, down, .. } => {
-                out.extend(gate.iter().chain(up).chain(down).map(String::as_str))
+            Op::MoeExperts {
+                gate,
+                up,
+                down,
+                shared,
+                ..
+            } => {
+                out.extend(gate.iter().chain(up).chain(down).map(String::as_str));
+                if let Some(s) = shared {
+                    out.extend([s.gate.as_str(), s.up.as_str(), s.down.as_str()]);
+                    out.extend(s.gate_inp.as_deref());
+                }
             }
             Op::SelectiveScan { a, d, .. } => out.extend([a.as_str(), d.as_str()]),
             Op::SsdScan { a, d, dt_bias, .. } => {

@@ -17,7 +17,7 @@ pub mod validate;
 
 pub use config::*;
 pub use dtype::DType;
-pub use graph::{Block, Graph, GraphBuilder, Node, Op, Value, ValueId};
+pub use graph::{Block, Graph, GraphBuilder, Node, Op, SharedExpert, Value, ValueId};
 pub use model::{Model, SourceFormat};
 pub use tensor::{TensorSource, TensorSpec, TensorTable, TensorTransform};
 pub use tokenizer::{

@@ -440,7 +440,13 @@ pub fn infer_width(op: &Op, widths: &[u64], table: &TensorTable) -> Result<u64, 
             }
             Ok(2 * top_k)
         }
-        Op::MoeExperts { gate, up, down, .. } => {
+        Op::MoeExperts {
+            gate,
+            up,
+            down,
+            shared,
+            ..
+        } => {
             arity(widths, 2)?;
             if gate.is_empty() || gate.len() != up.len() || gate.len() != down.len() {
                 return Err(format!(
@@ -456,6 +462,15 @@ pub fn infer_width(op: &Op, widths: &[u64], table: &TensorTable) -> Result<u64, 
                 expect_shape(table, g, &[inter, hidden])?;
                 expect_shape(table, u, &[inter, hidden])?;
                 expect_shape(table, d, &[hidden, inter])?;
+            }
+            if let Some(s) = shared {
+                let (inter, _) = matrix(table, &s.gate)?;
+                expect_shape(table, &s.gate, &[inter, hidden])?;
+                expect_shape(table, &s.up, &[inter, hidden])?;
+                expect_shape(table, &s.down, &[hidden, inter])?;
+                if let Some(g) = &s.gate_inp {
+                    expect_shape(table, g, &[1, hidden])?;
+                }
             }
             Ok(hidden)
         }

@@ -169,6 +169,8 @@ pub fn parse(m: &Metadata) -> Result<ModelConfig> {
                 experts_per_token: m.u64("expert_used_count")?,
                 renormalize: true,
                 expert_intermediate_size: intermediate,
+                shared_intermediate_size: None,
+                shared_gated: false,
             })
         })
         .transpose()?;

@@ -98,6 +98,8 @@ fn parse_transformer(cfg: &JsonObject, arch: Architecture) -> Result<ModelConfig
             experts_per_token: cfg.u64("num_experts_per_tok")?,
             renormalize: true,
             expert_intermediate_size: intermediate,
+            shared_intermediate_size: None,
+            shared_gated: false,
         }),
         _ => None,
     };
