@@ -91,6 +91,13 @@ def main() -> int:
             continue
         print(f"make_fixtures: {fx.name} ({fx.arch})", flush=True)
         entries[fx.name] = make_fixture(fx, args.out, llama_cpp)
+        if "moe" in entries[fx.name]:
+            moe = entries[fx.name]["moe"]
+            print(
+                f"make_fixtures:   moe layers {moe['moe_layers']}, dense {moe['dense_layers']}; "
+                f"experts unused by the prompt: {moe['experts_unused_by_prompt']}",
+                flush=True,
+            )
         if entries[fx.name]["gguf_error"]:
             print(f"make_fixtures:   gguf: {entries[fx.name]['gguf_error']}", flush=True)
 

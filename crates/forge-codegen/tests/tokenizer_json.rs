@@ -80,6 +80,10 @@ fn gguf_fixtures() -> Vec<(String, PathBuf, PathBuf)> {
     let mut out = Vec::new();
     for fixture in manifest["fixtures"].as_array().expect("fixtures list") {
         let name = fixture["name"].as_str().expect("fixture name");
+        // GGUF architectures the frontend does not load yet (issue 12); remove as it does.
+        if ["qwen2_moe", "qwen3_moe", "granite4h_moe"].contains(&name) {
+            continue;
+        }
         for gguf in fixture["gguf"].as_array().into_iter().flatten() {
             let file = fixtures.join(gguf["file"].as_str().expect("gguf file"));
             out.push((name.to_string(), file, fixtures.join(name)));
