@@ -8,7 +8,7 @@
 
 use forge_ir::{Mamba2Config, ModelConfig, SsmConfig, TensorTable, TensorTransform};
 
-use crate::graph_builder::{blk, blk_bias};
+use crate::graph_builder::{blk, blk_bias, expert};
 
 /// 1 everywhere means nothing to fold.
 #[derive(Clone, Debug, PartialEq)]
@@ -105,11 +105,34 @@ impl Multipliers {
                 let out = self.ssm_out * self.residual;
                 scale(&blk(i, "ssm_out"), vec![(hidden, out)], Side::Output);
             }
+            let down = self.mlp_down * self.residual;
             if let Some(f) = &c.feed_forward {
                 let n = f.intermediate_size;
                 scale(&blk(i, "ffn_gate"), vec![(n, self.mlp_gate)], Side::Output);
-                let down = self.mlp_down * self.residual;
                 scale(&blk(i, "ffn_down"), vec![(hidden, down)], Side::Output);
+            }
+            // A mixture's output is the weighted sum of its experts' down
+            // projections plus its shared expert's: each carries the factor.
+            if let Some(m) = &c.moe {
+                let n = m.expert_intermediate_size;
+                for e in 0..m.num_experts {
+                    let gate = expert(i, "ffn_gate", e);
+                    scale(&gate, vec![(n, self.mlp_gate)], Side::Output);
+                    scale(
+                        &expert(i, "ffn_down", e),
+                        vec![(hidden, down)],
+                        Side::Output,
+                    );
+                }
+                if let Some(n) = m.shared_intermediate_size {
+                    let gate = blk(i, "ffn_gate_shexp");
+                    scale(&gate, vec![(n, self.mlp_gate)], Side::Output);
+                    scale(
+                        &blk(i, "ffn_down_shexp"),
+                        vec![(hidden, down)],
+                        Side::Output,
+                    );
+                }
             }
         }
     }

@@ -15,6 +15,10 @@ pub enum Architecture {
     Gemma3,
     Phi3,
     Mixtral,
+    #[serde(rename = "qwen2_moe")]
+    Qwen2Moe,
+    #[serde(rename = "qwen3_moe")]
+    Qwen3Moe,
     Mamba,
     Mamba2,
     Lfm2,
@@ -36,6 +40,8 @@ impl Architecture {
             Architecture::Gemma3 => "gemma3",
             Architecture::Phi3 => "phi3",
             Architecture::Mixtral => "mixtral",
+            Architecture::Qwen2Moe => "qwen2_moe",
+            Architecture::Qwen3Moe => "qwen3_moe",
             Architecture::Mamba => "mamba",
             Architecture::Mamba2 => "mamba2",
             Architecture::Lfm2 => "lfm2",

@@ -31,6 +31,8 @@ pub fn parse(m: &Metadata) -> Result<ModelConfig> {
         "gemma2" => Architecture::Gemma2,
         "gemma3" => Architecture::Gemma3,
         "phi3" => Architecture::Phi3,
+        "qwen2moe" => Architecture::Qwen2Moe,
+        "qwen3moe" => Architecture::Qwen3Moe,
         "mamba" => Architecture::Mamba,
         "mamba2" => Architecture::Mamba2,
         "lfm2" => Architecture::Lfm2,
@@ -39,7 +41,7 @@ pub fn parse(m: &Metadata) -> Result<ModelConfig> {
         "falcon-h1" => Architecture::FalconH1,
         other => {
             return Err(m.error(format!(
-                "unsupported architecture {other:?} (supported: llama, qwen2, qwen3, gemma, gemma2, gemma3, phi3, mamba, mamba2, lfm2, granitehybrid, nemotron_h, falcon-h1)"
+                "unsupported architecture {other:?} (supported: llama, qwen2, qwen3, qwen2moe, qwen3moe, gemma, gemma2, gemma3, phi3, mamba, mamba2, lfm2, granitehybrid, nemotron_h, falcon-h1)"
             )))
         }
     };
@@ -162,22 +164,14 @@ pub fn parse(m: &Metadata) -> Result<ModelConfig> {
             m.arch
         ))
     })?;
-    let moe = (arch == Architecture::Mixtral)
-        .then(|| -> Result<MoeConfig> {
-            Ok(MoeConfig {
-                num_experts: expert_count,
-                experts_per_token: m.u64("expert_used_count")?,
-                renormalize: true,
-                expert_intermediate_size: intermediate,
-                shared_intermediate_size: None,
-                shared_gated: false,
-            })
-        })
-        .transpose()?;
-    let ffn_kind = if moe.is_some() {
-        FeedForwardKind::MixtureOfExperts
-    } else {
-        FeedForwardKind::Dense
+    let (moe, experts_in) = match arch {
+        Architecture::Mixtral | Architecture::Qwen2Moe | Architecture::Qwen3Moe => {
+            match experts(m, arch, layers, intermediate)? {
+                Some((moe, experts_in)) => (Some(moe), experts_in),
+                None => return Err(m.error(format!("{} without experts", m.arch))),
+            }
+        }
+        _ => (None, vec![false; layers as usize]),
     };
     Ok(ModelConfig {
         architecture: arch,
@@ -207,10 +201,89 @@ pub fn parse(m: &Metadata) -> Result<ModelConfig> {
         layers: (0..layers)
             .map(|i| LayerSpec {
                 mixer: mixer(i),
-                feed_forward: ffn_kind,
+                feed_forward: if experts_in[i as usize] {
+                    FeedForwardKind::MixtureOfExperts
+                } else {
+                    FeedForwardKind::Dense
+                },
             })
             .collect(),
     })
+}
+
+/// The experts of a model whose layers may have them, and which layers do:
+/// those with a router (`ffn_gate_inp`), the others being dense.
+///
+/// - `{arch}.expert_count` experts, `expert_used_count` per token;
+/// - their width `expert_feed_forward_length`, or llama.cpp's fallback: the
+///   feed-forward length itself for `llama` (Mixtral), divided by the experts
+///   used for the others;
+/// - a shared expert where `ffn_up_shexp` is, `expert_shared_feed_forward_length`
+///   wide (by default the feed-forward length), sigmoid-gated where
+///   `ffn_gate_inp_shexp` is (Qwen2-MoE);
+/// - llama.cpp renormalises the top-k weights of Mixtral, Qwen3-MoE and
+///   Granite, not Qwen2-MoE's; `expert_weights_norm` says so when present.
+///   Gating other than softmax and `expert_weights_scale` other than 1 are refused.
+pub(super) fn experts(
+    m: &Metadata,
+    arch: Architecture,
+    layers: u64,
+    ff: u64,
+) -> Result<Option<(MoeConfig, Vec<bool>)>> {
+    let count = m.opt_u64("expert_count")?.unwrap_or(0);
+    if count == 0 {
+        return Ok(None);
+    }
+    let has = |name: String| m.file.tensor(&name).is_some();
+    let experts_in: Vec<bool> = (0..layers)
+        .map(|i| has(format!("blk.{i}.ffn_gate_inp.weight")))
+        .collect();
+    let Some(first) = experts_in.iter().position(|&e| e) else {
+        return Err(m.error(format!(
+            "{}.expert_count is {count} but no layer has a router (blk.N.ffn_gate_inp.weight)",
+            m.arch
+        )));
+    };
+    let used = m.u64("expert_used_count")?;
+    if let Some(f) = m.opt_u64("expert_gating_func")? {
+        // llama.cpp: 0 none (its default, softmax), 1 softmax, 2 sigmoid, 3 softmax of weights.
+        if f > 1 {
+            return Err(m.error(format!(
+                "{}.expert_gating_func {f} is not softmax, which forge does not support yet",
+                m.arch
+            )));
+        }
+    }
+    if let Some(scale) = m.opt_f64("expert_weights_scale")? {
+        if scale != 0.0 && scale != 1.0 {
+            return Err(m.error(format!(
+                "{}.expert_weights_scale {scale} is not supported yet",
+                m.arch
+            )));
+        }
+    }
+    let width = match m.opt_u64("expert_feed_forward_length")? {
+        Some(n) => n,
+        None if arch == Architecture::Mixtral => ff,
+        None => ff / used.max(1),
+    };
+    let shared = has(format!("blk.{first}.ffn_up_shexp.weight")).then_some(
+        m.opt_u64("expert_shared_feed_forward_length")?
+            .unwrap_or(ff),
+    );
+    let renormalize = match m.opt_bool_raw(&format!("{}.expert_weights_norm", m.arch))? {
+        Some(norm) => norm,
+        None => arch != Architecture::Qwen2Moe,
+    };
+    let moe = MoeConfig {
+        num_experts: count,
+        experts_per_token: used,
+        renormalize,
+        expert_intermediate_size: width,
+        shared_intermediate_size: shared,
+        shared_gated: shared.is_some() && has(format!("blk.{first}.ffn_gate_inp_shexp.weight")),
+    };
+    Ok(Some((moe, experts_in)))
 }
 
 fn rope_scaling(m: &Metadata, rotary_dim: u64) -> Result<RopeScaling> {

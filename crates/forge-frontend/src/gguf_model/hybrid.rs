@@ -9,7 +9,9 @@
 //!   Mamba-2 where there are no KV heads; `rope.scaling.finetuned` is the
 //!   converter's "uses rope" flag (false: no position embeddings);
 //!   `attention.scale`, `embedding_scale`, `residual_scale` and `logit_scale`
-//!   (a divisor) are Granite's multipliers. The converter permutes q/k rows
+//!   (a divisor) are Granite's multipliers; with `expert_count` > 0 the layers
+//!   with a router (`ffn_gate_inp`) are experts plus the shared MLP as
+//!   `ffn_*_shexp` (`config::experts`). The converter permutes q/k rows
 //!   over the whole head into the interleaved layout; canonical restores
 //!   rotate-half (`tensors.rs`), and partial rotary then rotates the first
 //!   `rope.dimension_count` columns as transformers does.
@@ -62,7 +64,7 @@ pub fn parse(m: &Metadata, arch: Architecture, d: Dims) -> Result<ModelConfig> {
                 m.arch
             ))
         })?;
-    let layers: Vec<LayerSpec> = (0..d.layers as usize)
+    let mut layers: Vec<LayerSpec> = (0..d.layers as usize)
         .map(|i| match arch {
             Architecture::Lfm2 => LayerSpec {
                 mixer: if kv[i] > 0 {
@@ -103,7 +105,24 @@ pub fn parse(m: &Metadata, arch: Architecture, d: Dims) -> Result<ModelConfig> {
         Some(kv_heads) => Some(attention(m, arch, d.hidden, kv_heads)?),
         None => None,
     };
-    let intermediate = ff.iter().copied().find(|&f| f > 0).unwrap_or(0);
+    let mut intermediate = ff.iter().copied().find(|&f| f > 0).unwrap_or(0);
+    let moe = match arch {
+        Architecture::GraniteHybrid => {
+            super::config::experts(m, arch, d.layers, intermediate)?.map(|(moe, experts_in)| {
+                for (layer, experts) in layers.iter_mut().zip(experts_in) {
+                    if experts {
+                        layer.feed_forward = FeedForwardKind::MixtureOfExperts;
+                    }
+                }
+                // As the Hugging Face reader: the dense width is the shared MLP's.
+                if let Some(shared) = moe.shared_intermediate_size {
+                    intermediate = shared;
+                }
+                moe
+            })
+        }
+        _ => None,
+    };
     let eps_key = match arch {
         Architecture::NemotronH => "attention.layer_norm_epsilon",
         _ => "attention.layer_norm_rms_epsilon",
@@ -135,7 +154,7 @@ pub fn parse(m: &Metadata, arch: Architecture, d: Dims) -> Result<ModelConfig> {
             sandwich_norms: false,
             gated: arch != Architecture::NemotronH,
         }),
-        moe: None,
+        moe,
         ssm: match arch {
             Architecture::Lfm2 => None,
             _ => Some(SsmConfig::Mamba2(mamba2(m, arch)?)),

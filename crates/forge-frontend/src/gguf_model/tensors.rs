@@ -4,7 +4,8 @@
 //! - the `llama` converter permutes Q/K rows into the interleaved rope layout:
 //!   canonical restores rotate-half ([`TensorTransform::UnpermuteRopeRows`]);
 //! - experts are stacked as `ffn_*_exps` `[experts, rows, cols]`: canonical has
-//!   one tensor per expert, each a contiguous byte range of the stack;
+//!   one tensor per expert, each a contiguous byte range of the stack; the
+//!   shared expert's sigmoid gate `ffn_gate_inp_shexp` is a vector, canonical `[1, hidden]`;
 //! - Phi-3 keeps q/k/v fused (`attn_qkv`) and gate/up fused (`ffn_up`, gate first):
 //!   canonical splits the rows;
 //! - Mamba-2 (and the hybrids with it) stores A and D as `[heads, 1]` and the grouped norm as `[groups, inner/groups]`:
@@ -168,6 +169,11 @@ fn map_one(m: &Metadata, c: &ModelConfig, t: &GgufTensorInfo) -> Result<Vec<Tens
                     )
                 })
                 .collect())
+        }
+        // The shared expert's gate is one row (`[1, hidden]`), stored as a vector.
+        "ffn_gate_inp_shexp.weight" => {
+            let elements = shape.iter().product();
+            Ok(whole(name.to_string(), vec![1, elements], vec![]))
         }
         "ssm_a" | "ssm_d" | "ssm_a.weight" | "ssm_d.weight" | "ssm_norm.weight"
             if matches!(c.ssm, Some(forge_ir::SsmConfig::Mamba2(_))) =>

@@ -33,6 +33,8 @@ pub fn architecture(cfg: &JsonObject) -> Result<Architecture> {
         "gemma3_text" | "gemma3" | "Gemma3ForCausalLM" => Architecture::Gemma3,
         "phi3" | "Phi3ForCausalLM" => Architecture::Phi3,
         "mixtral" | "MixtralForCausalLM" => Architecture::Mixtral,
+        "qwen2_moe" | "Qwen2MoeForCausalLM" => Architecture::Qwen2Moe,
+        "qwen3_moe" | "Qwen3MoeForCausalLM" => Architecture::Qwen3Moe,
         "mamba" | "MambaForCausalLM" => Architecture::Mamba,
         "mamba2" | "Mamba2ForCausalLM" => Architecture::Mamba2,
         "lfm2" | "Lfm2ForCausalLM" => Architecture::Lfm2,
@@ -42,7 +44,7 @@ pub fn architecture(cfg: &JsonObject) -> Result<Architecture> {
         "falcon_h1" | "FalconH1ForCausalLM" => Architecture::FalconH1,
         other => {
             return Err(cfg.error(format!(
-                "unsupported architecture {other:?} (supported: llama, mistral, qwen2, qwen3, gemma, gemma2, gemma3, phi3, mixtral, mamba, mamba2, lfm2, bamba, granitemoehybrid, nemotron_h, falcon_h1)"
+                "unsupported architecture {other:?} (supported: llama, mistral, qwen2, qwen3, gemma, gemma2, gemma3, phi3, mixtral, qwen2_moe, qwen3_moe, mamba, mamba2, lfm2, bamba, granitemoehybrid, nemotron_h, falcon_h1)"
             )))
         }
     })
@@ -74,7 +76,11 @@ fn parse_transformer(cfg: &JsonObject, arch: Architecture) -> Result<ModelConfig
     check_layer_count(cfg, layers)?;
     let context = cfg.u64("max_position_embeddings")?;
     let sliding_window = match arch {
-        Architecture::Qwen2 if cfg.opt_bool("use_sliding_window")? != Some(true) => None,
+        Architecture::Qwen2 | Architecture::Qwen2Moe | Architecture::Qwen3Moe
+            if cfg.opt_bool("use_sliding_window")? != Some(true) =>
+        {
+            None
+        }
         _ => cfg.opt_u64("sliding_window")?,
     };
     let layer_types = layer_types(cfg, arch, layers, sliding_window)?;
@@ -91,23 +97,15 @@ fn parse_transformer(cfg: &JsonObject, arch: Architecture) -> Result<ModelConfig
         None => cfg.opt_str("hidden_act")?.unwrap_or("silu").to_string(),
     };
     let activation = activation(cfg, &act_name)?;
-    let intermediate = cfg.u64("intermediate_size")?;
-    let moe = match arch {
-        Architecture::Mixtral => Some(MoeConfig {
-            num_experts: cfg.u64("num_local_experts")?,
-            experts_per_token: cfg.u64("num_experts_per_tok")?,
-            renormalize: true,
-            expert_intermediate_size: intermediate,
-            shared_intermediate_size: None,
-            shared_gated: false,
-        }),
-        _ => None,
+    let intermediate = match (arch, cfg.opt_u64("intermediate_size")?) {
+        (_, Some(n)) => n,
+        // transformers' defaults; only the dense layers among the experts use it.
+        (Architecture::Qwen2Moe, None) => 5632,
+        (Architecture::Qwen3Moe, None) => 6144,
+        (_, None) => cfg.u64("intermediate_size")?,
     };
-    let ffn_kind = if moe.is_some() {
-        FeedForwardKind::MixtureOfExperts
-    } else {
-        FeedForwardKind::Dense
-    };
+    let moe = moe_config(cfg, arch, intermediate)?;
+    let ffn_kinds = feed_forward_kinds(cfg, arch, layers, moe.is_some())?;
     let feed_forward = FeedForwardConfig {
         intermediate_size: intermediate,
         activation,
@@ -134,12 +132,95 @@ fn parse_transformer(cfg: &JsonObject, arch: Architecture) -> Result<ModelConfig
         short_conv: None,
         layers: layer_types
             .into_iter()
-            .map(|mixer| LayerSpec {
+            .zip(ffn_kinds)
+            .map(|(mixer, feed_forward)| LayerSpec {
                 mixer,
-                feed_forward: ffn_kind,
+                feed_forward,
             })
             .collect(),
     })
+}
+
+/// The experts of a transformer's mixture-of-experts layers, if it has any.
+///
+/// - Mixtral: `num_local_experts` of `intermediate_size`, top-k renormalised;
+/// - Qwen2-MoE: `num_experts` of `moe_intermediate_size`, the top-k softmax
+///   probabilities as they are unless `norm_topk_prob`, and a shared expert of
+///   `shared_expert_intermediate_size` gated by sigmoid(`shared_expert_gate`·x);
+/// - Qwen3-MoE: as Qwen2-MoE without the shared expert.
+fn moe_config(
+    cfg: &JsonObject,
+    arch: Architecture,
+    intermediate: u64,
+) -> Result<Option<MoeConfig>> {
+    Ok(match arch {
+        Architecture::Mixtral => Some(MoeConfig {
+            num_experts: cfg.u64("num_local_experts")?,
+            experts_per_token: cfg.u64("num_experts_per_tok")?,
+            renormalize: true,
+            expert_intermediate_size: intermediate,
+            shared_intermediate_size: None,
+            shared_gated: false,
+        }),
+        Architecture::Qwen2Moe | Architecture::Qwen3Moe => {
+            let experts = cfg.u64("num_experts")?;
+            if experts == 0 {
+                return Ok(None);
+            }
+            let shared = match arch {
+                Architecture::Qwen2Moe => Some(cfg.u64("shared_expert_intermediate_size")?),
+                _ => None,
+            };
+            Some(MoeConfig {
+                num_experts: experts,
+                experts_per_token: cfg.u64("num_experts_per_tok")?,
+                renormalize: cfg.opt_bool("norm_topk_prob")?.unwrap_or(false),
+                expert_intermediate_size: cfg.u64("moe_intermediate_size")?,
+                shared_intermediate_size: shared.filter(|&n| n > 0),
+                shared_gated: shared.is_some_and(|n| n > 0),
+            })
+        }
+        _ => None,
+    })
+}
+
+/// Each layer's feed-forward: Mixtral's are all experts; Qwen-MoE's layer
+/// `i` is experts unless listed in `mlp_only_layers` or `i + 1` is not a
+/// multiple of `decoder_sparse_step` (transformers' `Qwen2MoeDecoderLayer`).
+fn feed_forward_kinds(
+    cfg: &JsonObject,
+    arch: Architecture,
+    layers: u64,
+    experts: bool,
+) -> Result<Vec<FeedForwardKind>> {
+    if !experts {
+        return Ok(vec![FeedForwardKind::Dense; layers as usize]);
+    }
+    if arch == Architecture::Mixtral {
+        return Ok(vec![FeedForwardKind::MixtureOfExperts; layers as usize]);
+    }
+    let step = cfg.opt_u64("decoder_sparse_step")?.unwrap_or(1);
+    if step == 0 {
+        return Err(cfg.error("decoder_sparse_step is 0"));
+    }
+    let dense_only = match cfg.get("mlp_only_layers") {
+        None | Some(serde_json::Value::Null) => Vec::new(),
+        Some(_) => cfg.u64_list("mlp_only_layers")?.unwrap_or_default(),
+    };
+    if let Some(i) = dense_only.iter().find(|&&i| i >= layers) {
+        return Err(cfg.error(format!(
+            "mlp_only_layers names layer {i} of a {layers}-layer model"
+        )));
+    }
+    Ok((0..layers)
+        .map(|i| {
+            if !dense_only.contains(&i) && (i + 1).is_multiple_of(step) {
+                FeedForwardKind::MixtureOfExperts
+            } else {
+                FeedForwardKind::Dense
+            }
+        })
+        .collect())
 }
 
 /// The attention of a transformer layer: heads, rope, scale and biases as `arch` reads them.
@@ -177,9 +258,17 @@ pub(super) fn attention_config(
         num_heads: heads,
         num_kv_heads: kv_heads,
         head_dim,
-        qkv_bias: arch == Architecture::Qwen2 || attention_bias,
-        output_bias: arch != Architecture::Qwen2 && attention_bias,
-        qk_norm: matches!(arch, Architecture::Qwen3 | Architecture::Gemma3),
+        qkv_bias: match arch {
+            Architecture::Qwen2 => true,
+            Architecture::Qwen2Moe => cfg.opt_bool("qkv_bias")?.unwrap_or(true),
+            _ => attention_bias,
+        },
+        output_bias: !matches!(arch, Architecture::Qwen2 | Architecture::Qwen2Moe)
+            && attention_bias,
+        qk_norm: matches!(
+            arch,
+            Architecture::Qwen3 | Architecture::Qwen3Moe | Architecture::Gemma3
+        ),
         sliding_window,
         query_scale,
         logit_softcap: cfg.opt_f64("attn_logit_softcapping")?.map(|v| v as f32),
@@ -249,6 +338,15 @@ fn layer_types(
             }
             Architecture::Qwen2 => {
                 i >= cfg.opt_u64("max_window_layers").ok().flatten().unwrap_or(0)
+            }
+            // transformers 5's Qwen2MoeConfig: layers with i + 1 odd below max_window_layers.
+            Architecture::Qwen2Moe => {
+                i.is_multiple_of(2)
+                    && i < cfg
+                        .opt_u64("max_window_layers")
+                        .ok()
+                        .flatten()
+                        .unwrap_or(28)
             }
             _ => true,
         }

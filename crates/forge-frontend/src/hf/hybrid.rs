@@ -9,7 +9,9 @@
 //!   `mamba_*` keys; partial rotary of one half unless the config says otherwise.
 //! - Granite-4.0-H: `layer_types` (`layers_block_type` in older files) of
 //!   `"mamba"` / `"attention"`; `position_embedding_type` `"nope"` means no
-//!   rope at all; `attention_multiplier` replaces 1/√d. Its other
+//!   rope at all; `attention_multiplier` replaces 1/√d; with
+//!   `num_local_experts > 0` every feed-forward is experts plus the shared
+//!   MLP as the mixture's shared expert. Its other
 //!   multipliers are folded into weights by the name mapping
 //!   (`hybrid_names`), the embedding multiplier into the embedding's scale.
 //! - Nemotron-H: `layers_block_type` of `"linear_attention"` (Mamba-2),
@@ -21,7 +23,7 @@
 
 use forge_ir::{
     Activation, Architecture, AttentionConfig, FeedForwardConfig, FeedForwardKind, LayerSpec,
-    Mamba2Config, Mixer, ModelConfig, ModelDims, ShortConvConfig, SsmConfig,
+    Mamba2Config, Mixer, ModelConfig, ModelDims, MoeConfig, ShortConvConfig, SsmConfig,
 };
 
 use super::config::{activation, attention_config, check_layer_count};
@@ -261,11 +263,11 @@ fn mamba2_attention(cfg: &JsonObject, arch: Architecture) -> Result<ModelConfig>
     let layers = cfg.u64("num_hidden_layers")?;
     check_layer_count(cfg, layers)?;
     let granite = arch == Architecture::GraniteHybrid;
-    if granite && cfg.opt_u64("num_local_experts")?.unwrap_or(0) > 0 {
-        return Err(
-            cfg.error("Granite-4.0-H with experts (num_local_experts > 0) is not supported yet")
-        );
-    }
+    let moe = if granite { granite_experts(cfg)? } else { None };
+    let ffn_kind = match moe {
+        Some(_) => FeedForwardKind::MixtureOfExperts,
+        None => FeedForwardKind::Dense,
+    };
     let name_of = |t: &str| match t {
         "mamba" | "linear_attention" => Some(Mixer::Mamba2),
         "attention" | "full_attention" => Some(Mixer::FullAttention),
@@ -311,16 +313,38 @@ fn mamba2_attention(cfg: &JsonObject, arch: Architecture) -> Result<ModelConfig>
             sandwich_norms: false,
             gated: true,
         }),
+        moe,
         ssm: Some(SsmConfig::Mamba2(prefixed_mamba2(cfg, hidden)?)),
         layers: mixers
             .into_iter()
             .map(|mixer| LayerSpec {
                 mixer,
-                feed_forward: FeedForwardKind::Dense,
+                feed_forward: ffn_kind,
             })
             .collect(),
         ..sized(cfg, arch, hidden, layers, "rms_norm_eps")?
     })
+}
+
+/// Granite-4.0-H's experts when `num_local_experts > 0`: every layer's
+/// feed-forward is then `num_local_experts` experts of `intermediate_size`
+/// plus the shared MLP (`shared_intermediate_size`, ungated) that the
+/// dense models have alone. Its router takes the top-k logits and a softmax
+/// over those k, which is the top-k of the softmax renormalised.
+fn granite_experts(cfg: &JsonObject) -> Result<Option<MoeConfig>> {
+    let experts = cfg.opt_u64("num_local_experts")?.unwrap_or(0);
+    if experts == 0 {
+        return Ok(None);
+    }
+    Ok(Some(MoeConfig {
+        num_experts: experts,
+        // transformers' GraniteMoeHybridConfig defaults.
+        experts_per_token: cfg.opt_u64("num_experts_per_tok")?.unwrap_or(2),
+        renormalize: true,
+        expert_intermediate_size: cfg.opt_u64("intermediate_size")?.unwrap_or(11008),
+        shared_intermediate_size: Some(cfg.u64("shared_intermediate_size")?),
+        shared_gated: false,
+    }))
 }
 
 /// The attention of Bamba and Granite-4.0-H layers.

@@ -3,7 +3,7 @@
 
 use forge_ir::{Architecture, ModelConfig, SsmConfig, TensorTransform};
 
-use super::names::{one, with, Mapped};
+use super::names::{down_stack, gate_up_stack, one, with, Mapped};
 use crate::graph_builder::{blk, blk_bias};
 
 /// The architectures this module names.
@@ -101,6 +101,32 @@ fn mamba2_attention(c: &ModelConfig, i: u64, suffix: &str) -> Option<Mapped> {
         // `dt_bias`, `A_log` and `D` are parameters without a `.weight`.
         let (module, kind) = rest.rsplit_once('.').unwrap_or((rest, ""));
         return mamba2_mixer(c, i, module, kind);
+    }
+    if let Some(m) = &c.moe {
+        // Granite-4.0-H's experts, as saved (`input_linear`, `output_linear`,
+        // `router.layer`) and as transformers 5 names them; its shared MLP is
+        // the mixture's shared expert.
+        let n = m.shared_intermediate_size.unwrap_or(0);
+        match suffix {
+            "block_sparse_moe.router.layer.weight" | "block_sparse_moe.router.weight" => {
+                return one(blk(i, "ffn_gate_inp"))
+            }
+            "block_sparse_moe.input_linear.weight" | "block_sparse_moe.experts.gate_up_proj" => {
+                return gate_up_stack(c, i)
+            }
+            "block_sparse_moe.output_linear.weight" | "block_sparse_moe.experts.down_proj" => {
+                return down_stack(c, i)
+            }
+            "shared_mlp.input_linear.weight" => {
+                return Some(Mapped::Rows(vec![
+                    (blk(i, "ffn_gate_shexp"), n),
+                    (blk(i, "ffn_up_shexp"), n),
+                ]))
+            }
+            "shared_mlp.output_linear.weight" => return one(blk(i, "ffn_down_shexp")),
+            s if s.starts_with("shared_mlp.") || s.starts_with("block_sparse_moe.") => return None,
+            _ => {}
+        }
     }
     let (module, kind) = suffix.rsplit_once('.')?;
     let canonical = match module {

@@ -82,7 +82,8 @@ pub fn load(dir: &Path) -> Result<Model> {
                     transforms,
                 }]
             }
-            Mapped::Rows(parts) => split_rows(file, t, &parts, &source)?,
+            Mapped::Rows(parts) => split_rows(file, t, &[parts], false, &source)?,
+            Mapped::Stack(parts) => split_rows(file, t, &parts, true, &source)?,
         };
         for spec in specs {
             tensors.insert(spec).map_err(|name| {
@@ -119,33 +120,44 @@ pub fn load(dir: &Path) -> Result<Model> {
     Ok(model)
 }
 
-/// Splits a fused `[rows, cols]` matrix into canonical tensors of consecutive rows.
+/// Splits a fused `[rows, cols]` matrix into canonical tensors of consecutive
+/// rows, or (`stacked`) each matrix of a `[n, rows, cols]` stack, `parts[k]`
+/// naming the row ranges of the k-th.
 fn split_rows(
     file: &Path,
     t: &crate::safetensors::SafetensorsTensor,
-    parts: &[(String, u64)],
+    parts: &[Vec<(String, u64)>],
+    stacked: bool,
     source: &dyn Fn(&str, u64, u64) -> TensorSource,
 ) -> Result<Vec<TensorSpec>> {
-    let [rows, cols] = t.shape[..] else {
-        return Err(Error::new(
+    let shape_error = |want: String| {
+        Error::new(
             file,
-            format!(
-                "tensor {} has shape {:?}, expected a matrix",
-                t.name, t.shape
-            ),
-        ));
+            format!("tensor {} has shape {:?}, expected {want}", t.name, t.shape),
+        )
     };
-    let total: u64 = parts.iter().map(|p| p.1).sum();
-    if total != rows {
+    let rows_of = |p: &[(String, u64)]| p.iter().map(|r| r.1).sum::<u64>();
+    let (rows, cols) = match (stacked, &t.shape[..]) {
+        (false, &[rows, cols]) => (rows, cols),
+        (false, _) => return Err(shape_error("a matrix".into())),
+        (true, &[n, rows, cols]) if n == parts.len() as u64 => (rows, cols),
+        (true, _) => {
+            let rows = parts.first().map_or(0, |p| rows_of(p));
+            return Err(shape_error(format!("[{}, {rows}, cols]", parts.len())));
+        }
+    };
+    if let Some(p) = parts.iter().find(|p| rows_of(p) != rows) {
+        let total = rows_of(p);
         return Err(Error::new(
             file,
             format!("tensor {} has {rows} rows, expected {total}", t.name),
         ));
     }
-    let row_bytes = t.n_bytes / rows.max(1);
+    let row_bytes = t.n_bytes / (rows * parts.len() as u64).max(1);
     let mut start = 0;
     Ok(parts
         .iter()
+        .flatten()
         .map(|(name, n)| {
             let spec = TensorSpec {
                 name: name.clone(),

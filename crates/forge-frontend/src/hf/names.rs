@@ -7,8 +7,14 @@
 //! - Phi-3 fuses q/k/v and gate/up into single matrices: canonical splits the rows,
 //!   which are contiguous byte ranges of the stored tensor.
 //! - Mixtral's legacy expert names `experts.E.w1/w3/w2` are gate/up/down.
+//! - transformers 5 keeps a layer's experts as two stacks, `experts.gate_up_proj`
+//!   `[experts, 2·inter, hidden]` (each expert's gate rows, then its up rows) and
+//!   `experts.down_proj` `[experts, hidden, inter]`, and can save them so
+//!   (`save_original_format=False`); Granite's `input_linear` / `output_linear`
+//!   are the same stacks. Canonical has one tensor per expert, each a contiguous
+//!   byte range of the stack.
 
-use forge_ir::{Architecture, ModelConfig, TensorTransform};
+use forge_ir::{Architecture, FeedForwardKind, ModelConfig, TensorTransform};
 
 use crate::graph_builder::{blk, blk_bias, expert};
 
@@ -23,6 +29,9 @@ pub enum Mapped {
     },
     /// Consecutive row ranges of a fused matrix: (canonical name, rows).
     Rows(Vec<(String, u64)>),
+    /// A stack `[n, rows, cols]` (one matrix per expert): for each of the `n`
+    /// in order, consecutive row ranges of its matrix, as in [`Mapped::Rows`].
+    Stack(Vec<Vec<(String, u64)>>),
     /// Not part of the model (e.g. cached rope frequencies, or a tied LM head copy).
     Ignore,
 }
@@ -86,6 +95,15 @@ pub fn map_name(c: &ModelConfig, hf: &str) -> Option<Mapped> {
     if super::hybrid_names::is_hybrid(arch) {
         return super::hybrid_names::map_layer(c, i, suffix);
     }
+    let experts_here = c
+        .layers
+        .get(i as usize)
+        .is_some_and(|l| l.feed_forward == FeedForwardKind::MixtureOfExperts);
+    if experts_here {
+        if let Some(m) = map_moe(c, i, suffix) {
+            return Some(m);
+        }
+    }
     let sandwich = matches!(arch, Architecture::Gemma2 | Architecture::Gemma3);
     let (module, kind) = suffix.rsplit_once('.')?;
     let tensor = |n: &str| match kind {
@@ -116,44 +134,81 @@ pub fn map_name(c: &ModelConfig, hf: &str) -> Option<Mapped> {
                 (blk(i, "attn_v"), a.num_kv_heads * a.head_dim),
             ]))
         }
-        "mlp.gate_proj" => one(tensor("ffn_gate")?),
-        "mlp.up_proj" => one(tensor("ffn_up")?),
-        "mlp.down_proj" => one(tensor("ffn_down")?),
-        "mlp.gate_up_proj" if kind == "weight" => {
+        "mlp.gate_proj" if !experts_here => one(tensor("ffn_gate")?),
+        "mlp.up_proj" if !experts_here => one(tensor("ffn_up")?),
+        "mlp.down_proj" if !experts_here => one(tensor("ffn_down")?),
+        "mlp.gate_up_proj" if kind == "weight" && !experts_here => {
             let n = c.feed_forward.as_ref()?.intermediate_size;
             Some(Mapped::Rows(vec![
                 (blk(i, "ffn_gate"), n),
                 (blk(i, "ffn_up"), n),
             ]))
         }
-        "block_sparse_moe.gate" | "mlp.gate" if kind == "weight" && c.moe.is_some() => {
-            one(blk(i, "ffn_gate_inp"))
-        }
-        _ => map_expert(c, i, module, kind),
+        _ => None,
     }
 }
 
-/// `block_sparse_moe.experts.E.w1` (Mixtral) or `mlp.experts.E.gate_proj` (newer MoE naming).
-fn map_expert(c: &ModelConfig, i: u64, module: &str, kind: &str) -> Option<Mapped> {
+/// The tensors of a mixture-of-experts layer `i`: the router, the experts
+/// (one tensor each, or the two stacks) and the shared expert.
+fn map_moe(c: &ModelConfig, i: u64, suffix: &str) -> Option<Mapped> {
     let moe = c.moe.as_ref()?;
-    if kind != "weight" {
-        return None;
+    let suffix = suffix
+        .strip_prefix("block_sparse_moe.")
+        .or_else(|| suffix.strip_prefix("mlp."))?;
+    match suffix {
+        "gate.weight" => return one(blk(i, "ffn_gate_inp")),
+        "experts.gate_up_proj" => return gate_up_stack(c, i),
+        "experts.down_proj" => return down_stack(c, i),
+        "shared_expert_gate.weight" if moe.shared_gated => {
+            return one(blk(i, "ffn_gate_inp_shexp"))
+        }
+        _ => {}
     }
-    let rest = module
-        .strip_prefix("block_sparse_moe.experts.")
-        .or_else(|| module.strip_prefix("mlp.experts."))?;
-    let (e, proj) = rest.split_once('.')?;
+    if let Some(proj) = suffix.strip_prefix("shared_expert.") {
+        moe.shared_intermediate_size?;
+        let name = match proj {
+            "gate_proj.weight" => "ffn_gate_shexp",
+            "up_proj.weight" => "ffn_up_shexp",
+            "down_proj.weight" => "ffn_down_shexp",
+            _ => return None,
+        };
+        return one(blk(i, name));
+    }
+    // `experts.E.w1` (Mixtral) or `experts.E.gate_proj` (Qwen-MoE), one tensor per expert.
+    let (e, proj) = suffix.strip_prefix("experts.")?.split_once('.')?;
     let e: u64 = e.parse().ok()?;
     if e >= moe.num_experts {
         return None;
     }
     let name = match proj {
-        "w1" | "gate_proj" => "ffn_gate",
-        "w3" | "up_proj" => "ffn_up",
-        "w2" | "down_proj" => "ffn_down",
+        "w1.weight" | "gate_proj.weight" => "ffn_gate",
+        "w3.weight" | "up_proj.weight" => "ffn_up",
+        "w2.weight" | "down_proj.weight" => "ffn_down",
         _ => return None,
     };
     one(expert(i, name, e))
+}
+
+/// Layer `i`'s experts' gate and up projections stacked `[experts, 2·inter,
+/// hidden]`, each expert's gate rows before its up rows.
+pub(super) fn gate_up_stack(c: &ModelConfig, i: u64) -> Option<Mapped> {
+    let m = c.moe.as_ref()?;
+    let n = m.expert_intermediate_size;
+    Some(Mapped::Stack(
+        (0..m.num_experts)
+            .map(|e| vec![(expert(i, "ffn_gate", e), n), (expert(i, "ffn_up", e), n)])
+            .collect(),
+    ))
+}
+
+/// Layer `i`'s experts' down projections stacked `[experts, hidden, inter]`.
+pub(super) fn down_stack(c: &ModelConfig, i: u64) -> Option<Mapped> {
+    let m = c.moe.as_ref()?;
+    Some(Mapped::Stack(
+        (0..m.num_experts)
+            .map(|e| vec![(expert(i, "ffn_down", e), c.hidden_size)])
+            .collect(),
+    ))
 }
 
 fn map_ssm(c: &ModelConfig, i: u64, suffix: &str) -> Option<Mapped> {
