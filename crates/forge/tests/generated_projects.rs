@@ -262,27 +262,48 @@ cases! {
     lfm2_q_gguf_f32: "lfm2_q", "gguf/lfm2_q.f32.gguf", [], Tolerance::F32;
     lfm2_hf_q8_0_f16_rows: "lfm2", "hf", ["--dtype", "q8_0"], Tolerance::Quantized("q8_0");
     falcon_h1_hf_q8_0_f16_rows: "falcon_h1", "hf", ["--dtype", "q8_0"], Tolerance::Quantized("q8_0");
+    // Mixtures of experts: routed on the GPU, decode reading only the chosen
+    // experts, prefill grouped by expert.
+    mixtral_hf_f32: "mixtral", "hf", [], Tolerance::F32;
+    mixtral_gguf_f32: "mixtral", "gguf/mixtral.f32.gguf", [], Tolerance::F32;
+    mixtral_hf_bf16: "mixtral", "hf", ["--dtype", "bf16"], Tolerance::Half;
+    mixtral_hf_q8_0: "mixtral", "hf", ["--dtype", "q8_0"], Tolerance::Quantized("q8_0");
+    mixtral_hf_q4_0: "mixtral", "hf", ["--dtype", "q4_0"], Tolerance::Quantized("q4_0");
 }
 
-/// An architecture whose ops have no kernels yet fails with one line naming
-/// the checkpoint and the op, and leaves no output directory behind.
+/// An architecture forge does not know fails with one line naming the
+/// checkpoint's config and the architecture, and leaves no output behind.
 #[test]
 fn unsupported_architecture_fails_cleanly() {
     let dir = case_dir("unsupported_architecture");
+    let model = dir.join("model");
+    std::fs::create_dir_all(&model).unwrap();
+    let source = repo_root().join("tests/fixtures/llama3/hf");
+    for file in [
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ] {
+        std::fs::copy(source.join(file), model.join(file)).unwrap();
+    }
+    let config = std::fs::read_to_string(source.join("config.json")).unwrap();
+    let config = config
+        .replace("LlamaForCausalLM", "FlamingoForCausalLM")
+        .replace("\"llama\"", "\"flamingo\"");
+    std::fs::write(model.join("config.json"), config).unwrap();
     let out = dir.join("project");
-    let model = repo_root().join("tests/fixtures/mixtral/hf");
     let (code, _, stderr) =
         support::forge(&["compile", model.to_str().unwrap(), out.to_str().unwrap()]);
     assert_ne!(code, 0);
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     assert!(
-        stderr.contains("mixtral/hf") && stderr.contains("moe_router"),
+        stderr.contains("config.json") && stderr.contains("flamingo"),
         "{stderr}"
     );
     assert!(!out.exists());
     assert_eq!(
         std::fs::read_dir(&dir).unwrap().count(),
-        0,
+        1,
         "temporary files left in {}",
         dir.display()
     );

@@ -1,7 +1,7 @@
 //! The `matmul` kernel family (templates/metal/matmul.metal.j2): the prefill
 //! projection of n tokens, with the same epilogues as `matvec`.
 
-use super::matvec::{chunk_values, linear_name, Epilogue};
+use super::matvec::{chunk_values, linear_name, Epilogue, ExpertMode, Experts};
 use super::KernelInstance;
 use forge_ir::DType;
 
@@ -39,6 +39,7 @@ pub fn matmul(
             "tile_rows": TILE_ROWS,
             "threads": THREADS,
             "chunk": chunk_values(dtype, cols),
+            "experts": null,
         }),
         threads: [THREADS, 1, 1],
         grid: [
@@ -47,4 +48,42 @@ pub fn matmul(
             "1".into(),
         ],
     }
+}
+
+/// Where a grouped expert matmul writes: row `t·out_slots + out_slot + s`
+/// of y for token t's slot s.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExpertRows {
+    pub out_slots: u64,
+    pub out_slot: u64,
+}
+
+/// Prefill projection grouped by expert (llama.cpp's `mul_mm_id`): grid
+/// (⌈rows/64⌉, ⌈n/32⌉, experts); threadgroup z gathers the (token, slot)
+/// pairs routed to expert z and multiplies them by its matrix only.
+/// [`ExpertMode::Slot`] (none or gated): x `[n, cols]`. [`ExpertMode::Sum`]
+/// (none): x `[n·slots, cols]`, results scaled by the slots' routing
+/// weights. Output rows as `rows_out` says. Buffers as [`matmul`], the
+/// routing rows at 8. Passes must have at most `max_tokens` tokens.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_experts(
+    dtype: DType,
+    rows: u64,
+    cols: u64,
+    epilogue: Epilogue,
+    experts: Experts,
+    mode: ExpertMode,
+    rows_out: ExpertRows,
+    max_tokens: u64,
+) -> KernelInstance {
+    let mut k = matmul(dtype, rows, cols, epilogue, None);
+    k.name += &experts.name_suffix(mode);
+    k.name += &format!("_o{}s{}", rows_out.out_slots, rows_out.out_slot);
+    let mut params = experts.params(mode);
+    params["out_slots"] = rows_out.out_slots.into();
+    params["out_slot"] = rows_out.out_slot.into();
+    params["max_tokens"] = max_tokens.into();
+    k.params["experts"] = params;
+    k.grid[2] = experts.count.to_string();
+    k
 }

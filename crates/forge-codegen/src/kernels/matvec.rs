@@ -248,6 +248,7 @@ fn base_params(
         "simdgroups": SIMDGROUPS,
         "rows_per_simdgroup": per_simdgroup,
         "chunk": chunk_values(dtype, cols),
+        "experts": null,
     })
 }
 
@@ -296,6 +297,100 @@ pub fn matvec(
     params["prenorm_eps"] = serde_json::json!(prenorm_eps);
     params["gated_norm"] = serde_json::Value::Null;
     instance(name, params, rows, per_simdgroup)
+}
+
+/// How an expert kernel finds its experts: `count` matrices stacked in W,
+/// `slots` chosen per token, the routing rows (`routing_width` floats per
+/// token, bound at 8) holding the slots' ids from `id_column` and, for the
+/// down projection, their weights right after.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Experts {
+    pub count: u64,
+    pub slots: u64,
+    pub routing_width: u64,
+    pub id_column: u64,
+}
+
+impl Experts {
+    pub(super) fn params(self, mode: ExpertMode) -> serde_json::Value {
+        serde_json::json!({
+            "count": self.count,
+            "slots": self.slots,
+            "routing_width": self.routing_width,
+            "id_column": self.id_column,
+            "mode": mode.param(),
+        })
+    }
+
+    /// The part of an instance name that tells the experts (`_8x2e_at0`).
+    pub(super) fn name_suffix(self, mode: ExpertMode) -> String {
+        format!(
+            "_{}{}x{}e_r{}c{}",
+            mode.param(),
+            self.count,
+            self.slots,
+            self.routing_width,
+            self.id_column
+        )
+    }
+}
+
+/// What an expert kernel does with its slots (see templates/metal/README.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExpertMode {
+    /// Each slot's expert applied to the token's one input, into the slot's
+    /// own output row (the gate|up projection).
+    Slot,
+    /// Each slot's expert applied to the slot's own input, scaled by its
+    /// routing weight (the down projection).
+    Sum,
+}
+
+impl ExpertMode {
+    pub(super) fn param(self) -> &'static str {
+        match self {
+            ExpertMode::Slot => "slot",
+            ExpertMode::Sum => "sum",
+        }
+    }
+}
+
+/// Decode projection through the chosen experts: W is `experts.count`
+/// matrices of `[rows, cols]` (`[2·rows, cols]` gated) one after another.
+/// [`ExpertMode::Slot`] (epilogue none or gated): y `[slots, rows]` from the
+/// one x, grid (row groups, slots). [`ExpertMode::Sum`] (epilogue none or
+/// residual): x `[slots, cols]`, y `[rows]` = Σ_s w_s·W_s·x_s (+ y), grid
+/// (row groups). Buffers as [`matvec`] (no norm), the routing row at 8.
+pub fn matvec_experts(
+    dtype: DType,
+    rows: u64,
+    cols: u64,
+    epilogue: Epilogue,
+    experts: Experts,
+    mode: ExpertMode,
+) -> KernelInstance {
+    let allowed = match mode {
+        ExpertMode::Slot => matches!(epilogue, Epilogue::None | Epilogue::Gated(_)),
+        ExpertMode::Sum => matches!(epilogue, Epilogue::None | Epilogue::Residual),
+    };
+    assert!(
+        allowed,
+        "matvec: epilogue {epilogue:?} with experts in {mode:?} mode"
+    );
+    let (dtype_param, mut name) = linear_name("matvec", dtype, rows, cols, epilogue, None);
+    name += &experts.name_suffix(mode);
+    let per_simdgroup = rows_per_simdgroup(matches!(epilogue, Epilogue::Gated(_)), false);
+    let mut params = base_params(dtype_param, rows, cols, epilogue, per_simdgroup, dtype);
+    params["activation"] = serde_json::json!(epilogue.activation());
+    params["softcap"] = serde_json::Value::Null;
+    params["prenorm_eps"] = serde_json::Value::Null;
+    params["gated_norm"] = serde_json::Value::Null;
+    params["experts"] = experts.params(mode);
+    let mut k = instance(name, params, rows, per_simdgroup);
+    if mode == ExpertMode::Slot {
+        k.grid[1] = experts.slots.to_string();
+    }
+    k
 }
 
 #[cfg(test)]

@@ -47,6 +47,7 @@ pub mod embedding;
 pub mod gated_rms_norm;
 pub mod matmul;
 pub mod matvec;
+pub mod moe;
 pub mod rms_norm;
 pub mod rope_store;
 pub mod rope_tables;

@@ -419,6 +419,16 @@ impl Lowering<'_> {
         } else {
             fused_name(&parts)
         };
+        self.plan_tensor_as(name, parts, matrix)
+    }
+
+    /// [`Lowering::plan_tensor`] under a given file name (a mixture's stacked experts).
+    fn plan_tensor_as(
+        &mut self,
+        name: String,
+        parts: Vec<String>,
+        matrix: bool,
+    ) -> Result<String, LowerError> {
         if self.weights.get(&name).is_some() {
             return Ok(name);
         }
@@ -609,6 +619,8 @@ impl Lowering<'_> {
                 Op::Rope { .. } => {}
                 Op::Attention { .. } => self.attention(nodes, node, layer, &mut paths)?,
                 Op::Add => self.add(node, &mut paths)?,
+                Op::MoeRouter { .. } => {}
+                Op::MoeExperts { .. } => self.mixture(nodes, node, &mut done, &mut paths)?,
                 other => {
                     return unsupported(format!(
                         "op {} (layer {layer}) is not supported by forge compile yet",
@@ -724,6 +736,8 @@ mod attention;
 mod epilogue;
 #[path = "lower_linear.rs"]
 mod linear;
+#[path = "lower_moe.rs"]
+mod moe;
 #[path = "lower_ssm.rs"]
 mod ssm;
 

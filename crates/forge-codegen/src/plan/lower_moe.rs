@@ -1,0 +1,480 @@
+//! Lowering of a mixture of experts: the router and the experts (with the
+//! shared expert, when there is one) become
+//! - decode: the router, one gate|up matvec over the chosen experts (a
+//!   threadgroup row per slot) and one down matvec that sums the slots'
+//!   weighted outputs into the residual stream; the shared expert is a dense
+//!   gate|up matvec and a one-slot down matvec weighted by its gate;
+//! - prefill: the router, the gate|up and down matmuls grouped by expert
+//!   (each expert multiplies only the tokens routed to it), and one
+//!   combine that adds every token's weighted expert outputs to the residual.
+//!
+//! The experts' matrices are stacked in one tensor per projection, expert
+//! after expert (gate then up rows for the gate|up one), so the kernels find
+//! an expert's rows from its id in the routing row; the router's ids and
+//! weights never leave the GPU.
+
+use std::collections::HashSet;
+
+use forge_ir::{DType, Node, Op, ValueId};
+
+use super::super::weights::PlannedTensor;
+use super::{
+    act, arg, field_name, layer_tensor, unsupported, Arg, ArgSource, LowerError, Lowering, Paths,
+    Step, PREFILL_CHUNK,
+};
+use crate::kernels::matmul::{matmul, matmul_experts, ExpertRows};
+use crate::kernels::matvec::{matvec, matvec_experts, Epilogue, ExpertMode, Experts};
+use crate::kernels::moe::{moe_combine, moe_router, routing_width, SharedSlot};
+
+/// Where the mixture's weights are and how they are read.
+struct MixtureTensors {
+    router: String,
+    gate_up: String,
+    down: String,
+    /// The shared expert's gate|up and down.
+    shared: Option<(String, String)>,
+}
+
+impl Lowering<'_> {
+    /// The mixture `node` (an `MoeExperts`) with the router that feeds it;
+    /// its output must only be added to the residual stream, which the
+    /// down projections update in place.
+    pub(super) fn mixture(
+        &mut self,
+        nodes: &[Node],
+        node: &Node,
+        done: &mut HashSet<ValueId>,
+        paths: &mut Paths,
+    ) -> Result<(), LowerError> {
+        let Op::MoeExperts {
+            gate,
+            up,
+            down,
+            activation,
+            shared,
+        } = &node.op
+        else {
+            unreachable!("called for MoeExperts");
+        };
+        let router = nodes
+            .iter()
+            .find(|n| n.output == node.inputs[1])
+            .filter(|n| n.inputs[0] == node.inputs[0]);
+        let Some(Node {
+            op:
+                Op::MoeRouter {
+                    weight: router_weight,
+                    experts,
+                    top_k,
+                    renormalize,
+                },
+            ..
+        }) = router
+        else {
+            return unsupported("a mixture of experts not routed from its own input");
+        };
+        let (experts, top_k) = (*experts, *top_k);
+        let residual = match self.consumers.get(&node.output).map(Vec::as_slice) {
+            Some([add]) if matches!(add.op, Op::Add) => {
+                let other = if add.inputs[1] == node.output {
+                    add.inputs[0]
+                } else {
+                    add.inputs[1]
+                };
+                Some((add.output, other))
+            }
+            _ => None,
+        };
+        let Some((sum, stream)) = residual else {
+            return unsupported(
+                "a mixture of experts whose output is not added to the residual stream",
+            );
+        };
+        done.insert(sum);
+        let stream = self.dense(stream)?;
+        self.locs.insert(sum, stream.clone());
+
+        let hidden = self.width(node.inputs[0]);
+        let inter = self.spec(&gate[0])?.shape[0];
+        let slot = match shared {
+            None => SharedSlot::None,
+            Some(s) if s.gate_inp.is_some() => SharedSlot::Gated,
+            Some(_) => SharedSlot::Ungated,
+        };
+        let layer = layer_prefix(&gate[0]);
+        let t = self.mixture_tensors(&layer, router_weight, gate, up, down, shared)?;
+        for name in [&t.router, &t.gate_up, &t.down] {
+            paths.tensors.insert(field_name(name), name.clone());
+        }
+        if let Some((g, d)) = &t.shared {
+            paths.tensors.insert(field_name(g), g.clone());
+            paths.tensors.insert(field_name(d), d.clone());
+        }
+
+        let h = self.dense(node.inputs[0])?;
+        let width = routing_width(top_k, slot != SharedSlot::None);
+        self.buffer("routing", width);
+        let routing = |index| act(index, "routing", 0);
+        let route = self.kernel(moe_router(experts, hidden, top_k, *renormalize, slot));
+        let route_step = Step::new(
+            format!(
+                "routing = the top {top_k} of {experts} experts for {}",
+                h.buffer
+            ),
+            &route,
+            vec![
+                arg(0, layer_tensor(field_name(&t.router))),
+                act(1, &h.buffer, h.column),
+                routing(2),
+                arg(7, ArgSource::Step),
+            ],
+        );
+        paths.decode.push(route_step.clone());
+        paths.prefill.push(route_step);
+
+        let routed = Experts {
+            count: experts,
+            slots: top_k,
+            routing_width: width,
+            id_column: 0,
+        };
+        let gated = Epilogue::Gated(*activation);
+        let shared_slots = u64::from(slot != SharedSlot::None);
+        let out_slots = top_k + shared_slots;
+        self.buffer("moe_act", top_k * inter);
+        self.buffer("moe_out", out_slots * hidden);
+        let gate_up_dtype = self.dtype_of(&t.gate_up);
+        let down_dtype = self.dtype_of(&t.down);
+
+        // Decode: the chosen experts' gate|up, then their weighted down into the stream.
+        let k = self.kernel(matvec_experts(
+            gate_up_dtype,
+            inter,
+            hidden,
+            gated,
+            routed,
+            ExpertMode::Slot,
+        ));
+        let mut args = self.tensor_args(&t.gate_up, paths);
+        args.extend([
+            act(1, &h.buffer, h.column),
+            act(2, "moe_act", 0),
+            routing(8),
+        ]);
+        paths.decode.push(step(
+            format!(
+                "moe_act = act(gate) * up of each chosen expert, from {}",
+                h.buffer
+            ),
+            &k,
+            args,
+        ));
+        let k = self.kernel(matvec_experts(
+            down_dtype,
+            hidden,
+            inter,
+            Epilogue::Residual,
+            routed,
+            ExpertMode::Sum,
+        ));
+        let mut args = self.tensor_args(&t.down, paths);
+        args.extend([
+            act(1, "moe_act", 0),
+            act(2, &stream.buffer, stream.column),
+            routing(8),
+        ]);
+        paths.decode.push(step(
+            format!(
+                "{} += the chosen experts' down projections, weighted",
+                stream.buffer
+            ),
+            &k,
+            args,
+        ));
+
+        // Prefill: each expert's tokens through its gate|up and down, then one sum.
+        let k = self.kernel(matmul_experts(
+            gate_up_dtype,
+            inter,
+            hidden,
+            gated,
+            routed,
+            ExpertMode::Slot,
+            ExpertRows {
+                out_slots: top_k,
+                out_slot: 0,
+            },
+            PREFILL_CHUNK,
+        ));
+        let mut args = self.tensor_args(&t.gate_up, paths);
+        args.extend([
+            act(1, &h.buffer, h.column),
+            act(2, "moe_act", 0),
+            arg(7, ArgSource::Step),
+            routing(8),
+        ]);
+        paths.prefill.push(step(
+            "moe_act = act(gate) * up of each expert over its tokens",
+            &k,
+            args,
+        ));
+        let k = self.kernel(matmul_experts(
+            down_dtype,
+            hidden,
+            inter,
+            Epilogue::None,
+            routed,
+            ExpertMode::Sum,
+            ExpertRows {
+                out_slots,
+                out_slot: 0,
+            },
+            PREFILL_CHUNK,
+        ));
+        let mut args = self.tensor_args(&t.down, paths);
+        args.extend([
+            act(1, "moe_act", 0),
+            act(2, "moe_out", 0),
+            arg(7, ArgSource::Step),
+            routing(8),
+        ]);
+        paths.prefill.push(step(
+            "moe_out = each expert's down projection of its tokens, weighted",
+            &k,
+            args,
+        ));
+
+        if let Some((shared_gate_up, shared_down)) = &t.shared {
+            self.shared_expert(
+                shared_gate_up,
+                shared_down,
+                gated,
+                SharedPlace {
+                    h: &h.buffer,
+                    h_column: h.column,
+                    stream: &stream.buffer,
+                    stream_column: stream.column,
+                    routing_width: width,
+                    top_k,
+                },
+                paths,
+            )?;
+        }
+        let k = self.kernel(moe_combine(hidden, out_slots));
+        paths.prefill.push(step(
+            format!(
+                "{} += the weighted expert outputs in moe_out",
+                stream.buffer
+            ),
+            &k,
+            vec![
+                act(0, "moe_out", 0),
+                act(2, &stream.buffer, stream.column),
+                arg(7, ArgSource::Step),
+            ],
+        ));
+        Ok(())
+    }
+
+    /// The shared expert: a dense gate|up (decode matvec, prefill matmul)
+    /// and a down projection through a one-expert, one-slot group that reads
+    /// its weight (the gate, or 1) from the routing row's last pair.
+    fn shared_expert(
+        &mut self,
+        gate_up: &str,
+        down: &str,
+        gated: Epilogue,
+        at: SharedPlace<'_>,
+        paths: &mut Paths,
+    ) -> Result<(), LowerError> {
+        let gate_up_spec = self.weights.get(gate_up).expect("planned").clone();
+        let (inter, hidden) = (gate_up_spec.shape[0] / 2, gate_up_spec.shape[1]);
+        self.buffer("shared_act", inter);
+        let one = Experts {
+            count: 1,
+            slots: 1,
+            routing_width: at.routing_width,
+            id_column: 2 * at.top_k,
+        };
+        let down_dtype = self.dtype_of(down);
+        let k = self.kernel(matvec(gate_up_spec.dtype, inter, hidden, gated, None, None));
+        let mut args = self.tensor_args(gate_up, paths);
+        args.extend([act(1, at.h, at.h_column), act(2, "shared_act", 0)]);
+        paths.decode.push(step(
+            format!(
+                "shared_act = act(gate) * up of the shared expert, from {}",
+                at.h
+            ),
+            &k,
+            args,
+        ));
+        let k = self.kernel(matvec_experts(
+            down_dtype,
+            hidden,
+            inter,
+            Epilogue::Residual,
+            one,
+            ExpertMode::Sum,
+        ));
+        let mut args = self.tensor_args(down, paths);
+        args.extend([
+            act(1, "shared_act", 0),
+            act(2, at.stream, at.stream_column),
+            act(8, "routing", 0),
+        ]);
+        paths.decode.push(step(
+            format!(
+                "{} += the shared expert's down projection, weighted",
+                at.stream
+            ),
+            &k,
+            args,
+        ));
+        let k = self.kernel(matmul(gate_up_spec.dtype, inter, hidden, gated, None));
+        let mut args = self.tensor_args(gate_up, paths);
+        args.extend([
+            act(1, at.h, at.h_column),
+            act(2, "shared_act", 0),
+            arg(7, ArgSource::Step),
+        ]);
+        paths.prefill.push(step(
+            format!(
+                "shared_act = act(gate) * up of the shared expert, from {}",
+                at.h
+            ),
+            &k,
+            args,
+        ));
+        let k = self.kernel(matmul_experts(
+            down_dtype,
+            hidden,
+            inter,
+            Epilogue::None,
+            one,
+            ExpertMode::Sum,
+            ExpertRows {
+                out_slots: at.top_k + 1,
+                out_slot: at.top_k,
+            },
+            PREFILL_CHUNK,
+        ));
+        let mut args = self.tensor_args(down, paths);
+        args.extend([
+            act(1, "shared_act", 0),
+            act(2, "moe_out", 0),
+            arg(7, ArgSource::Step),
+            act(8, "routing", 0),
+        ]);
+        paths.prefill.push(step(
+            "moe_out = the shared expert's down projection, weighted",
+            &k,
+            args,
+        ));
+        Ok(())
+    }
+
+    /// Plans the router (f32, the shared expert's gate as an extra row) and
+    /// the stacked experts' tensors.
+    fn mixture_tensors(
+        &mut self,
+        layer: &str,
+        router: &str,
+        gate: &[String],
+        up: &[String],
+        down: &[String],
+        shared: &Option<forge_ir::SharedExpert>,
+    ) -> Result<MixtureTensors, LowerError> {
+        let mut router_parts = vec![router.to_string()];
+        router_parts.extend(shared.as_ref().and_then(|s| s.gate_inp.clone()));
+        let router_name = if router_parts.len() == 1 {
+            router.to_string()
+        } else {
+            format!("{layer}.ffn_gate_inp_with_shexp.weight")
+        };
+        self.plan_f32_rows(&router_name, router_parts)?;
+        let stacked: Vec<String> = gate
+            .iter()
+            .zip(up)
+            .flat_map(|(g, u)| [g.clone(), u.clone()])
+            .collect();
+        let gate_up =
+            self.plan_tensor_as(format!("{layer}.ffn_gate_up_exps.weight"), stacked, true)?;
+        let down =
+            self.plan_tensor_as(format!("{layer}.ffn_down_exps.weight"), down.to_vec(), true)?;
+        let shared = match shared {
+            Some(s) => Some((
+                self.plan_tensor_as(
+                    format!("{layer}.ffn_gate_up_shexp.weight"),
+                    vec![s.gate.clone(), s.up.clone()],
+                    true,
+                )?,
+                self.plan_tensor(vec![s.down.clone()], true)?,
+            )),
+            None => None,
+        };
+        Ok(MixtureTensors {
+            router: router_name,
+            gate_up,
+            down,
+            shared,
+        })
+    }
+
+    /// An f32 matrix made of the rows of `parts`, whatever dtype the rest of
+    /// the weights get: routing decisions are made on exact logits.
+    fn plan_f32_rows(&mut self, name: &str, parts: Vec<String>) -> Result<(), LowerError> {
+        if self.weights.get(name).is_some() {
+            return Ok(());
+        }
+        let mut rows = 0;
+        let mut cols = 0;
+        for part in &parts {
+            let shape = &self.spec(part)?.shape;
+            let [r, c] = shape[..] else {
+                return unsupported(format!("router tensor {part} has shape {shape:?}"));
+            };
+            rows += r;
+            cols = c;
+        }
+        self.weights.tensors.push(PlannedTensor {
+            name: name.to_string(),
+            dtype: DType::F32,
+            shape: vec![rows, cols],
+            parts,
+            keep_interleaved_rope: false,
+        });
+        Ok(())
+    }
+
+    /// The bindings of a layer matrix: itself at 0 and its scales at 5.
+    fn tensor_args(&self, tensor: &str, paths: &mut Paths) -> Vec<Arg> {
+        self.weight_args(
+            tensor,
+            &field_name(tensor),
+            5,
+            layer_tensor,
+            &mut paths.tensors,
+        )
+    }
+}
+
+/// Where the shared expert reads and writes.
+struct SharedPlace<'a> {
+    h: &'a str,
+    h_column: u64,
+    stream: &'a str,
+    stream_column: u64,
+    routing_width: u64,
+    top_k: u64,
+}
+
+/// `blk.3.ffn_gate.0.weight` -> `blk.3`.
+fn layer_prefix(tensor: &str) -> String {
+    tensor.splitn(3, '.').take(2).collect::<Vec<_>>().join(".")
+}
+
+/// A step with its arguments in binding order.
+fn step(comment: impl Into<String>, kernel: &crate::KernelInstance, mut args: Vec<Arg>) -> Step {
+    args.sort_by_key(|a| a.index);
+    Step::new(comment, kernel, args)
+}
