@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use forge_codegen::plan::{human_bytes, CompileOptions, SequenceMemory};
-use forge_ir::{Model, SsmConfig, TokenizerKind, TokenizerSource};
+use forge_ir::{FeedForwardKind, Model, SsmConfig, TokenizerKind, TokenizerSource};
 use serde::Serialize;
 
 /// Everything `inspect` reports; also the `--json` schema.
@@ -183,6 +183,39 @@ fn describe_memory(m: &SequenceMemory, total_layers: u64) -> String {
     parts.join("; ")
 }
 
+/// `8 of width 1408 in 23 of 24 layers, top 4 of the softmax as is; shared
+/// expert of width 5632, sigmoid-gated`: the mixture, which layers have it,
+/// how its weights are normalised and its shared expert.
+fn describe_experts(c: &forge_ir::ModelConfig) -> Option<String> {
+    let m = c.moe.as_ref()?;
+    let moe_layers = c
+        .layers
+        .iter()
+        .filter(|l| l.feed_forward == FeedForwardKind::MixtureOfExperts)
+        .count();
+    let layers = if moe_layers == c.layers.len() {
+        "in every layer".to_string()
+    } else {
+        format!("in {moe_layers} of {} layers", c.layers.len())
+    };
+    let weights = if m.renormalize {
+        "renormalised"
+    } else {
+        "of the softmax as is"
+    };
+    let mut line = format!(
+        "{} of width {} {layers}, top {} {weights}",
+        m.num_experts, m.expert_intermediate_size, m.experts_per_token
+    );
+    if let Some(n) = m.shared_intermediate_size {
+        line += &format!("; shared expert of width {n}");
+        if m.shared_gated {
+            line += ", sigmoid-gated";
+        }
+    }
+    Some(line)
+}
+
 pub fn render_text(s: &Summary) -> String {
     let c = s.config;
     let mut out = Vec::new();
@@ -211,11 +244,8 @@ pub fn render_text(s: &Summary) -> String {
         }
         out.push(line);
     }
-    if let Some(m) = &c.moe {
-        out.push(format!(
-            "experts       {} per layer, top {}",
-            m.num_experts, m.experts_per_token
-        ));
+    if let Some(line) = describe_experts(c) {
+        out.push(format!("experts       {line}"));
     }
     match &c.ssm {
         Some(SsmConfig::Mamba(m)) => out.push(format!(
@@ -291,4 +321,74 @@ pub fn render_text(s: &Summary) -> String {
             .map(|r| format!("  {r}")),
     );
     out.join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use forge_ir::{Architecture, LayerSpec, Mixer, ModelConfig, ModelDims, MoeConfig};
+
+    fn config(kinds: &[FeedForwardKind], moe: MoeConfig) -> ModelConfig {
+        let dims = ModelDims {
+            vocab_size: 16,
+            hidden_size: 8,
+            num_layers: kinds.len() as u64,
+            context_length: 64,
+            tie_word_embeddings: false,
+            norm_eps: 1e-6,
+        };
+        ModelConfig {
+            moe: Some(moe),
+            layers: kinds
+                .iter()
+                .map(|&feed_forward| LayerSpec {
+                    mixer: Mixer::FullAttention,
+                    feed_forward,
+                })
+                .collect(),
+            ..ModelConfig::from_dims(Architecture::Qwen2Moe, dims)
+        }
+    }
+
+    #[test]
+    fn experts_line_names_layers_weights_and_shared_expert() {
+        use FeedForwardKind::{Dense, MixtureOfExperts as Moe};
+        let qwen2 = MoeConfig {
+            num_experts: 60,
+            experts_per_token: 4,
+            renormalize: false,
+            expert_intermediate_size: 1408,
+            shared_intermediate_size: Some(5632),
+            shared_gated: true,
+        };
+        assert_eq!(
+            describe_experts(&config(&[Moe, Dense, Moe], qwen2.clone())).unwrap(),
+            "60 of width 1408 in 2 of 3 layers, top 4 of the softmax as is; \
+             shared expert of width 5632, sigmoid-gated"
+        );
+        let granite = MoeConfig {
+            renormalize: true,
+            shared_gated: false,
+            ..qwen2.clone()
+        };
+        assert_eq!(
+            describe_experts(&config(&[Moe, Moe], granite)).unwrap(),
+            "60 of width 1408 in every layer, top 4 renormalised; shared expert of width 5632"
+        );
+        let mixtral = MoeConfig {
+            num_experts: 8,
+            experts_per_token: 2,
+            renormalize: true,
+            expert_intermediate_size: 14336,
+            shared_intermediate_size: None,
+            shared_gated: false,
+        };
+        assert_eq!(
+            describe_experts(&config(&[Moe], mixtral)).unwrap(),
+            "8 of width 14336 in every layer, top 2 renormalised"
+        );
+        let mut dense = config(&[Dense], qwen2);
+        dense.moe = None;
+        assert_eq!(describe_experts(&dense), None);
+    }
 }
