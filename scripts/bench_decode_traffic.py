@@ -14,9 +14,12 @@ and prints one row per model:
   model has one or two kinds, else left out);
 - device bytes per decode token (distinct 64-byte lines per dispatch, from
   bench) ÷ the bytes a decode token must read: every weight tensor in
-  weights.gguf (the embedding once as one row unless it is also the LM head),
-  each attention layer's keys and values up to the token's position, and the
-  recurrent state;
+  weights.gguf (the embedding once as one row unless it is also the LM head;
+  of a mixture's stacked experts, `ffn_*_exps`, only the k chosen of E:
+  k/E of their bytes), each attention layer's keys and values up to the
+  token's position, and the recurrent state;
+- for mixtures of experts, the active ÷ total parameter ratio (weights a
+  decode token reads ÷ all weights, in bytes of weights.gguf);
 - KV-cache bytes per token of context (`forge inspect --json`) and what a
   dense transformer of the same layers and attention shape would keep.
 
@@ -53,14 +56,20 @@ def forge(*args: str) -> str:
     return run([str(ROOT / "target" / "debug" / "forge"), *args])
 
 
-def weight_bytes(weights: Path, vocab: int) -> int:
+def weight_bytes(weights: Path, vocab: int, moe: dict | None) -> tuple[int, int]:
+    """(bytes a decode token reads, all weight bytes) of weights.gguf."""
     sizes = {t.name: int(t.n_bytes) for t in gguf.GGUFReader(weights).tensors}
     total = sum(sizes.values())
+    needed = total
     if "output.weight" in sizes:
         # Only the token's row of an untied embedding is read.
         embedding = sizes["token_embd.weight"]
-        total -= embedding - embedding // vocab
-    return total
+        needed -= embedding - embedding // vocab
+    if moe:
+        # Stacked experts (and their scale planes): only the chosen k of E are read.
+        stacked = sum(n for name, n in sizes.items() if "_exps." in name)
+        needed -= stacked - stacked * moe["experts_per_token"] // moe["num_experts"]
+    return needed, total
 
 
 def measure(model: str, prompt: int, gen: int, dtype: str | None, work: Path) -> dict:
@@ -81,7 +90,9 @@ def measure(model: str, prompt: int, gen: int, dtype: str | None, work: Path) ->
     # Decode token t (0-based) sits at position prompt + t and reads that many keys plus its own.
     mean_keys = prompt + (gen + 1) / 2
     cache_read = memory["cache_bytes_per_token"] * mean_keys
-    needed = weight_bytes(out / "weights.gguf", summary["vocab_size"]) + cache_read + memory["state_bytes"]
+    moe = summary["config"].get("moe")
+    active, total = weight_bytes(out / "weights.gguf", summary["vocab_size"], moe)
+    needed = active + cache_read + memory["state_bytes"]
 
     kinds = {k["kind"]: k["count"] for k in summary["layer_kinds"]}
     attention_width = 2 * (summary["kv_heads"] or 0) * (summary["head_dim"] or 0)
@@ -94,6 +105,7 @@ def measure(model: str, prompt: int, gen: int, dtype: str | None, work: Path) ->
         "device_bytes_per_token": device,
         "needed_bytes_per_token": needed,
         "ratio": device / needed,
+        "active_weight_ratio": active / total if moe else None,
         "kv_bytes_per_context_token": memory["cache_bytes_per_token"],
         "dense_kv_bytes_per_context_token": summary["layers"] * attention_width * element,
         "state_bytes": memory["state_bytes"],
@@ -133,6 +145,7 @@ def main() -> None:
                 f"device {row['device_bytes_per_token']:.0f} B / needed {row['needed_bytes_per_token']:.0f} B "
                 f"= {row['ratio']:.3f}; KV {row['kv_bytes_per_context_token']} B/context token "
                 f"(dense {row['dense_kv_bytes_per_context_token']} B); state {row['state_bytes']} B"
+                + (f"; active/total weights {row['active_weight_ratio']:.3f}" if row["active_weight_ratio"] else "")
             )
 
 

@@ -10,14 +10,7 @@ use support::*;
 
 /// Mixture-of-experts fixtures the frontend does not read yet (issue 12): remove each name as
 /// forge learns its architecture (or layout), so this test covers it.
-const PENDING_ISSUE_12: &[&str] = &[
-    "mixtral_fused",
-    "qwen2_moe",
-    "qwen2_moe_dense",
-    "qwen3_moe",
-    "granite4h_moe",
-    "jamba",
-];
+const PENDING_ISSUE_12: &[&str] = &["jamba"];
 
 fn fixtures() -> Vec<PathBuf> {
     let root = repo_root().join("tests/fixtures");

@@ -42,9 +42,10 @@ pub fn architecture(cfg: &JsonObject) -> Result<Architecture> {
         "granitemoehybrid" | "GraniteMoeHybridForCausalLM" => Architecture::GraniteHybrid,
         "nemotron_h" | "NemotronHForCausalLM" => Architecture::NemotronH,
         "falcon_h1" | "FalconH1ForCausalLM" => Architecture::FalconH1,
+        "jamba" | "JambaForCausalLM" => Architecture::Jamba,
         other => {
             return Err(cfg.error(format!(
-                "unsupported architecture {other:?} (supported: llama, mistral, qwen2, qwen3, gemma, gemma2, gemma3, phi3, mixtral, qwen2_moe, qwen3_moe, mamba, mamba2, lfm2, bamba, granitemoehybrid, nemotron_h, falcon_h1)"
+                "unsupported architecture {other:?} (supported: llama, mistral, qwen2, qwen3, gemma, gemma2, gemma3, phi3, mixtral, qwen2_moe, qwen3_moe, mamba, mamba2, lfm2, bamba, granitemoehybrid, nemotron_h, falcon_h1, jamba)"
             )))
         }
     })
@@ -58,7 +59,8 @@ pub fn parse(cfg: &JsonObject) -> Result<ModelConfig> {
         | Architecture::Bamba
         | Architecture::GraniteHybrid
         | Architecture::NemotronH
-        | Architecture::FalconH1 => super::hybrid::parse(cfg, arch),
+        | Architecture::FalconH1
+        | Architecture::Jamba => super::hybrid::parse(cfg, arch),
         _ => parse_transformer(cfg, arch),
     }
 }
@@ -163,7 +165,11 @@ fn moe_config(
             shared_gated: false,
         }),
         Architecture::Qwen2Moe | Architecture::Qwen3Moe => {
-            let experts = cfg.u64("num_experts")?;
+            // transformers 5 saves Qwen3-MoE's `num_experts` under its attribute-map name.
+            let experts = match cfg.opt_u64("num_local_experts")? {
+                Some(n) => n,
+                None => cfg.u64("num_experts")?,
+            };
             if experts == 0 {
                 return Ok(None);
             }
@@ -516,6 +522,7 @@ fn parse_ssm(cfg: &JsonObject, arch: Architecture) -> Result<ModelConfig> {
             dt_rank,
             conv_bias,
             proj_bias,
+            dt_bc_norms: false,
         };
         SsmConfig::Mamba(m)
     } else {
