@@ -30,6 +30,7 @@ fn context(model: &forge_ir::Model, has_tokenizer: bool) -> HostContext {
             "f32, 2 of 2 layers: 256 B per token of context, 6.0 KiB at the full 24".into(),
         ),
         recurrent_state: None,
+        experts: None,
         context_length: 24,
         vocab_size: model.config.vocab_size,
         fingerprint: "0123456789abcdef".into(),

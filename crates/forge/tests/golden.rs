@@ -106,6 +106,20 @@ fn golden_mamba2_q4_0() {
     );
 }
 
+/// A mixture of experts with a sigmoid-gated shared expert: the GPU
+/// router, the expert matvecs and grouped matmuls over Q8_0 planes.
+#[test]
+fn golden_qwen2_moe_q8_0() {
+    check(
+        "qwen2_moe_q8_0",
+        "qwen2_moe",
+        CompileOptions {
+            dtype: Some(DType::Q8_0),
+            ..CompileOptions::default()
+        },
+    );
+}
+
 /// The vendored runtime and emulator are verbatim copies of their crates
 /// (msl-emu's manifest aside, which is rendered standalone), so the golden
 /// trees can leave them out.

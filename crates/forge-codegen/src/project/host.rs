@@ -35,6 +35,9 @@ pub struct HostPlan {
     pub kv_cache: Option<String>,
     /// Recurrent layers' state in one line (shapes, layers, bytes).
     pub recurrent_state: Option<String>,
+    /// A mixture's experts in one line (count, top-k, shared expert, the
+    /// share of the weights a decode token reads); `None` without experts.
+    pub experts: Option<String>,
     /// Positions a sequence may reach (`model::CONTEXT_LENGTH`).
     pub context_length: u64,
     /// Rows of the logits (`model::VOCAB_SIZE`).
@@ -46,6 +49,49 @@ pub struct HostPlan {
 }
 
 impl HostPlan {
+    /// The experts line of the README: how many, how chosen, and the share
+    /// of the weights' bytes a decode token reads (all but the unchosen
+    /// experts' part of the stacked `_exps` tensors and their scales).
+    pub fn experts_line(config: &forge_ir::ModelConfig, weights: &WeightPlan) -> Option<String> {
+        let m = config.moe.as_ref()?;
+        // Quant and scale planes hold the same bytes as the blocks they come from.
+        let bytes = |t: &crate::plan::PlannedTensor| {
+            t.dtype
+                .bytes_for(t.shape.iter().product())
+                .unwrap_or_default()
+        };
+        let total: u64 = weights.tensors.iter().map(bytes).sum();
+        let stacked: u64 = weights
+            .tensors
+            .iter()
+            .filter(|t| t.name.contains("_exps."))
+            .map(bytes)
+            .sum();
+        let read = total - stacked + stacked * m.experts_per_token / m.num_experts;
+        let moe_layers = config
+            .layers
+            .iter()
+            .filter(|l| l.feed_forward == forge_ir::FeedForwardKind::MixtureOfExperts)
+            .count();
+        let mut line = format!(
+            "{} of width {} in {moe_layers} of {} layers, top {} by softmax{}",
+            m.num_experts,
+            m.expert_intermediate_size,
+            config.layers.len(),
+            m.experts_per_token,
+            if m.renormalize { ", renormalised" } else { "" },
+        );
+        if let Some(w) = m.shared_intermediate_size {
+            let gate = if m.shared_gated { "sigmoid-gated " } else { "" };
+            line += &format!(", plus a {gate}shared expert of width {w}");
+        }
+        line += &format!(
+            "; a decode token reads its chosen experts only: {:.0}% of the weights",
+            100.0 * read as f64 / total.max(1) as f64
+        );
+        Some(line)
+    }
+
     /// The lower-case dtype names of the plan's matrices, sorted and joined with `/`.
     pub fn weights_dtype(weights: &WeightPlan) -> String {
         let mut names: Vec<String> = weights
@@ -79,6 +125,7 @@ pub struct HostContext {
     /// `none` for models without a KV cache.
     pub kv_cache: String,
     pub recurrent_state: Option<String>,
+    pub experts: Option<String>,
     pub has_tokenizer: bool,
     pub vocab_size: u64,
     pub context_length: u64,
@@ -170,6 +217,7 @@ impl HostContext {
             ),
             kv_cache: plan.kv_cache.clone().unwrap_or_else(|| "none".to_string()),
             recurrent_state: plan.recurrent_state.clone(),
+            experts: plan.experts.clone(),
             has_tokenizer,
             vocab_size: vocab,
             context_length: plan.context_length,

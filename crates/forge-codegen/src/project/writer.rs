@@ -93,6 +93,7 @@ pub fn render_project(model: &Model, options: &CompileOptions) -> Result<Project
         dtype: HostPlan::weights_dtype(&plan.weights),
         kv_cache: plan.describe_cache(),
         recurrent_state: plan.describe_state(),
+        experts: HostPlan::experts_line(&model.config, &plan.weights),
         context_length: plan.context,
         vocab_size: plan.vocab,
         fingerprint: plan.weights.fingerprint(),

@@ -1,0 +1,714 @@
+//! hf: the forward pass forge planned for this model.
+//!
+//! hf (qwen2_moe), 2 layers, hidden 64, 4 query / 2 KV heads of 16, vocabulary 384; F16/F32/Q8_0 weights, F16 KV cache, context 256.
+//!
+//! Every function below is a fixed sequence of kernel dispatches from
+//! `shaders/kernels.metal`; shapes are constants there. Decode (one token)
+//! uses matrix-vector kernels with the RMSNorms folded in; prefill (a chunk
+//! of up to `PREFILL_CHUNK` tokens) uses matrix-matrix kernels.
+
+use forge_runtime::gpu::{Arg, Batch, Buffer, Gpu};
+use forge_runtime::weights::WeightsFile;
+use forge_runtime::{penalty_bytes, CompiledModel, ModelInfo, Pass, Readback, Result, Results};
+
+pub const MODEL_NAME: &str = "hf";
+pub const VOCAB_SIZE: usize = 384;
+pub const LAYERS: usize = 2;
+/// Positions the KV cache holds (chosen at `forge compile --context`).
+pub const CONTEXT_LENGTH: usize = 256;
+/// Tokens per prefill pass.
+pub const PREFILL_CHUNK: usize = 64;
+/// Candidates the GPU hands the sampler per step.
+pub const TOP_CANDIDATES: usize = 64;
+/// Most recent tokens the repeat penalty looks at.
+pub const PENALTY_WINDOW: usize = 64;
+
+// The pipelines of `shaders/kernels.metal`: a `Kernels` struct with one
+// field per kernel, named as the kernel is.
+forge_runtime::kernels! {
+    embedding_q8_0_384x64,
+    rms_norm_64_eps1em5,
+    matvec_q8_0_128x64_bias_prenorm1em5,
+    matmul_q8_0_128x64_bias,
+    rope_store_h4_kv2_d16_r16_neox_f16_c256_t20f794b0,
+    attention_decode_h4_kv2_d16_f16_c256_s3e800000_split256,
+    attention_decode_h4_kv2_d16_f16_c256_s3e800000_split256_reduce,
+    attention_prefill_h4_kv2_d16_f16_c256_s3e800000,
+    matvec_q8_0_64x64_residual,
+    matmul_q8_0_64x64_residual,
+    moe_router_8x64_top4_shared_gated,
+    matvec_q8_0_32x64_gated_silu_slot8x4e_r10c0,
+    matvec_q8_0_64x32_residual_sum8x4e_r10c0,
+    matmul_q8_0_32x64_gated_silu_slot8x4e_r10c0_o4s0,
+    matmul_q8_0_64x32_sum8x4e_r10c0_o5s0,
+    matvec_q8_0_80x64_gated_silu,
+    matvec_f16_64x80_residual_sum1x1e_r10c8,
+    matmul_q8_0_80x64_gated_silu,
+    matmul_f16_64x80_sum1x1e_r10c8_o5s4,
+    moe_combine_64x5,
+    matvec_q8_0_384x64_prenorm1em5,
+    matmul_q8_0_384x64,
+    argmax_384,
+    top_candidates_384_top64_select,
+    top_candidates_384_top64_merge,
+}
+
+/// Byte offsets of the tensors outside the layers in `weights.gguf`.
+struct Tensors {
+    output: usize,
+    output_norm: usize,
+    output_scales: usize,
+    token_embd: usize,
+    token_embd_scales: usize,
+}
+
+/// The byte offset of layer `i`'s tensor `name` in `weights.gguf`.
+fn layer_offset(file: &WeightsFile, i: usize, name: &str) -> Result<usize> {
+    Ok(file.tensor(&format!("blk.{i}.{name}"))?.offset)
+}
+
+/// One layer: its tensors' byte offsets in `weights.gguf` and the memory it
+/// carries from pass to pass.
+struct Layer {
+    attn_norm: usize,
+    attn_output: usize,
+    attn_output_scales: usize,
+    attn_qkv: usize,
+    attn_qkv_bias: usize,
+    attn_qkv_scales: usize,
+    ffn_down_exps: usize,
+    ffn_down_exps_scales: usize,
+    ffn_down_shexp: usize,
+    ffn_gate_inp_with_shexp: usize,
+    ffn_gate_up_exps: usize,
+    ffn_gate_up_exps_scales: usize,
+    ffn_gate_up_shexp: usize,
+    ffn_gate_up_shexp_scales: usize,
+    ffn_norm: usize,
+    cache: KvCache,
+}
+
+impl Layer {
+    fn load(gpu: &Gpu, file: &WeightsFile, i: usize) -> Result<Layer> {
+        let offset = |name: &str| layer_offset(file, i, name);
+        Ok(Layer {
+            attn_norm: offset("attn_norm.weight")?,
+            attn_output: offset("attn_output.weight")?,
+            attn_output_scales: offset("attn_output.weight.scales")?,
+            attn_qkv: offset("attn_qkv.weight")?,
+            attn_qkv_bias: offset("attn_qkv.bias")?,
+            attn_qkv_scales: offset("attn_qkv.weight.scales")?,
+            ffn_down_exps: offset("ffn_down_exps.weight")?,
+            ffn_down_exps_scales: offset("ffn_down_exps.weight.scales")?,
+            ffn_down_shexp: offset("ffn_down_shexp.weight")?,
+            ffn_gate_inp_with_shexp: offset("ffn_gate_inp_with_shexp.weight")?,
+            ffn_gate_up_exps: offset("ffn_gate_up_exps.weight")?,
+            ffn_gate_up_exps_scales: offset("ffn_gate_up_exps.weight.scales")?,
+            ffn_gate_up_shexp: offset("ffn_gate_up_shexp.weight")?,
+            ffn_gate_up_shexp_scales: offset("ffn_gate_up_shexp.weight.scales")?,
+            ffn_norm: offset("ffn_norm.weight")?,
+            cache: KvCache::new(gpu),
+        })
+    }
+}
+
+/// Activations of one pass, `PREFILL_CHUNK` rows of f32 each.
+struct Activations {
+    /// `[tokens, 64]`
+    attn: Buffer,
+    /// `[tokens, 64]`
+    attn_norm: Buffer,
+    /// `[tokens, 64]`
+    ffn_norm: Buffer,
+    /// `[tokens, 64]`
+    final_norm: Buffer,
+    /// `[tokens, 384]`
+    logits: Buffer,
+    /// `[tokens, 128]`
+    moe_act: Buffer,
+    /// `[tokens, 320]`
+    moe_out: Buffer,
+    /// `[tokens, 128]`
+    qkv: Buffer,
+    /// `[tokens, 10]`
+    routing: Buffer,
+    /// `[tokens, 80]`
+    shared_act: Buffer,
+    /// `[tokens, 64]`
+    x: Buffer,
+    tokens: Buffer,
+    sampled: Buffer,
+    recent: Buffer,
+    candidates: Buffer,
+    candidate_partials: Buffer,
+}
+
+impl Activations {
+    fn new(gpu: &Gpu) -> Activations {
+        let rows = |width: usize| gpu.buffer(PREFILL_CHUNK * width * 4);
+        Activations {
+            attn: rows(64),
+            attn_norm: rows(64),
+            ffn_norm: rows(64),
+            final_norm: rows(64),
+            logits: rows(384),
+            moe_act: rows(128),
+            moe_out: rows(320),
+            qkv: rows(128),
+            routing: rows(10),
+            shared_act: rows(80),
+            x: rows(64),
+            tokens: gpu.buffer(PREFILL_CHUNK * 4),
+            sampled: gpu.buffer(4),
+            recent: gpu.buffer(PENALTY_WINDOW * 4),
+            candidates: gpu.buffer(TOP_CANDIDATES * 8),
+            candidate_partials: gpu.buffer(1024),
+        }
+    }
+}
+
+/// One attention layer's keys and values, `[2 heads, CONTEXT_LENGTH, 16]` of f16.
+struct KvCache {
+    k: Buffer,
+    v: Buffer,
+}
+
+impl KvCache {
+    fn new(gpu: &Gpu) -> KvCache {
+        let bytes = 2 * CONTEXT_LENGTH * 16 * 2;
+        KvCache {
+            k: gpu.buffer(bytes),
+            v: gpu.buffer(bytes),
+        }
+    }
+}
+
+pub struct Model {
+    gpu: Gpu,
+    kernels: Kernels,
+    /// `weights.gguf`, mapped and wrapped without a copy.
+    weights: Buffer,
+    tensors: Tensors,
+    layers: Vec<Layer>,
+    /// Split-attention partials.
+    scratch: Buffer,
+    act: Activations,
+}
+
+impl CompiledModel for Model {
+    const INFO: ModelInfo = ModelInfo {
+        name: MODEL_NAME,
+        vocab_size: VOCAB_SIZE,
+        context_length: CONTEXT_LENGTH,
+        prefill_chunk: PREFILL_CHUNK,
+        top_candidates: TOP_CANDIDATES,
+        penalty_window: PENALTY_WINDOW,
+    };
+
+    fn load(gpu: Gpu, file: &WeightsFile) -> Result<Model> {
+        let offset = |name: &str| -> Result<usize> { Ok(file.tensor(name)?.offset) };
+        let tensors = Tensors {
+            output: offset("output.weight")?,
+            output_norm: offset("output_norm.weight")?,
+            output_scales: offset("output.weight.scales")?,
+            token_embd: offset("token_embd.weight")?,
+            token_embd_scales: offset("token_embd.weight.scales")?,
+        };
+        let layers = (0..LAYERS)
+            .map(|i| Layer::load(&gpu, file, i))
+            .collect::<Result<Vec<_>>>()?;
+        let scratch = gpu.buffer(288);
+        let weights = gpu.wrap_mmap(file.map.clone())?;
+        Ok(Model {
+            kernels: Kernels::new(&gpu)?,
+            act: Activations::new(&gpu),
+            weights,
+            tensors,
+            layers,
+            scratch,
+            gpu,
+        })
+    }
+
+    fn gpu(&self) -> &Gpu {
+        &self.gpu
+    }
+
+    fn decode(&mut self, token: u32, pass: &Pass, readback: &Readback) -> Result<()> {
+        self.act.tokens.write_u32(0, &[token]);
+        let mut batch = self.gpu.batch();
+        self.embed(&mut batch, pass);
+        for layer in &self.layers {
+            self.decode_attention(&mut batch, layer, pass);
+        }
+        if readback.needs_logits() {
+            self.logits_last(&mut batch, pass);
+        }
+        self.pick(&mut batch, readback);
+        batch.finish()
+    }
+
+    fn prefill(&mut self, tokens: &[u32], pass: &Pass, readback: &Readback) -> Result<()> {
+        self.act.tokens.write_u32(0, tokens);
+        let mut batch = self.gpu.batch();
+        self.embed(&mut batch, pass);
+        for layer in &self.layers {
+            self.prefill_attention(&mut batch, layer, pass);
+        }
+        match readback {
+            Readback::Nothing => {}
+            Readback::AllLogits => self.logits_all(&mut batch, pass),
+            _ => self.logits_last(&mut batch, pass),
+        }
+        self.pick(&mut batch, readback);
+        batch.finish()
+    }
+
+    fn results(&self) -> Results<'_> {
+        Results {
+            logits: &self.act.logits,
+            sampled: &self.act.sampled,
+            candidates: &self.act.candidates,
+        }
+    }
+
+    /// The KV cache needs no clearing: a new sequence overwrites it from position 0.
+    fn reset(&mut self) {}
+}
+
+impl Model {
+    /// Embeds the pass's tokens into the residual stream.
+    fn embed(&self, batch: &mut Batch, pass: &Pass) {
+        // token embeddings into the residual stream
+        batch.dispatch(
+            &self.kernels.embedding_q8_0_384x64,
+            [pass.n, 1, 1],
+            [32, 1, 1],
+            &[
+                (0, Arg::Buffer(&self.weights, self.tensors.token_embd)),
+                (1, Arg::Buffer(&self.act.tokens, 0)),
+                (2, Arg::Buffer(&self.act.x, 0)),
+                (
+                    3,
+                    Arg::Buffer(&self.weights, self.tensors.token_embd_scales),
+                ),
+                (7, Arg::Bytes(pass.step())),
+            ],
+        );
+    }
+
+    /// One attention layer, one token.
+    fn decode_attention(&self, batch: &mut Batch, layer: &Layer, pass: &Pass) {
+        // qkv = attn_qkv projection
+        batch.dispatch(
+            &self.kernels.matvec_q8_0_128x64_bias_prenorm1em5,
+            [10, 1, 1],
+            [64, 1, 1],
+            &[
+                (0, Arg::Buffer(&self.weights, layer.attn_qkv)),
+                (1, Arg::Buffer(&self.act.x, 0)),
+                (2, Arg::Buffer(&self.act.qkv, 0)),
+                (3, Arg::Buffer(&self.weights, layer.attn_qkv_bias)),
+                (4, Arg::Buffer(&self.weights, layer.attn_norm)),
+                (5, Arg::Buffer(&self.weights, layer.attn_qkv_scales)),
+            ],
+        );
+        // rotate q and k, append k and v to the cache
+        batch.dispatch(
+            &self
+                .kernels
+                .rope_store_h4_kv2_d16_r16_neox_f16_c256_t20f794b0,
+            [8, pass.n, 1],
+            [32, 1, 1],
+            &[
+                (0, Arg::Buffer(&self.act.qkv, 0)),
+                (1, Arg::Buffer(&layer.cache.k, 0)),
+                (2, Arg::Buffer(&layer.cache.v, 0)),
+                (7, Arg::Bytes(pass.step())),
+            ],
+        );
+        // attention over the cache, split over positions
+        batch.dispatch(
+            &self
+                .kernels
+                .attention_decode_h4_kv2_d16_f16_c256_s3e800000_split256,
+            [4, (pass.pos + 1).div_ceil(256), 1],
+            [128, 1, 1],
+            &[
+                (0, Arg::Buffer(&self.act.qkv, 0)),
+                (1, Arg::Buffer(&layer.cache.k, 0)),
+                (2, Arg::Buffer(&layer.cache.v, 0)),
+                (3, Arg::Buffer(&self.act.attn, 0)),
+                (4, Arg::Buffer(&self.scratch, 0)),
+                (7, Arg::Bytes(pass.step())),
+            ],
+        );
+        // combine the splits
+        if (pass.pos + 1).div_ceil(256) > 1 {
+            batch.dispatch(
+                &self
+                    .kernels
+                    .attention_decode_h4_kv2_d16_f16_c256_s3e800000_split256_reduce,
+                [4, 1, 1],
+                [32, 1, 1],
+                &[
+                    (0, Arg::Buffer(&self.act.qkv, 0)),
+                    (1, Arg::Buffer(&layer.cache.k, 0)),
+                    (2, Arg::Buffer(&layer.cache.v, 0)),
+                    (3, Arg::Buffer(&self.act.attn, 0)),
+                    (4, Arg::Buffer(&self.scratch, 0)),
+                    (7, Arg::Bytes(pass.step())),
+                ],
+            );
+        }
+        // x += attn_output projection
+        batch.dispatch(
+            &self.kernels.matvec_q8_0_64x64_residual,
+            [4, 1, 1],
+            [64, 1, 1],
+            &[
+                (0, Arg::Buffer(&self.weights, layer.attn_output)),
+                (1, Arg::Buffer(&self.act.attn, 0)),
+                (2, Arg::Buffer(&self.act.x, 0)),
+                (5, Arg::Buffer(&self.weights, layer.attn_output_scales)),
+            ],
+        );
+        // ffn_norm = rms_norm(x)
+        batch.dispatch(
+            &self.kernels.rms_norm_64_eps1em5,
+            [1, pass.n, 1],
+            [32, 1, 1],
+            &[
+                (0, Arg::Buffer(&self.act.x, 0)),
+                (1, Arg::Buffer(&self.weights, layer.ffn_norm)),
+                (2, Arg::Buffer(&self.act.ffn_norm, 0)),
+                (7, Arg::Bytes(pass.step())),
+            ],
+        );
+        // routing = the top 4 of 8 experts for ffn_norm
+        batch.dispatch(
+            &self.kernels.moe_router_8x64_top4_shared_gated,
+            [pass.n, 1, 1],
+            [128, 1, 1],
+            &[
+                (0, Arg::Buffer(&self.weights, layer.ffn_gate_inp_with_shexp)),
+                (1, Arg::Buffer(&self.act.ffn_norm, 0)),
+                (2, Arg::Buffer(&self.act.routing, 0)),
+                (7, Arg::Bytes(pass.step())),
+            ],
+        );
+        // moe_act = act(gate) * up of each chosen expert, from ffn_norm
+        batch.dispatch(
+            &self.kernels.matvec_q8_0_32x64_gated_silu_slot8x4e_r10c0,
+            [2, 4, 1],
+            [64, 1, 1],
+            &[
+                (0, Arg::Buffer(&self.weights, layer.ffn_gate_up_exps)),
+                (1, Arg::Buffer(&self.act.ffn_norm, 0)),
+                (2, Arg::Buffer(&self.act.moe_act, 0)),
+                (5, Arg::Buffer(&self.weights, layer.ffn_gate_up_exps_scales)),
+                (8, Arg::Buffer(&self.act.routing, 0)),
+            ],
+        );
+        // x += the chosen experts' down projections, weighted
+        batch.dispatch(
+            &self.kernels.matvec_q8_0_64x32_residual_sum8x4e_r10c0,
+            [4, 1, 1],
+            [64, 1, 1],
+            &[
+                (0, Arg::Buffer(&self.weights, layer.ffn_down_exps)),
+                (1, Arg::Buffer(&self.act.moe_act, 0)),
+                (2, Arg::Buffer(&self.act.x, 0)),
+                (5, Arg::Buffer(&self.weights, layer.ffn_down_exps_scales)),
+                (8, Arg::Buffer(&self.act.routing, 0)),
+            ],
+        );
+        // shared_act = act(gate) * up of the shared expert, from ffn_norm
+        batch.dispatch(
+            &self.kernels.matvec_q8_0_80x64_gated_silu,
+            [5, 1, 1],
+            [64, 1, 1],
+            &[
+                (0, Arg::Buffer(&self.weights, layer.ffn_gate_up_shexp)),
+                (1, Arg::Buffer(&self.act.ffn_norm, 0)),
+                (2, Arg::Buffer(&self.act.shared_act, 0)),
+                (
+                    5,
+                    Arg::Buffer(&self.weights, layer.ffn_gate_up_shexp_scales),
+                ),
+            ],
+        );
+        // x += the shared expert's down projection, weighted
+        batch.dispatch(
+            &self.kernels.matvec_f16_64x80_residual_sum1x1e_r10c8,
+            [4, 1, 1],
+            [64, 1, 1],
+            &[
+                (0, Arg::Buffer(&self.weights, layer.ffn_down_shexp)),
+                (1, Arg::Buffer(&self.act.shared_act, 0)),
+                (2, Arg::Buffer(&self.act.x, 0)),
+                (8, Arg::Buffer(&self.act.routing, 0)),
+            ],
+        );
+    }
+
+    /// One attention layer, a chunk of tokens.
+    fn prefill_attention(&self, batch: &mut Batch, layer: &Layer, pass: &Pass) {
+        // attn_norm = rms_norm(x)
+        batch.dispatch(
+            &self.kernels.rms_norm_64_eps1em5,
+            [1, pass.n, 1],
+            [32, 1, 1],
+            &[
+                (0, Arg::Buffer(&self.act.x, 0)),
+                (1, Arg::Buffer(&self.weights, layer.attn_norm)),
+                (2, Arg::Buffer(&self.act.attn_norm, 0)),
+                (7, Arg::Bytes(pass.step())),
+            ],
+        );
+        // qkv = attn_qkv projection
+        batch.dispatch(
+            &self.kernels.matmul_q8_0_128x64_bias,
+            [2, pass.n.div_ceil(32), 1],
+            [128, 1, 1],
+            &[
+                (0, Arg::Buffer(&self.weights, layer.attn_qkv)),
+                (1, Arg::Buffer(&self.act.attn_norm, 0)),
+                (2, Arg::Buffer(&self.act.qkv, 0)),
+                (3, Arg::Buffer(&self.weights, layer.attn_qkv_bias)),
+                (5, Arg::Buffer(&self.weights, layer.attn_qkv_scales)),
+                (7, Arg::Bytes(pass.step())),
+            ],
+        );
+        // rotate q and k, append k and v to the cache
+        batch.dispatch(
+            &self
+                .kernels
+                .rope_store_h4_kv2_d16_r16_neox_f16_c256_t20f794b0,
+            [8, pass.n, 1],
+            [32, 1, 1],
+            &[
+                (0, Arg::Buffer(&self.act.qkv, 0)),
+                (1, Arg::Buffer(&layer.cache.k, 0)),
+                (2, Arg::Buffer(&layer.cache.v, 0)),
+                (7, Arg::Bytes(pass.step())),
+            ],
+        );
+        // causal attention of the chunk over the cache
+        batch.dispatch(
+            &self.kernels.attention_prefill_h4_kv2_d16_f16_c256_s3e800000,
+            [4, pass.n.div_ceil(32), 1],
+            [128, 1, 1],
+            &[
+                (0, Arg::Buffer(&self.act.qkv, 0)),
+                (1, Arg::Buffer(&layer.cache.k, 0)),
+                (2, Arg::Buffer(&layer.cache.v, 0)),
+                (3, Arg::Buffer(&self.act.attn, 0)),
+                (7, Arg::Bytes(pass.step())),
+            ],
+        );
+        // x += attn_output projection
+        batch.dispatch(
+            &self.kernels.matmul_q8_0_64x64_residual,
+            [1, pass.n.div_ceil(32), 1],
+            [128, 1, 1],
+            &[
+                (0, Arg::Buffer(&self.weights, layer.attn_output)),
+                (1, Arg::Buffer(&self.act.attn, 0)),
+                (2, Arg::Buffer(&self.act.x, 0)),
+                (5, Arg::Buffer(&self.weights, layer.attn_output_scales)),
+                (7, Arg::Bytes(pass.step())),
+            ],
+        );
+        // ffn_norm = rms_norm(x)
+        batch.dispatch(
+            &self.kernels.rms_norm_64_eps1em5,
+            [1, pass.n, 1],
+            [32, 1, 1],
+            &[
+                (0, Arg::Buffer(&self.act.x, 0)),
+                (1, Arg::Buffer(&self.weights, layer.ffn_norm)),
+                (2, Arg::Buffer(&self.act.ffn_norm, 0)),
+                (7, Arg::Bytes(pass.step())),
+            ],
+        );
+        // routing = the top 4 of 8 experts for ffn_norm
+        batch.dispatch(
+            &self.kernels.moe_router_8x64_top4_shared_gated,
+            [pass.n, 1, 1],
+            [128, 1, 1],
+            &[
+                (0, Arg::Buffer(&self.weights, layer.ffn_gate_inp_with_shexp)),
+                (1, Arg::Buffer(&self.act.ffn_norm, 0)),
+                (2, Arg::Buffer(&self.act.routing, 0)),
+                (7, Arg::Bytes(pass.step())),
+            ],
+        );
+        // moe_act = act(gate) * up of each expert over its tokens
+        batch.dispatch(
+            &self
+                .kernels
+                .matmul_q8_0_32x64_gated_silu_slot8x4e_r10c0_o4s0,
+            [1, pass.n.div_ceil(32), 8],
+            [128, 1, 1],
+            &[
+                (0, Arg::Buffer(&self.weights, layer.ffn_gate_up_exps)),
+                (1, Arg::Buffer(&self.act.ffn_norm, 0)),
+                (2, Arg::Buffer(&self.act.moe_act, 0)),
+                (5, Arg::Buffer(&self.weights, layer.ffn_gate_up_exps_scales)),
+                (7, Arg::Bytes(pass.step())),
+                (8, Arg::Buffer(&self.act.routing, 0)),
+            ],
+        );
+        // moe_out = each expert's down projection of its tokens, weighted
+        batch.dispatch(
+            &self.kernels.matmul_q8_0_64x32_sum8x4e_r10c0_o5s0,
+            [1, pass.n.div_ceil(32), 8],
+            [128, 1, 1],
+            &[
+                (0, Arg::Buffer(&self.weights, layer.ffn_down_exps)),
+                (1, Arg::Buffer(&self.act.moe_act, 0)),
+                (2, Arg::Buffer(&self.act.moe_out, 0)),
+                (5, Arg::Buffer(&self.weights, layer.ffn_down_exps_scales)),
+                (7, Arg::Bytes(pass.step())),
+                (8, Arg::Buffer(&self.act.routing, 0)),
+            ],
+        );
+        // shared_act = act(gate) * up of the shared expert, from ffn_norm
+        batch.dispatch(
+            &self.kernels.matmul_q8_0_80x64_gated_silu,
+            [2, pass.n.div_ceil(32), 1],
+            [128, 1, 1],
+            &[
+                (0, Arg::Buffer(&self.weights, layer.ffn_gate_up_shexp)),
+                (1, Arg::Buffer(&self.act.ffn_norm, 0)),
+                (2, Arg::Buffer(&self.act.shared_act, 0)),
+                (
+                    5,
+                    Arg::Buffer(&self.weights, layer.ffn_gate_up_shexp_scales),
+                ),
+                (7, Arg::Bytes(pass.step())),
+            ],
+        );
+        // moe_out = the shared expert's down projection, weighted
+        batch.dispatch(
+            &self.kernels.matmul_f16_64x80_sum1x1e_r10c8_o5s4,
+            [1, pass.n.div_ceil(32), 1],
+            [128, 1, 1],
+            &[
+                (0, Arg::Buffer(&self.weights, layer.ffn_down_shexp)),
+                (1, Arg::Buffer(&self.act.shared_act, 0)),
+                (2, Arg::Buffer(&self.act.moe_out, 0)),
+                (7, Arg::Bytes(pass.step())),
+                (8, Arg::Buffer(&self.act.routing, 0)),
+            ],
+        );
+        // x += the weighted expert outputs in moe_out
+        batch.dispatch(
+            &self.kernels.moe_combine_64x5,
+            [1, pass.n, 1],
+            [128, 1, 1],
+            &[
+                (0, Arg::Buffer(&self.act.moe_out, 0)),
+                (2, Arg::Buffer(&self.act.x, 0)),
+                (7, Arg::Bytes(pass.step())),
+            ],
+        );
+    }
+
+    /// Logits of the pass's last token into `logits` row 0.
+    fn logits_last(&self, batch: &mut Batch, pass: &Pass) {
+        // logits of the last token (final norm fused)
+        batch.dispatch(
+            &self.kernels.matvec_q8_0_384x64_prenorm1em5,
+            [28, 1, 1],
+            [64, 1, 1],
+            &[
+                (0, Arg::Buffer(&self.weights, self.tensors.output)),
+                (1, Arg::Buffer(&self.act.x, pass.last_row(64))),
+                (2, Arg::Buffer(&self.act.logits, 0)),
+                (4, Arg::Buffer(&self.weights, self.tensors.output_norm)),
+                (5, Arg::Buffer(&self.weights, self.tensors.output_scales)),
+            ],
+        );
+    }
+
+    /// Logits of every token of the pass into `logits`.
+    fn logits_all(&self, batch: &mut Batch, pass: &Pass) {
+        // final norm of every token
+        batch.dispatch(
+            &self.kernels.rms_norm_64_eps1em5,
+            [1, pass.n, 1],
+            [32, 1, 1],
+            &[
+                (0, Arg::Buffer(&self.act.x, 0)),
+                (1, Arg::Buffer(&self.weights, self.tensors.output_norm)),
+                (2, Arg::Buffer(&self.act.final_norm, 0)),
+                (7, Arg::Bytes(pass.step())),
+            ],
+        );
+        // logits of every token
+        batch.dispatch(
+            &self.kernels.matmul_q8_0_384x64,
+            [6, pass.n.div_ceil(32), 1],
+            [128, 1, 1],
+            &[
+                (0, Arg::Buffer(&self.weights, self.tensors.output)),
+                (1, Arg::Buffer(&self.act.final_norm, 0)),
+                (2, Arg::Buffer(&self.act.logits, 0)),
+                (5, Arg::Buffer(&self.weights, self.tensors.output_scales)),
+                (7, Arg::Bytes(pass.step())),
+            ],
+        );
+    }
+
+    /// Chooses on the GPU what `readback` asks for: the greedy token, or the
+    /// best candidates after the repeat penalty.
+    fn pick(&self, batch: &mut Batch, readback: &Readback) {
+        match *readback {
+            Readback::Argmax => {
+                // greedy token of the last position
+                batch.dispatch(
+                    &self.kernels.argmax_384,
+                    [1, 1, 1],
+                    [96, 1, 1],
+                    &[
+                        (0, Arg::Buffer(&self.act.logits, 0)),
+                        (1, Arg::Buffer(&self.act.sampled, 0)),
+                    ],
+                );
+            }
+            Readback::Candidates {
+                repeat_penalty,
+                recent,
+            } => {
+                self.act.recent.write_u32(0, recent);
+                let penalty = penalty_bytes(recent, repeat_penalty);
+                // the best tokens of each slice of the vocabulary after the repeat penalty
+                batch.dispatch(
+                    &self.kernels.top_candidates_384_top64_select,
+                    [2, 1, 1],
+                    [32, 1, 1],
+                    &[
+                        (0, Arg::Buffer(&self.act.logits, 0)),
+                        (1, Arg::Buffer(&self.act.recent, 0)),
+                        (2, Arg::Buffer(&self.act.candidate_partials, 0)),
+                        (3, Arg::Bytes(&penalty)),
+                    ],
+                );
+
+                // merged: the most likely tokens, for the sampler
+                batch.dispatch(
+                    &self.kernels.top_candidates_384_top64_merge,
+                    [1, 1, 1],
+                    [32, 1, 1],
+                    &[
+                        (0, Arg::Buffer(&self.act.candidate_partials, 0)),
+                        (2, Arg::Buffer(&self.act.candidates, 0)),
+                    ],
+                );
+            }
+            _ => {}
+        }
+    }
+}
