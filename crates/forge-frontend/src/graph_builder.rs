@@ -359,9 +359,21 @@ fn mamba(g: &mut GraphBuilder, c: &ModelConfig, m: &MambaConfig, i: u64, h: Valu
         false,
         xc,
     );
-    let dt_low = slice(g, "dt_low_rank", dbc, 0, m.dt_rank);
-    let b = slice(g, "b", dbc, m.dt_rank, m.d_state);
-    let cc = slice(g, "c", dbc, m.dt_rank + m.d_state, m.d_state);
+    let mut dt_low = slice(g, "dt_low_rank", dbc, 0, m.dt_rank);
+    let mut b = slice(g, "b", dbc, m.dt_rank, m.d_state);
+    let mut cc = slice(g, "c", dbc, m.dt_rank + m.d_state, m.d_state);
+    if m.dt_bc_norms {
+        dt_low = norm(
+            g,
+            c,
+            "dt_low_rank_normed",
+            blk(i, "ssm_dt_norm"),
+            m.dt_rank,
+            dt_low,
+        );
+        b = norm(g, c, "b_normed", blk(i, "ssm_b_norm"), m.d_state, b);
+        cc = norm(g, c, "c_normed", blk(i, "ssm_c_norm"), m.d_state, cc);
+    }
     let dt = linear(g, "dt", inner, i, "ssm_dt", true, dt_low);
     let y = g.push(
         "y",

@@ -750,3 +750,210 @@ fn gguf_qwen3moe_renormalises() {
     assert!(c.attention.as_ref().unwrap().qk_norm);
     check_graph(&model);
 }
+
+/// Jamba: attention where `i % 2 == 1`, Mamba-1 elsewhere; experts where
+/// `i % 3 == 0`; `mamba_dt_rank` "auto" is ⌈8 / 16⌉ = 1.
+const JAMBA_CONFIG: &str = r#"{"model_type": "jamba", "hidden_size": 8,
+    "num_attention_heads": 2, "num_key_value_heads": 1, "vocab_size": 16,
+    "max_position_embeddings": 64, "intermediate_size": 6, "num_hidden_layers": 4,
+    "attn_layer_period": 2, "attn_layer_offset": 1,
+    "expert_layer_period": 3, "expert_layer_offset": 0,
+    "num_experts": 4, "num_experts_per_tok": 2, "rms_norm_eps": 1e-6,
+    "mamba_d_state": 4, "mamba_d_conv": 3, "mamba_expand": 2, "mamba_dt_rank": "auto",
+    "mamba_conv_bias": true, "mamba_proj_bias": false}"#;
+
+/// The stored tensors of a Jamba of [`JAMBA_CONFIG`]'s shape, passed through `edit`.
+fn jamba_dir(
+    name: &str,
+    fused: bool,
+    edit: fn(&mut Vec<(String, Vec<u64>)>),
+) -> (PathBuf, BTreeMap<String, u64>) {
+    let mut tensors = vec![
+        t("model.embed_tokens.weight", &[VOCAB, HIDDEN]),
+        t("model.final_layernorm.weight", &[HIDDEN]),
+        t("lm_head.weight", &[VOCAB, HIDDEN]),
+    ];
+    let inner = 2 * HIDDEN;
+    for i in 0..4u64 {
+        let p = format!("model.layers.{i}.");
+        tensors.push(t(format!("{p}input_layernorm.weight"), &[HIDDEN]));
+        tensors.push(t(format!("{p}pre_ff_layernorm.weight"), &[HIDDEN]));
+        if i % 2 == 1 {
+            for (proj, rows) in [("q", 8), ("k", 4), ("v", 4)] {
+                tensors.push(t(
+                    format!("{p}self_attn.{proj}_proj.weight"),
+                    &[rows, HIDDEN],
+                ));
+            }
+            tensors.push(t(format!("{p}self_attn.o_proj.weight"), &[HIDDEN, 8]));
+        } else {
+            let m = format!("{p}mamba.");
+            tensors.extend([
+                t(format!("{m}A_log"), &[inner, 4]),
+                t(format!("{m}D"), &[inner]),
+                t(format!("{m}conv1d.weight"), &[inner, 1, 3]),
+                t(format!("{m}conv1d.bias"), &[inner]),
+                t(format!("{m}in_proj.weight"), &[2 * inner, HIDDEN]),
+                t(format!("{m}x_proj.weight"), &[1 + 2 * 4, inner]),
+                t(format!("{m}dt_proj.weight"), &[inner, 1]),
+                t(format!("{m}dt_proj.bias"), &[inner]),
+                t(format!("{m}out_proj.weight"), &[HIDDEN, inner]),
+                t(format!("{m}dt_layernorm.weight"), &[1]),
+                t(format!("{m}b_layernorm.weight"), &[4]),
+                t(format!("{m}c_layernorm.weight"), &[4]),
+            ]);
+        }
+        if i % 3 == 0 {
+            let f = format!("{p}feed_forward.");
+            let mut e = experts(&f, fused, ["gate_proj", "up_proj", "down_proj"]);
+            e[0] = t(format!("{f}router.weight"), &[EXPERTS, HIDDEN]);
+            tensors.extend(e);
+        } else {
+            for (proj, shape) in [
+                ("gate_proj", [EXPERT_FF, HIDDEN]),
+                ("up_proj", [EXPERT_FF, HIDDEN]),
+                ("down_proj", [HIDDEN, EXPERT_FF]),
+            ] {
+                tensors.push(t(format!("{p}feed_forward.{proj}.weight"), &shape));
+            }
+        }
+    }
+    edit(&mut tensors);
+    let dir = scratch(name);
+    let offsets = write_hf(&dir, JAMBA_CONFIG, &tensors);
+    (dir, offsets)
+}
+
+#[test]
+fn jamba_layers_experts_and_mamba_norms() {
+    use forge_ir::{Mixer, SsmConfig};
+    let (dir, offsets) = jamba_dir("jamba", false, |_| {});
+    let model = load(&dir);
+    let c = &model.config;
+    assert_eq!(c.architecture, Architecture::Jamba);
+    let mixers: Vec<Mixer> = c.layers.iter().map(|l| l.mixer).collect();
+    assert_eq!(
+        mixers,
+        [
+            Mixer::Mamba,
+            Mixer::FullAttention,
+            Mixer::Mamba,
+            Mixer::FullAttention
+        ]
+    );
+    use FeedForwardKind::{Dense, MixtureOfExperts};
+    assert_eq!(
+        kinds(&model),
+        [MixtureOfExperts, Dense, Dense, MixtureOfExperts]
+    );
+    assert_eq!(
+        c.moe,
+        Some(MoeConfig {
+            num_experts: 4,
+            experts_per_token: 2,
+            renormalize: false,
+            expert_intermediate_size: EXPERT_FF,
+            shared_intermediate_size: None,
+            shared_gated: false,
+        })
+    );
+    let a = c.attention.as_ref().unwrap();
+    assert_eq!((a.num_heads, a.num_kv_heads, a.head_dim), (2, 1, 4));
+    assert_eq!(a.rope.rotary_dim, 0, "Jamba's attention has no rope");
+    let Some(SsmConfig::Mamba(m)) = &c.ssm else {
+        panic!("no Mamba config: {:?}", c.ssm)
+    };
+    assert_eq!(
+        (m.d_state, m.d_conv, m.d_inner, m.dt_rank),
+        (4, 3, 2 * HIDDEN, 1)
+    );
+    assert!(m.conv_bias && !m.proj_bias && m.dt_bc_norms);
+    assert_eq!(c.norm_eps, 1e-6);
+    // The experts of layer 3, one stored tensor each.
+    let e2 = offsets["model.layers.3.feed_forward.experts.2.up_proj.weight"];
+    assert_eq!(
+        slice_of(&model, "blk.3.ffn_up.2.weight", e2),
+        (vec![EXPERT_FF, HIDDEN], 0)
+    );
+    for name in [
+        "blk.0.ffn_gate_inp.weight",
+        "blk.1.ffn_gate.weight",
+        "blk.2.ssm_dt_norm.weight",
+        "blk.2.ssm_b_norm.weight",
+        "blk.2.ssm_c_norm.weight",
+        "blk.3.attn_q.weight",
+    ] {
+        assert!(model.tensors.get(name).is_some(), "no {name}");
+    }
+    assert_eq!(
+        model.tensors.get("blk.0.ssm_conv1d.weight").unwrap().shape,
+        [2 * HIDDEN, 3]
+    );
+    // dt, B and C are normed between the x projection and the scan.
+    let norms: Vec<(String, u64)> = model.graph.blocks[2]
+        .nodes
+        .iter()
+        .filter_map(|n| match &n.op {
+            Op::RmsNorm { weight, group, .. } if weight.contains("ssm_") => {
+                Some((weight.clone(), *group))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        norms,
+        [
+            ("blk.2.ssm_dt_norm.weight".to_string(), 1),
+            ("blk.2.ssm_b_norm.weight".to_string(), 4),
+            ("blk.2.ssm_c_norm.weight".to_string(), 4),
+        ]
+    );
+    check_graph(&model);
+
+    // transformers 5's expert stacks read as the same model.
+    let (fused_dir, _) = jamba_dir("jamba-fused", true, |_| {});
+    let fused = load(&fused_dir);
+    assert_eq!(fused.config, model.config);
+    assert_eq!(fused.graph, model.graph);
+}
+
+#[test]
+fn jamba_config_errors_and_a_single_expert() {
+    let parse = |config: &str| {
+        let obj = forge_frontend::hf::json::JsonObject::parse(
+            Path::new("config.json"),
+            config.as_bytes(),
+        )
+        .unwrap();
+        forge_frontend::hf::config::parse(&obj).map_err(|e| e.to_string())
+    };
+    let e = parse(&JAMBA_CONFIG.replace(r#""attn_layer_offset": 1"#, r#""attn_layer_offset": 2"#))
+        .unwrap_err();
+    assert!(
+        e.contains("attn_layer_offset 2 is not below attn_layer_period 2"),
+        "{e}"
+    );
+    // One expert is a dense MLP (transformers' JambaMLP) in every layer.
+    let c = parse(&JAMBA_CONFIG.replace(r#""num_experts": 4"#, r#""num_experts": 1"#)).unwrap();
+    assert!(c.moe.is_none());
+    assert!(c
+        .layers
+        .iter()
+        .all(|l| l.feed_forward == FeedForwardKind::Dense));
+    // An integer rank is taken as it is.
+    let c = parse(&JAMBA_CONFIG.replace(r#""auto""#, "3")).unwrap();
+    assert!(matches!(c.ssm, Some(forge_ir::SsmConfig::Mamba(m)) if m.dt_rank == 3));
+
+    // A dense MLP tensor in an expert layer is unexpected.
+    let (dir, _) = jamba_dir("jamba-stray", false, |tensors| {
+        tensors.push(t(
+            "model.layers.0.feed_forward.gate_proj.weight",
+            &[EXPERT_FF, HIDDEN],
+        ))
+    });
+    let e = load_model(&dir).unwrap_err().to_string();
+    assert!(
+        e.contains("unexpected tensor model.layers.0.feed_forward.gate_proj.weight"),
+        "{e}"
+    );
+}

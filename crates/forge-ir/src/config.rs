@@ -26,6 +26,7 @@ pub enum Architecture {
     GraniteHybrid,
     NemotronH,
     FalconH1,
+    Jamba,
 }
 
 impl Architecture {
@@ -49,6 +50,7 @@ impl Architecture {
             Architecture::GraniteHybrid => "granitehybrid",
             Architecture::NemotronH => "nemotron_h",
             Architecture::FalconH1 => "falcon_h1",
+            Architecture::Jamba => "jamba",
         }
     }
 }
@@ -283,6 +285,11 @@ pub struct MambaConfig {
     pub conv_bias: bool,
     /// Biases on the in/out projections.
     pub proj_bias: bool,
+    /// RMSNorms (`rank`, `d_state` and `d_state` wide, the model's epsilon)
+    /// over dt, B and C as the x projection splits them, before the dt
+    /// projection and the scan (Jamba).
+    #[serde(default)]
+    pub dt_bc_norms: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -360,6 +360,7 @@ fn parse_ssm(
             dt_rank: m.u64("ssm.time_step_rank")?,
             conv_bias,
             proj_bias,
+            dt_bc_norms: false,
         };
         SsmConfig::Mamba(cfg)
     } else {

@@ -20,10 +20,16 @@
 //!   has no rope; dt is clamped below by `time_step_min`.
 //! - Falcon-H1: attention and Mamba-2 (`mamba_d_ssm` wide) side by side in
 //!   every layer; its µP multipliers are folded like Granite's.
+//! - Jamba: attention (no rope) where `i % attn_layer_period ==
+//!   attn_layer_offset`, Mamba-1 elsewhere, with RMSNorms over dt, B and C;
+//!   experts (top-k of the softmax, not renormalised) where `i %
+//!   expert_layer_period == expert_layer_offset` and `num_experts > 1`, a
+//!   dense gated MLP elsewhere.
 
 use forge_ir::{
     Activation, Architecture, AttentionConfig, FeedForwardConfig, FeedForwardKind, LayerSpec,
-    Mamba2Config, Mixer, ModelConfig, ModelDims, MoeConfig, ShortConvConfig, SsmConfig,
+    Mamba2Config, MambaConfig, Mixer, ModelConfig, ModelDims, MoeConfig, ShortConvConfig,
+    SsmConfig,
 };
 
 use super::config::{activation, attention_config, check_layer_count};
@@ -58,6 +64,7 @@ pub fn parse(cfg: &JsonObject, arch: Architecture) -> Result<ModelConfig> {
         Architecture::Bamba | Architecture::GraniteHybrid => mamba2_attention(cfg, arch),
         Architecture::NemotronH => nemotron_h(cfg),
         Architecture::FalconH1 => falcon_h1(cfg),
+        Architecture::Jamba => jamba(cfg),
         other => Err(cfg.error(format!("{other} is not a hybrid architecture"))),
     }
 }
@@ -530,6 +537,100 @@ fn falcon_h1(cfg: &JsonObject) -> Result<ModelConfig> {
                 feed_forward: FeedForwardKind::Dense,
             })
             .collect(),
+        ..sized(cfg, arch, hidden, layers, "rms_norm_eps")?
+    })
+}
+
+/// Layer `i` is picked when `i % period == offset` (Jamba's attention and expert layers).
+fn periodic(cfg: &JsonObject, what: &str, default: (u64, u64)) -> Result<impl Fn(u64) -> bool> {
+    let period = cfg
+        .opt_u64(&format!("{what}_layer_period"))?
+        .unwrap_or(default.0);
+    let offset = cfg
+        .opt_u64(&format!("{what}_layer_offset"))?
+        .unwrap_or(default.1);
+    if offset >= period {
+        return Err(cfg.error(format!(
+            "{what}_layer_offset {offset} is not below {what}_layer_period {period}"
+        )));
+    }
+    Ok(move |i: u64| i % period == offset)
+}
+
+/// Jamba (transformers' `JambaConfig`; defaults as its).
+fn jamba(cfg: &JsonObject) -> Result<ModelConfig> {
+    let arch = Architecture::Jamba;
+    let hidden = cfg.u64("hidden_size")?;
+    let layers = cfg.u64("num_hidden_layers")?;
+    check_layer_count(cfg, layers)?;
+    let attends = periodic(cfg, "attn", (8, 4))?;
+    let has_experts = periodic(cfg, "expert", (2, 1))?;
+    // `num_local_experts` is the attribute-map name of `num_experts`.
+    let experts = match cfg.opt_u64("num_experts")? {
+        Some(n) => n,
+        None => cfg.opt_u64("num_local_experts")?.unwrap_or(16),
+    };
+    let intermediate = cfg.u64("intermediate_size")?;
+    let moe = (experts > 1).then(|| -> Result<MoeConfig> {
+        Ok(MoeConfig {
+            num_experts: experts,
+            experts_per_token: cfg.opt_u64("num_experts_per_tok")?.unwrap_or(2),
+            renormalize: false,
+            expert_intermediate_size: intermediate,
+            shared_intermediate_size: None,
+            shared_gated: false,
+        })
+    });
+    let moe = moe.transpose()?;
+    let specs: Vec<LayerSpec> = (0..layers)
+        .map(|i| LayerSpec {
+            mixer: if attends(i) {
+                Mixer::FullAttention
+            } else {
+                Mixer::Mamba
+            },
+            feed_forward: if moe.is_some() && has_experts(i) {
+                FeedForwardKind::MixtureOfExperts
+            } else {
+                FeedForwardKind::Dense
+            },
+        })
+        .collect();
+    let attention = if specs.iter().any(|l| l.mixer.attends()) {
+        let mut a = attention_config(cfg, arch, hidden, None)?;
+        a.rope.rotary_dim = 0;
+        Some(a)
+    } else {
+        None
+    };
+    let dt_rank = match cfg.get("mamba_dt_rank") {
+        None | Some(serde_json::Value::Null) => hidden.div_ceil(16),
+        Some(serde_json::Value::String(s)) if s == "auto" => hidden.div_ceil(16),
+        Some(_) => cfg.u64("mamba_dt_rank")?,
+    };
+    let ssm = MambaConfig {
+        d_state: cfg.opt_u64("mamba_d_state")?.unwrap_or(16),
+        d_conv: cfg.opt_u64("mamba_d_conv")?.unwrap_or(4),
+        d_inner: cfg.opt_u64("mamba_expand")?.unwrap_or(2) * hidden,
+        dt_rank,
+        conv_bias: cfg.opt_bool("mamba_conv_bias")?.unwrap_or(true),
+        proj_bias: cfg.opt_bool("mamba_proj_bias")?.unwrap_or(false),
+        dt_bc_norms: true,
+    };
+    let act = cfg.opt_str("hidden_act")?.unwrap_or("silu").to_string();
+    Ok(ModelConfig {
+        attention,
+        feed_forward: Some(FeedForwardConfig {
+            intermediate_size: intermediate,
+            activation: activation(cfg, &act)?,
+            bias: false,
+            sandwich_norms: false,
+            gated: true,
+        }),
+        moe,
+        ssm: Some(SsmConfig::Mamba(ssm)),
+        layers: specs,
+        norm_eps: cfg.opt_f64("rms_norm_eps")?.unwrap_or(1e-6) as f32,
         ..sized(cfg, arch, hidden, layers, "rms_norm_eps")?
     })
 }

@@ -15,6 +15,7 @@ pub fn is_hybrid(arch: Architecture) -> bool {
             | Architecture::GraniteHybrid
             | Architecture::NemotronH
             | Architecture::FalconH1
+            | Architecture::Jamba
     )
 }
 
@@ -27,6 +28,7 @@ pub fn map_layer(c: &ModelConfig, i: u64, suffix: &str) -> Option<Mapped> {
             mamba2_attention(c, i, suffix)
         }
         Architecture::NemotronH => nemotron_h(c, i, suffix),
+        Architecture::Jamba => jamba(c, i, suffix),
         _ => None,
     }
 }
@@ -179,4 +181,84 @@ fn nemotron_h(c: &ModelConfig, i: u64, suffix: &str) -> Option<Mapped> {
         _ => return None,
     };
     one(weight_or_bias(i, canonical, kind)?)
+}
+
+/// Jamba: `self_attn` or `mamba` (Mamba-1 with dt/B/C norms), then
+/// `feed_forward`: a gated MLP, or a `router` and experts (one tensor each
+/// as the released checkpoints store them, or transformers 5's stacks).
+fn jamba(c: &ModelConfig, i: u64, suffix: &str) -> Option<Mapped> {
+    let spec = c.layers.get(i as usize)?;
+    let experts_here = spec.feed_forward == forge_ir::FeedForwardKind::MixtureOfExperts;
+    let mamba_here = spec.mixer == forge_ir::Mixer::Mamba;
+    if let Some(rest) = suffix.strip_prefix("mamba.") {
+        if !mamba_here {
+            return None;
+        }
+        let Some(SsmConfig::Mamba(m)) = &c.ssm else {
+            return None;
+        };
+        return match rest {
+            "A_log" => with(blk(i, "ssm_a"), TensorTransform::NegExp),
+            "D" => one(blk(i, "ssm_d")),
+            "conv1d.weight" => conv_weight(blk(i, "ssm_conv1d"), m.d_inner, m.d_conv),
+            "conv1d.bias" if m.conv_bias => one(blk_bias(i, "ssm_conv1d")),
+            "in_proj.weight" => one(blk(i, "ssm_in")),
+            "in_proj.bias" if m.proj_bias => one(blk_bias(i, "ssm_in")),
+            "x_proj.weight" => one(blk(i, "ssm_x")),
+            "dt_proj.weight" => one(blk(i, "ssm_dt")),
+            "dt_proj.bias" => one(blk_bias(i, "ssm_dt")),
+            "out_proj.weight" => one(blk(i, "ssm_out")),
+            "out_proj.bias" if m.proj_bias => one(blk_bias(i, "ssm_out")),
+            // llama.cpp's names; mini-Jamba spells B and C in capitals.
+            "dt_layernorm.weight" => one(blk(i, "ssm_dt_norm")),
+            "b_layernorm.weight" | "B_layernorm.weight" => one(blk(i, "ssm_b_norm")),
+            "c_layernorm.weight" | "C_layernorm.weight" => one(blk(i, "ssm_c_norm")),
+            _ => None,
+        };
+    }
+    if let Some(rest) = suffix.strip_prefix("self_attn.") {
+        if mamba_here {
+            return None;
+        }
+        return match rest {
+            "q_proj.weight" => one(blk(i, "attn_q")),
+            "k_proj.weight" => one(blk(i, "attn_k")),
+            "v_proj.weight" => one(blk(i, "attn_v")),
+            "o_proj.weight" => one(blk(i, "attn_output")),
+            _ => None,
+        };
+    }
+    if let Some(rest) = suffix.strip_prefix("feed_forward.") {
+        if !experts_here {
+            return match rest {
+                "gate_proj.weight" => one(blk(i, "ffn_gate")),
+                "up_proj.weight" => one(blk(i, "ffn_up")),
+                "down_proj.weight" => one(blk(i, "ffn_down")),
+                _ => None,
+            };
+        }
+        match rest {
+            "router.weight" => return one(blk(i, "ffn_gate_inp")),
+            "experts.gate_up_proj" => return gate_up_stack(c, i),
+            "experts.down_proj" => return down_stack(c, i),
+            _ => {}
+        }
+        let (e, proj) = rest.strip_prefix("experts.")?.split_once('.')?;
+        let e: u64 = e.parse().ok()?;
+        if e >= c.moe.as_ref()?.num_experts {
+            return None;
+        }
+        let name = match proj {
+            "gate_proj.weight" => "ffn_gate",
+            "up_proj.weight" => "ffn_up",
+            "down_proj.weight" => "ffn_down",
+            _ => return None,
+        };
+        return one(crate::graph_builder::expert(i, name, e));
+    }
+    match suffix {
+        "input_layernorm.weight" => one(blk(i, "attn_norm")),
+        "pre_ff_layernorm.weight" => one(blk(i, "ffn_norm")),
+        _ => None,
+    }
 }
