@@ -75,12 +75,26 @@ CASES = [
     # so these do quantise a hybrid (short-conv and attention layers) in both formats.
     ("lfm2_q", "q8_0"),
     ("lfm2_q", "q4_0"),
+    # Mixtures of experts (hidden 64, expert width 32): the stacked 3-D expert
+    # parameters quantised row by row as forge stores them, routers float32.
+    ("qwen3_moe", "q8_0"),
+    ("qwen3_moe", "q4_0"),
+    ("qwen2_moe", "q8_0"),
 ]
 # State-space architectures: no attention, so no K/V cache to round.
 STATE_SPACE = {"MambaForCausalLM", "Mamba2ForCausalLM"}
 # Linear layers forge keeps in float32 whatever --dtype says: Mamba-1's dt
 # projection, which its selective-scan kernel computes itself.
 FLOAT32_LINEARS = ("dt_proj",)
+# Routers forge keeps in float32 (routing is decided on exact logits): the
+# Linear gate of Qwen2-MoE's shared expert, which forge stacks under the router.
+ROUTER_LINEARS = ("shared_expert_gate",)
+# transformers 5's fused expert stacks, [experts, rows, cols] with cols the
+# input: forge stores each expert's rows as a matrix of its own, so each row
+# is quantised alone, as for a Linear weight.
+EXPERT_STACKS = (".experts.gate_up_proj", ".experts.down_proj")
+# The router weight of a TopKRouter module (2-D, not an nn.Linear), kept float32.
+ROUTER_WEIGHTS = (".mlp.gate.weight",)
 INDEX = "quant_references.json"
 # Below this top-1/top-2 logit gap a greedy token can legitimately flip under
 # float noise of the size an f16 K/V cache or a different summation order adds.
@@ -131,7 +145,7 @@ def quantise_weights(model, qtype_name: str) -> dict:
     for mod_name, module in model.named_modules():
         if not isinstance(module, (torch.nn.Linear, torch.nn.Embedding)):
             continue
-        if mod_name.endswith(FLOAT32_LINEARS):
+        if mod_name.endswith(FLOAT32_LINEARS) or mod_name.endswith(ROUTER_LINEARS):
             continue
         w = module.weight
         if id(w) in done:
@@ -155,7 +169,23 @@ def quantise_weights(model, qtype_name: str) -> dict:
         max_err = max(max_err, float(np.abs(deq - src).max()))
         with torch.no_grad():
             w.copy_(torch.from_numpy(deq))
-    # Anything else with 2+ dims (e.g. fused 3-D expert tensors) has no defined treatment here.
+    experts = []
+    for n, p in model.named_parameters():
+        if not n.endswith(EXPERT_STACKS) or id(p) in done:
+            continue
+        done[id(p)] = n
+        src = np.ascontiguousarray(p.detach().numpy(), dtype=np.float32)
+        rows = src.reshape(-1, src.shape[-1])
+        if rows.shape[1] % 32:
+            deq = rows.astype(np.float16).astype(np.float32)
+            f16_fallback.append({"name": n, "shape": list(src.shape)})
+        else:
+            deq = gguf.quants.dequantize(gguf.quants.quantize(rows, qtype), qtype).astype(np.float32)
+            experts.append({"name": n, "shape": list(src.shape)})
+        max_err = max(max_err, float(np.abs(deq - rows).max()))
+        with torch.no_grad():
+            p.copy_(torch.from_numpy(deq.reshape(src.shape)))
+    # Anything else with 2+ dims has no defined treatment here.
     kept = []
     float32_modules = {
         id(p)
@@ -167,7 +197,8 @@ def quantise_weights(model, qtype_name: str) -> dict:
         if id(p) in done:
             continue
         # Mamba-1's A_log ([d_inner, d_state]) is a scan parameter forge keeps float32.
-        if p.dim() >= 2 and id(p) not in float32_modules and not n.endswith(".A_log"):
+        router = n.endswith(ROUTER_WEIGHTS) or any(f"{r}.weight" in n for r in ROUTER_LINEARS)
+        if p.dim() >= 2 and id(p) not in float32_modules and not n.endswith(".A_log") and not router:
             raise QuantRefError(f"{n}: {p.dim()}-D parameter outside Linear/Embedding; quantisation undefined")
         kept.append(n)
     method = (
@@ -176,6 +207,13 @@ def quantise_weights(model, qtype_name: str) -> dict:
         "everything else (conv filters, dt_proj, norms, biases, A_log, D) float32"
     )
     weights = {"qtype": qtype_name, "method": method, "quantised": quantised}
+    # Only for mixtures, so the other references stay byte-identical on re-runs.
+    if experts:
+        weights["method"] += (
+            "; the stacked expert parameters (experts.gate_up_proj, experts.down_proj) the same way, "
+            "each row of each expert alone; routers (mlp.gate, shared_expert_gate) float32, as forge keeps them"
+        )
+        weights["quantised_experts"] = experts
     # Only when some matrix took it, so references without one stay byte-identical on re-runs.
     if f16_fallback:
         weights["method"] += (

@@ -279,6 +279,14 @@ cases! {
     qwen3_moe_gguf_f32: "qwen3_moe", "gguf/qwen3_moe.f32.gguf", [], Tolerance::F32;
     granite4h_moe_hf_f32: "granite4h_moe", "hf", [], Tolerance::F32;
     granite4h_moe_gguf_f32: "granite4h_moe", "gguf/granite4h_moe.f32.gguf", [], Tolerance::F32;
+    // Jamba: NoPE attention, Mamba-1 with RMSNorms over dt, B and C (fused
+    // into the selective scan), experts every other layer, not renormalised.
+    jamba_hf_f32: "jamba", "hf", [], Tolerance::F32;
+    // Quantised experts against transformers on the same quantised weights
+    // (scripts/make_quant_references.py; routers stay f32 in both).
+    qwen3_moe_hf_q8_0: "qwen3_moe", "hf", ["--dtype", "q8_0"], Tolerance::Quantized("q8_0");
+    qwen3_moe_hf_q4_0: "qwen3_moe", "hf", ["--dtype", "q4_0"], Tolerance::Quantized("q4_0");
+    qwen2_moe_hf_q8_0: "qwen2_moe", "hf", ["--dtype", "q8_0"], Tolerance::Quantized("q8_0");
 }
 
 /// An architecture forge does not know fails with one line naming the
