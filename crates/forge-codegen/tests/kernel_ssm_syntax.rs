@@ -10,7 +10,7 @@ use kernel_support::assert_strict;
 use forge_codegen::kernels::causal_conv1d::{causal_conv1d, gated_short_conv};
 use forge_codegen::kernels::gated_rms_norm::gated_rms_norm;
 use forge_codegen::kernels::matvec::{matvec_gated_norm, Epilogue, GatedNorm};
-use forge_codegen::kernels::selective_scan::selective_scan;
+use forge_codegen::kernels::selective_scan::{selective_scan, selective_scan_normed};
 use forge_codegen::kernels::ssd::{ssd_decode, ssd_prefill, SsdShape};
 use forge_codegen::KernelInstance;
 use forge_ir::DType;
@@ -25,6 +25,13 @@ fn instances() -> Vec<KernelInstance> {
     all.push(causal_conv1d(3072, 4, 6272, true));
     for (channels, d_state, rank) in [(80, 12, 5), (1536, 16, 48), (33, 1, 1), (40, 64, 3)] {
         all.push(selective_scan(channels, d_state, rank, 2 * channels));
+        all.push(selective_scan_normed(
+            channels,
+            d_state,
+            rank,
+            2 * channels,
+            1e-6,
+        ));
     }
     for (heads, head_dim, d_state, groups, chunk, limit) in [
         (6, 24, 20, 1, 5, (0.0, f64::INFINITY)),

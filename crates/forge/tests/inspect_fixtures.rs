@@ -8,17 +8,12 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 use support::*;
 
-/// Mixture-of-experts fixtures the frontend does not read yet (issue 12): remove each name as
-/// forge learns its architecture (or layout), so this test covers it.
-const PENDING_ISSUE_12: &[&str] = &["jamba"];
-
 fn fixtures() -> Vec<PathBuf> {
     let root = repo_root().join("tests/fixtures");
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)
         .unwrap_or_else(|e| panic!("{}: {e}", root.display()))
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.join("hf/config.json").exists())
-        .filter(|p| !PENDING_ISSUE_12.iter().any(|n| p.ends_with(n)))
         .collect();
     dirs.sort();
     assert!(!dirs.is_empty(), "no fixtures under {}", root.display());
@@ -97,9 +92,14 @@ fn check(summary: &Value, cfg: &Value, gguf: bool, what: &str) {
         want_types.len() as u64,
         "{what}: layer kind counts"
     );
+    // Jamba's key is `num_experts` (and one expert is a dense MLP).
+    let experts_key = match model_type {
+        "jamba" => "num_experts",
+        _ => "num_local_experts",
+    };
     if let Some(e) = cfg
-        .get("num_local_experts")
-        .filter(|v| v.as_u64().is_some_and(|n| n > 0))
+        .get(experts_key)
+        .filter(|v| v.as_u64().is_some_and(|n| n > 1))
     {
         assert_eq!(
             &summary["config"]["moe"]["num_experts"], e,
@@ -188,6 +188,20 @@ fn layer_kinds(cfg: &Value, gguf: bool) -> Vec<Value> {
                 .collect()
         }
         "nemotron_h" => list("layers_block_type").unwrap(),
+        // transformers' JambaConfig.layers_block_type.
+        "jamba" => {
+            let (period, offset) = (count("attn_layer_period"), count("attn_layer_offset"));
+            (0..layers.unwrap())
+                .map(|i| {
+                    if i % period.unwrap() == offset.unwrap() {
+                        "attention"
+                    } else {
+                        "mamba"
+                    }
+                    .into()
+                })
+                .collect()
+        }
         _ => match list("layer_types") {
             Some(types) => types,
             None => vec![String::new(); layers.unwrap()],
@@ -198,6 +212,8 @@ fn layer_kinds(cfg: &Value, gguf: bool) -> Vec<Value> {
         .enumerate()
         .map(|(i, t)| {
             let kind = match t.as_str() {
+                // Jamba's are Mamba-1.
+                _ if model_type == "jamba" => t.as_str(),
                 "conv" => "short_conv",
                 "linear_attention" | "mamba" | "mamba2" => "mamba2",
                 "mlp" | "attention_mamba2" => t.as_str(),

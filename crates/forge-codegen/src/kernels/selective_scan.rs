@@ -1,7 +1,9 @@
 //! The `selective_scan` kernel family (templates/metal/selective_scan.metal.j2):
 //! Mamba-1's recurrence with the dt projection, softplus, D skip and SiLU(z)
-//! gate fused, for a prefill pass or one decode token.
+//! gate fused, for a prefill pass or one decode token; optionally with
+//! Jamba's RMSNorms over dt, B and C.
 
+use super::matvec::float_tag;
 use super::KernelInstance;
 
 const SIMDGROUPS: u64 = 4;
@@ -23,6 +25,32 @@ pub fn lanes_per_channel(d_state: u64) -> u64 {
 /// # Panics
 /// When a dimension is 0 or z rows are narrower than the channels.
 pub fn selective_scan(channels: u64, d_state: u64, dt_rank: u64, z_stride: u64) -> KernelInstance {
+    scan(channels, d_state, dt_rank, z_stride, None)
+}
+
+/// [`selective_scan`] with dt_low, B and C each RMS-normalised (epsilon
+/// `eps`) before they are used, as Jamba's Mamba does; the norm weights are
+/// bound at 10 (dt_low, `float[dt_rank]`), 11 (B) and 12 (C, `float[d_state]`).
+///
+/// # Panics
+/// As [`selective_scan`].
+pub fn selective_scan_normed(
+    channels: u64,
+    d_state: u64,
+    dt_rank: u64,
+    z_stride: u64,
+    eps: f32,
+) -> KernelInstance {
+    scan(channels, d_state, dt_rank, z_stride, Some(eps))
+}
+
+fn scan(
+    channels: u64,
+    d_state: u64,
+    dt_rank: u64,
+    z_stride: u64,
+    norm_eps: Option<f32>,
+) -> KernelInstance {
     assert!(
         channels > 0 && d_state > 0 && dt_rank > 0,
         "selective_scan: empty shape"
@@ -33,18 +61,28 @@ pub fn selective_scan(channels: u64, d_state: u64, dt_rank: u64, z_stride: u64) 
     );
     let lanes = lanes_per_channel(d_state);
     let per_group = SIMDGROUPS * (32 / lanes);
+    let normed = match norm_eps {
+        Some(eps) => format!("_normed_eps{}", float_tag(eps)),
+        None => String::new(),
+    };
+    let mut params = serde_json::json!({
+        "channels": channels,
+        "d_state": d_state,
+        "dt_rank": dt_rank,
+        "z_stride": z_stride,
+        "lanes": lanes,
+        "per_lane": d_state.div_ceil(lanes),
+        "simdgroups": SIMDGROUPS,
+    });
+    if let Some(eps) = norm_eps {
+        params["norm_eps"] = eps.into();
+    }
     KernelInstance {
         family: "selective_scan",
-        name: format!("selective_scan_{channels}x{d_state}_rank{dt_rank}_zstride{z_stride}"),
-        params: serde_json::json!({
-            "channels": channels,
-            "d_state": d_state,
-            "dt_rank": dt_rank,
-            "z_stride": z_stride,
-            "lanes": lanes,
-            "per_lane": d_state.div_ceil(lanes),
-            "simdgroups": SIMDGROUPS,
-        }),
+        name: format!(
+            "selective_scan_{channels}x{d_state}_rank{dt_rank}_zstride{z_stride}{normed}"
+        ),
+        params,
         threads: [32 * SIMDGROUPS as u32, 1, 1],
         grid: [
             channels.div_ceil(per_group).to_string(),

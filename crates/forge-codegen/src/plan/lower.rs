@@ -594,6 +594,8 @@ impl Lowering<'_> {
                 continue;
             }
             match &node.op {
+                // Jamba's dt/B/C norms happen in the selective scan.
+                Op::RmsNorm { .. } if self.is_scan_norm(node) => {}
                 Op::RmsNorm { weight, eps, group } => {
                     // A residual add before the last reader changes what a folded norm would read.
                     let last_reader = nodes

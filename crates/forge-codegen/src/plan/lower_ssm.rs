@@ -2,7 +2,7 @@
 //! the in-projection stay where they are, the causal conv and the scans keep
 //! per-layer recurrent state, and what the scans' neighbours compute is
 //! fused into them: Mamba-1's dt projection, softplus, D skip and SiLU(z)
-//! gate into the selective scan; Mamba-2's dt bias, softplus and limits into
+//! gate (and Jamba's RMSNorms over dt, B and C) into the selective scan; Mamba-2's dt bias, softplus and limits into
 //! the SSD kernels, and the SiLU(z) gate into its grouped RMSNorm.
 
 use std::collections::HashSet;
@@ -14,7 +14,7 @@ use super::{act, arg, field_name, unsupported, ArgSource, Loc, LowerError, Lower
 use crate::kernels::causal_conv1d::{causal_conv1d, gated_short_conv};
 use crate::kernels::gated_rms_norm::gated_rms_norm;
 use crate::kernels::matvec::GatedNorm;
-use crate::kernels::selective_scan::selective_scan;
+use crate::kernels::selective_scan::{selective_scan, selective_scan_normed};
 use crate::kernels::ssd::{ssd_decode, ssd_prefill, SsdShape};
 
 /// One dimension of a state buffer, with what it counts.
@@ -72,6 +72,19 @@ fn dim(size: u64, what: &'static str) -> StateDim {
 
 fn producer(nodes: &[Node], v: ValueId) -> Option<&Node> {
     nodes.iter().find(|n| n.output == v)
+}
+
+/// What `v` is before a whole-row RMSNorm that produced it, with the norm's
+/// weight and epsilon; `v` itself when no such norm did.
+fn through_norm(nodes: &[Node], v: ValueId, width: u64) -> (ValueId, Option<(String, f32)>) {
+    match producer(nodes, v) {
+        Some(Node {
+            op: Op::RmsNorm { weight, eps, group },
+            inputs,
+            ..
+        }) if *group == width => (inputs[0], Some((weight.clone(), *eps))),
+        _ => (v, None),
+    }
 }
 
 impl Lowering<'_> {
@@ -238,6 +251,33 @@ impl Lowering<'_> {
         }
     }
 
+    /// An RMSNorm computed inside Mamba-1's selective scan (Jamba's): over
+    /// B or C read only by the scan, or over dt_low read only by the dt
+    /// projection the scan computes.
+    pub(super) fn is_scan_norm(&self, node: &Node) -> bool {
+        let Op::RmsNorm { group, .. } = node.op else {
+            return false;
+        };
+        if group != self.width(node.output) {
+            return false;
+        }
+        match self.consumers.get(&node.output).map(Vec::as_slice) {
+            Some(
+                [scan @ Node {
+                    op: Op::SelectiveScan { .. },
+                    ..
+                }],
+            ) => scan.inputs[2] == node.output || scan.inputs[3] == node.output,
+            Some(
+                [dt @ Node {
+                    op: Op::Linear { .. },
+                    ..
+                }],
+            ) => self.is_scan_dt(dt),
+            _ => false,
+        }
+    }
+
     pub(super) fn mamba_scan(
         &mut self,
         nodes: &[Node],
@@ -268,8 +308,20 @@ impl Lowering<'_> {
         else {
             return fail("whose dt is not a biased linear projection");
         };
-        let dt_low = dt_inputs[0];
-        let dt_rank = self.width(dt_low);
+        let dt_rank = self.width(dt_inputs[0]);
+        // Jamba's norms: all three or none, read by the scan from the x projection's columns.
+        let (dt_low, dt_norm) = through_norm(nodes, dt_inputs[0], dt_rank);
+        let (b, b_norm) = through_norm(nodes, b, d_state);
+        let (c, c_norm) = through_norm(nodes, c, d_state);
+        let norms = match (dt_norm, b_norm, c_norm) {
+            (None, None, None) => None,
+            (Some((dt_w, eps)), Some((b_w, b_eps)), Some((c_w, c_eps)))
+                if eps == b_eps && eps == c_eps =>
+            {
+                Some((eps, [dt_w, b_w, c_w]))
+            }
+            _ => return fail("with RMSNorms over some but not all of dt, B and C"),
+        };
         let (low, bl, cl) = (self.loc(dt_low)?, self.loc(b)?, self.loc(c)?);
         let adjacent = low.buffer == bl.buffer
             && bl.buffer == cl.buffer
@@ -296,8 +348,11 @@ impl Lowering<'_> {
         let z = self.loc(gate.inputs[0])?;
         done.insert(gate.output);
         let out = self.own_buffer(gate.output);
-        let k = self.kernel(selective_scan(channels, d_state, dt_rank, z.stride));
-        let args = vec![
+        let k = self.kernel(match &norms {
+            Some((eps, _)) => selective_scan_normed(channels, d_state, dt_rank, z.stride, *eps),
+            None => selective_scan(channels, d_state, dt_rank, z.stride),
+        });
+        let mut args = vec![
             act(0, &xl.buffer, xl.column),
             act(1, &low.buffer, low.column),
             act(2, &z.buffer, z.column),
@@ -309,12 +364,19 @@ impl Lowering<'_> {
             arg(8, self.f32_tensor(d, paths)?),
             arg(9, ArgSource::ScanState),
         ];
+        if let Some((_, weights)) = &norms {
+            for (index, w) in (10..).zip(weights) {
+                args.push(arg(index, self.f32_tensor(w, paths)?));
+            }
+        }
         self.record_state(|s| s.ssm = vec![dim(channels, "channels"), dim(d_state, "states")]);
+        let fused = if norms.is_some() {
+            "dt/B/C rms_norms, dt projection, softplus, D skip, SiLU(z) gate fused"
+        } else {
+            "dt projection, softplus, D skip, SiLU(z) gate fused"
+        };
         let step = Step::new(
-            format!(
-                "{} = selective scan (dt projection, softplus, D skip, SiLU(z) gate fused)",
-                out.buffer
-            ),
+            format!("{} = selective scan ({fused})", out.buffer),
             &k,
             args,
         );
