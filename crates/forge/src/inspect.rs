@@ -236,9 +236,15 @@ pub fn render_text(s: &Summary) -> String {
     out.push(shape);
     if let Some(a) = &c.attention {
         let mut line = format!(
-            "attention     {} heads / {} KV heads, head dim {}, rope base {}",
-            a.num_heads, a.num_kv_heads, a.head_dim, a.rope.theta
+            "attention     {} heads / {} KV heads, head dim {}",
+            a.num_heads, a.num_kv_heads, a.head_dim
         );
+        // Granite-4.0-H, Nemotron-H and Jamba attend without positions.
+        if a.rope.rotary_dim == 0 {
+            line += ", no rope";
+        } else {
+            line += &format!(", rope base {}", a.rope.theta);
+        }
         if let Some(w) = a.sliding_window {
             line += &format!(", sliding window {w}");
         }
@@ -249,8 +255,16 @@ pub fn render_text(s: &Summary) -> String {
     }
     match &c.ssm {
         Some(SsmConfig::Mamba(m)) => out.push(format!(
-            "ssm           Mamba: inner {}, state {}, conv {}, dt rank {}",
-            m.d_inner, m.d_state, m.d_conv, m.dt_rank
+            "ssm           Mamba: inner {}, state {}, conv {}, dt rank {}{}",
+            m.d_inner,
+            m.d_state,
+            m.d_conv,
+            m.dt_rank,
+            if m.dt_bc_norms {
+                ", RMSNorms over dt, B and C"
+            } else {
+                ""
+            }
         )),
         Some(SsmConfig::Mamba2(m)) => {
             let groups = if m.n_groups == 1 { "group" } else { "groups" };
