@@ -19,8 +19,8 @@ use forge_ir::{DType, Node, Op, ValueId};
 
 use super::super::weights::PlannedTensor;
 use super::{
-    act, arg, field_name, layer_tensor, unsupported, Arg, ArgSource, LowerError, Lowering, Paths,
-    Step, PREFILL_CHUNK,
+    act, arg, field_name, layer_tensor, unsupported, Arg, ArgSource, Loc, LowerError, Lowering,
+    Paths, Step, PREFILL_CHUNK,
 };
 use crate::kernels::matmul::{matmul, matmul_experts, ExpertRows};
 use crate::kernels::matvec::{matvec, matvec_experts, Epilogue, ExpertMode, Experts};
@@ -112,8 +112,8 @@ impl Lowering<'_> {
         }
 
         let h = self.dense(node.inputs[0])?;
-        let width = routing_width(top_k, slot != SharedSlot::None);
-        self.buffer("routing", width);
+        let width_of_routing = routing_width(top_k, slot != SharedSlot::None);
+        self.buffer("routing", width_of_routing);
         let routing = |index| act(index, "routing", 0);
         let route = self.kernel(moe_router(experts, hidden, top_k, *renormalize, slot));
         let route_step = Step::new(
@@ -135,7 +135,7 @@ impl Lowering<'_> {
         let routed = Experts {
             count: experts,
             slots: top_k,
-            routing_width: width,
+            routing_width: width_of_routing,
             id_column: 0,
         };
         let gated = Epilogue::Gated(*activation);
@@ -144,9 +144,8 @@ impl Lowering<'_> {
         self.buffer("moe_act", top_k * inter);
         self.buffer("moe_out", out_slots * hidden);
         let gate_up_dtype = self.dtype_of(&t.gate_up);
-        let down_dtype = self.dtype_of(&t.down);
 
-        // Decode: the chosen experts' gate|up, then their weighted down into the stream.
+        // The chosen experts' gate|up: decode per slot, prefill per expert over its tokens.
         let k = self.kernel(matvec_experts(
             gate_up_dtype,
             inter,
@@ -169,30 +168,6 @@ impl Lowering<'_> {
             &k,
             args,
         ));
-        let k = self.kernel(matvec_experts(
-            down_dtype,
-            hidden,
-            inter,
-            Epilogue::Residual,
-            routed,
-            ExpertMode::Sum,
-        ));
-        let mut args = self.tensor_args(&t.down, paths);
-        args.extend([
-            act(1, "moe_act", 0),
-            act(2, &stream.buffer, stream.column),
-            routing(8),
-        ]);
-        paths.decode.push(step(
-            format!(
-                "{} += the chosen experts' down projections, weighted",
-                stream.buffer
-            ),
-            &k,
-            args,
-        ));
-
-        // Prefill: each expert's tokens through its gate|up and down, then one sum.
         let k = self.kernel(matmul_experts(
             gate_up_dtype,
             inter,
@@ -218,47 +193,56 @@ impl Lowering<'_> {
             &k,
             args,
         ));
-        let k = self.kernel(matmul_experts(
-            down_dtype,
-            hidden,
-            inter,
-            Epilogue::None,
-            routed,
-            ExpertMode::Sum,
-            ExpertRows {
+        let down = ExpertDown {
+            tensor: &t.down,
+            input: "moe_act",
+            experts: routed,
+            rows: ExpertRows {
                 out_slots,
                 out_slot: 0,
             },
-            PREFILL_CHUNK,
-        ));
-        let mut args = self.tensor_args(&t.down, paths);
-        args.extend([
-            act(1, "moe_act", 0),
-            act(2, "moe_out", 0),
-            arg(7, ArgSource::Step),
-            routing(8),
-        ]);
-        paths.prefill.push(step(
-            "moe_out = each expert's down projection of its tokens, weighted",
-            &k,
-            args,
-        ));
+            what: "the chosen experts' down projections",
+        };
+        self.expert_down(down, &stream, paths);
 
         if let Some((shared_gate_up, shared_down)) = &t.shared {
-            self.shared_expert(
-                shared_gate_up,
-                shared_down,
-                gated,
-                SharedPlace {
-                    h: &h.buffer,
-                    h_column: h.column,
-                    stream: &stream.buffer,
-                    stream_column: stream.column,
-                    routing_width: width,
-                    top_k,
+            // A dense gate|up, and its down through a one-expert, one-slot
+            // group weighted by the routing row's last pair (the gate, or 1).
+            let spec = self.weights.get(shared_gate_up).expect("planned").clone();
+            let width = spec.shape[0] / 2;
+            self.buffer("shared_act", width);
+            let k = self.kernel(matvec(spec.dtype, width, hidden, gated, None, None));
+            let mut args = self.tensor_args(shared_gate_up, paths);
+            args.extend([act(1, &h.buffer, h.column), act(2, "shared_act", 0)]);
+            let comment = format!(
+                "shared_act = act(gate) * up of the shared expert, from {}",
+                h.buffer
+            );
+            paths.decode.push(step(comment.clone(), &k, args));
+            let k = self.kernel(matmul(spec.dtype, width, hidden, gated, None));
+            let mut args = self.tensor_args(shared_gate_up, paths);
+            args.extend([
+                act(1, &h.buffer, h.column),
+                act(2, "shared_act", 0),
+                arg(7, ArgSource::Step),
+            ]);
+            paths.prefill.push(step(comment, &k, args));
+            let down = ExpertDown {
+                tensor: shared_down,
+                input: "shared_act",
+                experts: Experts {
+                    count: 1,
+                    slots: 1,
+                    routing_width: width_of_routing,
+                    id_column: 2 * top_k,
                 },
-                paths,
-            )?;
+                rows: ExpertRows {
+                    out_slots,
+                    out_slot: top_k,
+                },
+                what: "the shared expert's down projection",
+            };
+            self.expert_down(down, &stream, paths);
         }
         let k = self.kernel(moe_combine(hidden, out_slots));
         paths.prefill.push(step(
@@ -276,101 +260,53 @@ impl Lowering<'_> {
         Ok(())
     }
 
-    /// The shared expert: a dense gate|up (decode matvec, prefill matmul)
-    /// and a down projection through a one-expert, one-slot group that reads
-    /// its weight (the gate, or 1) from the routing row's last pair.
-    fn shared_expert(
-        &mut self,
-        gate_up: &str,
-        down: &str,
-        gated: Epilogue,
-        at: SharedPlace<'_>,
-        paths: &mut Paths,
-    ) -> Result<(), LowerError> {
-        let gate_up_spec = self.weights.get(gate_up).expect("planned").clone();
-        let (inter, hidden) = (gate_up_spec.shape[0] / 2, gate_up_spec.shape[1]);
-        self.buffer("shared_act", inter);
-        let one = Experts {
-            count: 1,
-            slots: 1,
-            routing_width: at.routing_width,
-            id_column: 2 * at.top_k,
-        };
-        let down_dtype = self.dtype_of(down);
-        let k = self.kernel(matvec(gate_up_spec.dtype, inter, hidden, gated, None, None));
-        let mut args = self.tensor_args(gate_up, paths);
-        args.extend([act(1, at.h, at.h_column), act(2, "shared_act", 0)]);
-        paths.decode.push(step(
-            format!(
-                "shared_act = act(gate) * up of the shared expert, from {}",
-                at.h
-            ),
-            &k,
-            args,
-        ));
+    /// A down projection through experts: decode adds the slots' weighted
+    /// outputs to the residual stream in place; prefill writes them to their
+    /// rows of `moe_out` for the combine.
+    fn expert_down(&mut self, d: ExpertDown<'_>, stream: &Loc, paths: &mut Paths) {
+        let spec = self.weights.get(d.tensor).expect("planned").clone();
+        let (hidden, inter) = (spec.shape[0] / d.experts.count, spec.shape[1]);
         let k = self.kernel(matvec_experts(
-            down_dtype,
+            spec.dtype,
             hidden,
             inter,
             Epilogue::Residual,
-            one,
+            d.experts,
             ExpertMode::Sum,
         ));
-        let mut args = self.tensor_args(down, paths);
+        let mut args = self.tensor_args(d.tensor, paths);
         args.extend([
-            act(1, "shared_act", 0),
-            act(2, at.stream, at.stream_column),
+            act(1, d.input, 0),
+            act(2, &stream.buffer, stream.column),
             act(8, "routing", 0),
         ]);
         paths.decode.push(step(
-            format!(
-                "{} += the shared expert's down projection, weighted",
-                at.stream
-            ),
-            &k,
-            args,
-        ));
-        let k = self.kernel(matmul(gate_up_spec.dtype, inter, hidden, gated, None));
-        let mut args = self.tensor_args(gate_up, paths);
-        args.extend([
-            act(1, at.h, at.h_column),
-            act(2, "shared_act", 0),
-            arg(7, ArgSource::Step),
-        ]);
-        paths.prefill.push(step(
-            format!(
-                "shared_act = act(gate) * up of the shared expert, from {}",
-                at.h
-            ),
+            format!("{} += {}, weighted", stream.buffer, d.what),
             &k,
             args,
         ));
         let k = self.kernel(matmul_experts(
-            down_dtype,
+            spec.dtype,
             hidden,
             inter,
             Epilogue::None,
-            one,
+            d.experts,
             ExpertMode::Sum,
-            ExpertRows {
-                out_slots: at.top_k + 1,
-                out_slot: at.top_k,
-            },
+            d.rows,
             PREFILL_CHUNK,
         ));
-        let mut args = self.tensor_args(down, paths);
+        let mut args = self.tensor_args(d.tensor, paths);
         args.extend([
-            act(1, "shared_act", 0),
+            act(1, d.input, 0),
             act(2, "moe_out", 0),
             arg(7, ArgSource::Step),
             act(8, "routing", 0),
         ]);
         paths.prefill.push(step(
-            "moe_out = the shared expert's down projection, weighted",
+            format!("moe_out = {} of the pass's tokens, weighted", d.what),
             &k,
             args,
         ));
-        Ok(())
     }
 
     /// Plans the router (f32, the shared expert's gate as an extra row) and
@@ -458,14 +394,16 @@ impl Lowering<'_> {
     }
 }
 
-/// Where the shared expert reads and writes.
-struct SharedPlace<'a> {
-    h: &'a str,
-    h_column: u64,
-    stream: &'a str,
-    stream_column: u64,
-    routing_width: u64,
-    top_k: u64,
+/// One down projection through experts (see [`Lowering::expert_down`]).
+struct ExpertDown<'a> {
+    tensor: &'a str,
+    /// The activation buffer of its input rows.
+    input: &'a str,
+    experts: Experts,
+    /// Where its prefill rows go in `moe_out`.
+    rows: ExpertRows,
+    /// What it is, for the comments.
+    what: &'a str,
 }
 
 /// `blk.3.ffn_gate.0.weight` -> `blk.3`.

@@ -927,57 +927,6 @@ kernel void matvec_q8_0_32x64_gated_silu_slot8x4e_r10c0(
     }
 }
 
-[[max_total_threads_per_threadgroup(64)]]
-kernel void matvec_q8_0_64x32_residual_sum8x4e_r10c0(
-    device const char4* expert_w [[buffer(0)]],
-    device const float4* expert_x [[buffer(1)]],
-    device float* y [[buffer(2)]],
-    device const half* expert_scales [[buffer(5)]],
-    device const float* routing [[buffer(8)]],
-    uint group [[threadgroup_position_in_grid]],
-    uint simdgroup [[simdgroup_index_in_threadgroup]],
-    uint lane [[thread_index_in_simdgroup]])
-{
-    // Output rows r0 .. r0 + 7 of 64.
-    const uint r0 = (group * 2u + simdgroup) * 8u;
-    if (r0 >= 64u) {
-        return;
-    }
-    // Partial sums, reduced together: row k at k.
-    float4 acc[2];
-    for (uint s = 0; s < 2u; ++s) {
-        acc[s] = float4(0.0f);
-    }
-    for (uint slot = 0; slot < 4u; ++slot) {
-        // Slot's expert and weight; its x is row slot of expert_x.
-        const uint expert = min(uint(routing[0u + slot]), 7u);
-        device const char4* w = expert_w + expert * 512u;
-        device const half* all_scales = expert_scales + expert * 64u;
-        const float weight = routing[4u + slot];
-        device const float4* x = expert_x + slot * 8u;
-        for (uint c = lane; c < 8u; c += 32u) {
-            float4 xv[1];
-            for (uint i = 0; i < 1u; ++i) {
-                xv[i] = x[c * 1u + i] * weight;
-            }
-            for (uint k = 0; k < 8u; ++k) {
-                {
-                    device const half* scales = all_scales + (r0 + k) * 1u;
-                    acc[k / 4u][k % 4u] += float(scales[c / 8u]) * dot(float4(w[(r0 + k) * 8u + c]), xv[0]);
-                }
-            }
-        }
-    }
-    for (uint s = 0; s < 2u; ++s) {
-        acc[s] = simd_sum(acc[s]);
-    }
-    if (lane < 8u) {
-        float v = acc[lane / 4u][lane % 4u];
-        v += y[r0 + lane];
-        y[r0 + lane] = v;
-    }
-}
-
 [[max_total_threads_per_threadgroup(128)]]
 kernel void matmul_q8_0_32x64_gated_silu_slot8x4e_r10c0_o4s0(
     device const char4* expert_w [[buffer(0)]],
@@ -1134,6 +1083,57 @@ kernel void matmul_q8_0_32x64_gated_silu_slot8x4e_r10c0_o4s0(
         const uint slot = entry % 4u;
         v = act_silu(v) * u;
         y[(token * 4u + 0u + slot) * 32u + r] = v;
+    }
+}
+
+[[max_total_threads_per_threadgroup(64)]]
+kernel void matvec_q8_0_64x32_residual_sum8x4e_r10c0(
+    device const char4* expert_w [[buffer(0)]],
+    device const float4* expert_x [[buffer(1)]],
+    device float* y [[buffer(2)]],
+    device const half* expert_scales [[buffer(5)]],
+    device const float* routing [[buffer(8)]],
+    uint group [[threadgroup_position_in_grid]],
+    uint simdgroup [[simdgroup_index_in_threadgroup]],
+    uint lane [[thread_index_in_simdgroup]])
+{
+    // Output rows r0 .. r0 + 7 of 64.
+    const uint r0 = (group * 2u + simdgroup) * 8u;
+    if (r0 >= 64u) {
+        return;
+    }
+    // Partial sums, reduced together: row k at k.
+    float4 acc[2];
+    for (uint s = 0; s < 2u; ++s) {
+        acc[s] = float4(0.0f);
+    }
+    for (uint slot = 0; slot < 4u; ++slot) {
+        // Slot's expert and weight; its x is row slot of expert_x.
+        const uint expert = min(uint(routing[0u + slot]), 7u);
+        device const char4* w = expert_w + expert * 512u;
+        device const half* all_scales = expert_scales + expert * 64u;
+        const float weight = routing[4u + slot];
+        device const float4* x = expert_x + slot * 8u;
+        for (uint c = lane; c < 8u; c += 32u) {
+            float4 xv[1];
+            for (uint i = 0; i < 1u; ++i) {
+                xv[i] = x[c * 1u + i] * weight;
+            }
+            for (uint k = 0; k < 8u; ++k) {
+                {
+                    device const half* scales = all_scales + (r0 + k) * 1u;
+                    acc[k / 4u][k % 4u] += float(scales[c / 8u]) * dot(float4(w[(r0 + k) * 8u + c]), xv[0]);
+                }
+            }
+        }
+    }
+    for (uint s = 0; s < 2u; ++s) {
+        acc[s] = simd_sum(acc[s]);
+    }
+    if (lane < 8u) {
+        float v = acc[lane / 4u][lane % 4u];
+        v += y[r0 + lane];
+        y[r0 + lane] = v;
     }
 }
 
@@ -1315,52 +1315,6 @@ kernel void matvec_q8_0_80x64_gated_silu(
     }
 }
 
-[[max_total_threads_per_threadgroup(64)]]
-kernel void matvec_f16_64x80_residual_sum1x1e_r10c8(
-    device const half4* expert_w [[buffer(0)]],
-    device const float4* expert_x [[buffer(1)]],
-    device float* y [[buffer(2)]],
-    device const float* routing [[buffer(8)]],
-    uint group [[threadgroup_position_in_grid]],
-    uint simdgroup [[simdgroup_index_in_threadgroup]],
-    uint lane [[thread_index_in_simdgroup]])
-{
-    // Output rows r0 .. r0 + 7 of 64.
-    const uint r0 = (group * 2u + simdgroup) * 8u;
-    if (r0 >= 64u) {
-        return;
-    }
-    // Partial sums, reduced together: row k at k.
-    float4 acc[2];
-    for (uint s = 0; s < 2u; ++s) {
-        acc[s] = float4(0.0f);
-    }
-    for (uint slot = 0; slot < 1u; ++slot) {
-        // Slot's expert and weight; its x is row slot of expert_x.
-        const uint expert = min(uint(routing[8u + slot]), 0u);
-        device const half4* w = expert_w + expert * 1280u;
-        const float weight = routing[9u + slot];
-        device const float4* x = expert_x + slot * 20u;
-        for (uint c = lane; c < 20u; c += 32u) {
-            float4 xv[1];
-            for (uint i = 0; i < 1u; ++i) {
-                xv[i] = x[c * 1u + i] * weight;
-            }
-            for (uint k = 0; k < 8u; ++k) {
-                acc[k / 4u][k % 4u] += dot(float4(w[(r0 + k) * 20u + c]), xv[0]);
-            }
-        }
-    }
-    for (uint s = 0; s < 2u; ++s) {
-        acc[s] = simd_sum(acc[s]);
-    }
-    if (lane < 8u) {
-        float v = acc[lane / 4u][lane % 4u];
-        v += y[r0 + lane];
-        y[r0 + lane] = v;
-    }
-}
-
 [[max_total_threads_per_threadgroup(128)]]
 kernel void matmul_q8_0_80x64_gated_silu(
     device const char4* w [[buffer(0)]],
@@ -1479,6 +1433,52 @@ kernel void matmul_q8_0_80x64_gated_silu(
         const float u = tiles[(64u + rr) * 32u + t];
         v = act_silu(v) * u;
         y[(tok0 + t) * 80u + r] = v;
+    }
+}
+
+[[max_total_threads_per_threadgroup(64)]]
+kernel void matvec_f16_64x80_residual_sum1x1e_r10c8(
+    device const half4* expert_w [[buffer(0)]],
+    device const float4* expert_x [[buffer(1)]],
+    device float* y [[buffer(2)]],
+    device const float* routing [[buffer(8)]],
+    uint group [[threadgroup_position_in_grid]],
+    uint simdgroup [[simdgroup_index_in_threadgroup]],
+    uint lane [[thread_index_in_simdgroup]])
+{
+    // Output rows r0 .. r0 + 7 of 64.
+    const uint r0 = (group * 2u + simdgroup) * 8u;
+    if (r0 >= 64u) {
+        return;
+    }
+    // Partial sums, reduced together: row k at k.
+    float4 acc[2];
+    for (uint s = 0; s < 2u; ++s) {
+        acc[s] = float4(0.0f);
+    }
+    for (uint slot = 0; slot < 1u; ++slot) {
+        // Slot's expert and weight; its x is row slot of expert_x.
+        const uint expert = min(uint(routing[8u + slot]), 0u);
+        device const half4* w = expert_w + expert * 1280u;
+        const float weight = routing[9u + slot];
+        device const float4* x = expert_x + slot * 20u;
+        for (uint c = lane; c < 20u; c += 32u) {
+            float4 xv[1];
+            for (uint i = 0; i < 1u; ++i) {
+                xv[i] = x[c * 1u + i] * weight;
+            }
+            for (uint k = 0; k < 8u; ++k) {
+                acc[k / 4u][k % 4u] += dot(float4(w[(r0 + k) * 20u + c]), xv[0]);
+            }
+        }
+    }
+    for (uint s = 0; s < 2u; ++s) {
+        acc[s] = simd_sum(acc[s]);
+    }
+    if (lane < 8u) {
+        float v = acc[lane / 4u][lane % 4u];
+        v += y[r0 + lane];
+        y[r0 + lane] = v;
     }
 }
 

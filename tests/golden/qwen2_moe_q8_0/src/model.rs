@@ -38,12 +38,12 @@ forge_runtime::kernels! {
     matmul_q8_0_64x64_residual,
     moe_router_8x64_top4_shared_gated,
     matvec_q8_0_32x64_gated_silu_slot8x4e_r10c0,
-    matvec_q8_0_64x32_residual_sum8x4e_r10c0,
     matmul_q8_0_32x64_gated_silu_slot8x4e_r10c0_o4s0,
+    matvec_q8_0_64x32_residual_sum8x4e_r10c0,
     matmul_q8_0_64x32_sum8x4e_r10c0_o5s0,
     matvec_q8_0_80x64_gated_silu,
-    matvec_f16_64x80_residual_sum1x1e_r10c8,
     matmul_q8_0_80x64_gated_silu,
+    matvec_f16_64x80_residual_sum1x1e_r10c8,
     matmul_f16_64x80_sum1x1e_r10c8_o5s4,
     moe_combine_64x5,
     matvec_q8_0_384x64_prenorm1em5,
@@ -560,7 +560,7 @@ impl Model {
                 (8, Arg::Buffer(&self.act.routing, 0)),
             ],
         );
-        // moe_out = each expert's down projection of its tokens, weighted
+        // moe_out = the chosen experts' down projections of the pass's tokens, weighted
         batch.dispatch(
             &self.kernels.matmul_q8_0_64x32_sum8x4e_r10c0_o5s0,
             [1, pass.n.div_ceil(32), 8],
@@ -590,7 +590,7 @@ impl Model {
                 (7, Arg::Bytes(pass.step())),
             ],
         );
-        // moe_out = the shared expert's down projection, weighted
+        // moe_out = the shared expert's down projection of the pass's tokens, weighted
         batch.dispatch(
             &self.kernels.matmul_f16_64x80_sum1x1e_r10c8_o5s4,
             [1, pass.n.div_ceil(32), 1],
