@@ -9,7 +9,7 @@
 //! bitwise identical; `tests/quant_gguf_py.rs` checks that on real tensors.
 
 mod float;
-mod k_quants;
+pub(crate) mod k_quants;
 mod q4_0;
 mod q4_1;
 mod q5;

@@ -24,7 +24,7 @@ fn clamp_round(x: f32, lo: f32, hi: f32) -> f32 {
 /// squeeze into 12 bytes: bytes 0-3 hold scales 0-3, bytes 4-7 mins 0-3, and
 /// bytes 8-11 the low nibbles of scales/mins 4-7 whose top two bits ride in
 /// the spare high bits of bytes 0-7.
-fn unpack_scale_min(packed: &[u8]) -> ([u8; 8], [u8; 8]) {
+pub(crate) fn unpack_scale_min(packed: &[u8]) -> ([u8; 8], [u8; 8]) {
     let mut sc = [0u8; 8];
     let mut m = [0u8; 8];
     for j in 0..4 {
