@@ -95,6 +95,7 @@ pub fn can_quantize(dtype: DType) -> bool {
             | DType::Q5_0
             | DType::Q5_1
             | DType::Q4_K
+            | DType::Q5_K
             | DType::Q6_K
     )
 }
@@ -197,6 +198,7 @@ fn quantize_checked(dtype: DType, data: &[f32], out: &mut [u8]) {
         DType::Q5_0 => q5::quantize_q5_0(data, out),
         DType::Q5_1 => q5::quantize_q5_1(data, out),
         DType::Q4_K => k_quants::q4_k::quantize(data, out),
+        DType::Q5_K => k_quants::q5_k::quantize(data, out),
         DType::Q6_K => k_quants::q6_k::quantize(data, out),
         other => unreachable!("can_quantize admitted {other}"),
     }

@@ -177,6 +177,7 @@ fn round_trips_stay_within_format_precision() {
         (DType::Q6_K, 0.04),
         (DType::Q5_0, 0.08),
         (DType::Q5_1, 0.08),
+        (DType::Q5_K, 0.08),
         (DType::Q4_K, 0.15),
         (DType::Q4_0, 0.2),
         (DType::Q4_1, 0.2),
@@ -196,6 +197,7 @@ fn zero_blocks_stay_zero_and_constant_blocks_stay_close() {
         DType::Q5_0,
         DType::Q5_1,
         DType::Q4_K,
+        DType::Q5_K,
         DType::Q6_K,
     ] {
         let zeros = vec![0.0f32; 512];
@@ -218,7 +220,13 @@ fn zero_blocks_stay_zero_and_constant_blocks_stay_close() {
 fn rows_in_parallel_equal_one_call() {
     let row_len = 512;
     let x = signal(row_len * 300, 3);
-    for dtype in [DType::Q8_0, DType::Q4_K, DType::Q6_K, DType::BF16] {
+    for dtype in [
+        DType::Q8_0,
+        DType::Q4_K,
+        DType::Q5_K,
+        DType::Q6_K,
+        DType::BF16,
+    ] {
         let n = dtype.bytes_for(x.len() as u64).unwrap() as usize;
         let (mut a, mut b) = (vec![0u8; n], vec![0u8; n]);
         quantize(dtype, &x, &mut a).unwrap();

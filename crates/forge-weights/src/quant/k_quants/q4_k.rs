@@ -37,46 +37,64 @@ fn six_bits(value: f32, inv: f32) -> u8 {
     clamp_round(value * inv, 0.0, 63.0) as u8
 }
 
+/// The encoder Q4_K and Q5_K share: fits each 32-value sub-block of `x`
+/// (256 values) as scale·q − min with codes 0..=`nmax`, writes d, dmin and
+/// the packed 6-bit scales and mins into `header` (16 bytes) and returns the
+/// codes.
+pub(super) fn encode_scale_min(x: &[f32], nmax: u8, header: &mut [u8]) -> [u8; QK_K] {
+    let mut scales = [0.0f32; 8];
+    let mut mins = [0.0f32; 8];
+    for (j, xs) in x.chunks_exact(SUB).enumerate() {
+        // Weight large values more: they dominate the dot products the
+        // weights take part in (ggml weighs by rms + |x| for this reason).
+        let rms = (xs.iter().map(|v| v * v).sum::<f32>() / SUB as f32).sqrt();
+        let w: [f32; SUB] = std::array::from_fn(|l| rms + xs[l].abs());
+        (scales[j], mins[j]) = fit_affine(xs, &w, nmax);
+    }
+    let max_scale = scales.iter().fold(0.0f32, |a, &v| a.max(v));
+    let max_min = mins.iter().fold(0.0f32, |a, &v| a.max(v));
+    let inv_scale = if max_scale > 0.0 {
+        63.0 / max_scale
+    } else {
+        0.0
+    };
+    let inv_min = if max_min > 0.0 { 63.0 / max_min } else { 0.0 };
+    let sc: [u8; 8] = std::array::from_fn(|j| six_bits(scales[j], inv_scale));
+    let m: [u8; 8] = std::array::from_fn(|j| six_bits(mins[j], inv_min));
+    put_f16(header, 0, max_scale / 63.0);
+    put_f16(header, 2, max_min / 63.0);
+    pack_scale_min(&sc, &m, &mut header[4..16]);
+    // Codes are chosen against the scales as stored (f16 times 6 bits),
+    // so rounding of the scales is partly absorbed by the codes.
+    let d = f16_at(header, 0);
+    let dmin = f16_at(header, 2);
+    let mut codes = [0u8; QK_K];
+    for (j, (xs, qs)) in x
+        .chunks_exact(SUB)
+        .zip(codes.chunks_exact_mut(SUB))
+        .enumerate()
+    {
+        let dl = d * f32::from(sc[j]);
+        let ml = dmin * f32::from(m[j]);
+        let inv = if dl != 0.0 { 1.0 / dl } else { 0.0 };
+        for (q, &v) in qs.iter_mut().zip(xs) {
+            *q = clamp_round((v + ml) * inv, 0.0, f32::from(nmax)) as u8;
+        }
+    }
+    codes
+}
+
 pub(crate) fn quantize(data: &[f32], out: &mut [u8]) {
     for (x, block) in data
         .chunks_exact(QK_K)
         .zip(out.chunks_exact_mut(BLOCK_BYTES))
     {
-        let mut scales = [0.0f32; 8];
-        let mut mins = [0.0f32; 8];
-        for (j, xs) in x.chunks_exact(SUB).enumerate() {
-            // Weight large values more: they dominate the dot products the
-            // weights take part in (ggml weighs by rms + |x| for this reason).
-            let rms = (xs.iter().map(|v| v * v).sum::<f32>() / SUB as f32).sqrt();
-            let w: [f32; SUB] = std::array::from_fn(|l| rms + xs[l].abs());
-            (scales[j], mins[j]) = fit_affine(xs, &w, 15);
-        }
-        let max_scale = scales.iter().fold(0.0f32, |a, &v| a.max(v));
-        let max_min = mins.iter().fold(0.0f32, |a, &v| a.max(v));
-        let inv_scale = if max_scale > 0.0 {
-            63.0 / max_scale
-        } else {
-            0.0
-        };
-        let inv_min = if max_min > 0.0 { 63.0 / max_min } else { 0.0 };
-        let sc: [u8; 8] = std::array::from_fn(|j| six_bits(scales[j], inv_scale));
-        let m: [u8; 8] = std::array::from_fn(|j| six_bits(mins[j], inv_min));
-        put_f16(block, 0, max_scale / 63.0);
-        put_f16(block, 2, max_min / 63.0);
-        pack_scale_min(&sc, &m, &mut block[4..16]);
-        // Codes are chosen against the scales as stored (f16 times 6 bits),
-        // so rounding of the scales is partly absorbed by the codes.
-        let d = f16_at(block, 0);
-        let dmin = f16_at(block, 2);
+        let codes = encode_scale_min(x, 15, &mut block[..16]);
         let qs = &mut block[16..144];
         qs.fill(0);
-        for (j, xs) in x.chunks_exact(SUB).enumerate() {
-            let dl = d * f32::from(sc[j]);
-            let ml = dmin * f32::from(m[j]);
-            let inv = if dl != 0.0 { 1.0 / dl } else { 0.0 };
+        for (j, sub) in codes.chunks_exact(SUB).enumerate() {
             let shift = 4 * (j % 2);
-            for (l, &v) in xs.iter().enumerate() {
-                let q = clamp_round((v + ml) * inv, 0.0, 15.0) as u8;
+            for (l, &q) in sub.iter().enumerate() {
                 qs[SUB * (j / 2) + l] |= q << shift;
             }
         }
