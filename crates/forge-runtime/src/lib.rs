@@ -9,11 +9,14 @@
 //! - [`session`]: positions, prefill chunking and reading results back;
 //! - [`sampler`], [`text`], [`npy`]: sampling, tokenizer and streaming
 //!   detokenisation, `.npy` output;
+//! - [`chat_template`]: the model's Jinja chat template, rendered as
+//!   transformers renders it;
 //! - [`cli`]: the command-line verbs, written once against [`CompiledModel`].
 //!
 //! Generated projects vendor this crate (`forge-runtime/` beside `msl-emu/`),
 //! so they build offline and stand alone.
 
+pub mod chat_template;
 pub mod cli;
 pub mod gpu;
 pub mod model;
