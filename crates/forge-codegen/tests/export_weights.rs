@@ -206,13 +206,21 @@ fn check_tensors(model: &Model, plan: &WeightPlan, file: &GgufFile) {
     for planned in &plan.tensors {
         let info = file.tensor(&planned.name).unwrap();
         let want = expected_bytes(model, planned);
-        let got = if forge_weights::planes::has_planes(planned.dtype) {
-            let scales = file.tensor(&format!("{}.scales", planned.name)).unwrap();
-            let planes = forge_weights::planes::Planes {
-                quants: file.tensor_data(info).to_vec(),
-                scales: file.tensor_data(scales).to_vec(),
-            };
-            forge_weights::planes::join(planned.dtype, &planes).unwrap()
+        let got = if let Some(layout) = forge_weights::planes::layout(planned.dtype) {
+            // The quants under the tensor's name, the other planes as `<name>.<plane>`.
+            let planes = layout
+                .iter()
+                .enumerate()
+                .map(|(i, plane)| match i {
+                    0 => file.tensor_data(info).to_vec(),
+                    _ => {
+                        let name = format!("{}.{}", planned.name, plane.name);
+                        file.tensor_data(file.tensor(&name).unwrap()).to_vec()
+                    }
+                })
+                .collect();
+            forge_weights::planes::join(planned.dtype, &forge_weights::planes::Planes { planes })
+                .unwrap()
         } else {
             file.tensor_data(info).to_vec()
         };
@@ -313,8 +321,10 @@ fn q8_0_rows_are_copied_raw_in_unpermuted_order() {
         assert_eq!((summary.raw_parts, summary.converted_parts), (3, 0));
         // The file holds the blocks as quant and scale planes (tensors 0 and 1).
         let planes = forge_weights::planes::Planes {
-            quants: file.tensor_data(&file.tensors[0]).to_vec(),
-            scales: file.tensor_data(&file.tensors[1]).to_vec(),
+            planes: vec![
+                file.tensor_data(&file.tensors[0]).to_vec(),
+                file.tensor_data(&file.tensors[1]).to_vec(),
+            ],
         };
         let got = forge_weights::planes::join(DType::Q8_0, &planes).unwrap();
         // Rows are whole Q8_0 blocks: permute them as opaque byte rows, in the

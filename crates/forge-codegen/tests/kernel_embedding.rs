@@ -4,6 +4,7 @@
 mod kernel_support;
 
 use forge_codegen::kernels::embedding::embedding;
+use forge_codegen::kernels::weight_format::PlaneSlots;
 use forge_ir::DType;
 use kernel_support::*;
 use msl_emu::Buffer;
@@ -18,11 +19,8 @@ fn check(dtype: DType, vocab: usize, hidden: usize, scale: Option<f32>) {
     let mut tokens = vec![0u32, vocab as u32 - 1, 7, 7];
     tokens.extend((0..13).map(|_| rng.below(vocab as u64) as u32));
     let n = tokens.len();
-    let (tb, ib, sb) = (
-        buffer(&encoded.bytes),
-        buffer(&tokens),
-        buffer(&encoded.scales),
-    );
+    let (tb, ib) = (buffer(&encoded.bytes), buffer(&tokens));
+    let planes = plane_buffers(dtype, &encoded.planes, PlaneSlots::Embedding);
     let ob = Buffer::new(n * hidden * 4);
     let step = step_bytes(n as u32, 0);
     let mut bindings = vec![
@@ -31,9 +29,7 @@ fn check(dtype: DType, vocab: usize, hidden: usize, scale: Option<f32>) {
         bind(2, &ob),
         step_binding(&step),
     ];
-    if !encoded.scales.is_empty() {
-        bindings.push(bind(3, &sb));
-    }
+    bindings.extend(plane_binds(&planes));
     kernels.run(&k, n as u32, 0, &bindings);
     let got = read_f32(&ob);
     for (t, &id) in tokens.iter().enumerate() {

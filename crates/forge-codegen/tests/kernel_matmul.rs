@@ -43,12 +43,12 @@ fn run_case(kernels: &Kernels, dtype: DType, case: Case, n: usize, seed: u64) {
     let (rows, cols, epilogue, softcap) = case;
     let k = matmul(dtype, rows, cols, epilogue, softcap);
     let problem = Problem::random(dtype, n, rows as usize, cols as usize, epilogue, seed);
-    let (wb, xb, bb, sb) = (
+    let (wb, xb, bb) = (
         buffer(&problem.weight_bytes),
         buffer(&problem.x),
         buffer(&problem.bias),
-        buffer(&problem.scale_bytes),
     );
+    let planes = problem.plane_buffers();
     // Sentinels past the last token's row catch stores outside y.
     let yb = buffer(&problem.y_with_sentinels());
     let step = step_bytes(n as u32, 5);
@@ -61,9 +61,7 @@ fn run_case(kernels: &Kernels, dtype: DType, case: Case, n: usize, seed: u64) {
     if epilogue.has_bias() {
         bindings.push(bind(3, &bb));
     }
-    if !problem.scale_bytes.is_empty() {
-        bindings.push(bind(5, &sb));
-    }
+    bindings.extend(plane_binds(&planes));
     kernels.run(&k, n as u32, 5, &bindings);
     let (want, tol) = problem.reference(epilogue, softcap, None);
     problem.check(&format!("{} n={n}", k.name), &read_f32(&yb), &want, &tol);

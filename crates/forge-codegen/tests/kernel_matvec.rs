@@ -56,13 +56,11 @@ fn run_case(kernels: &Kernels, dtype: DType, case: Case, seed: u64) {
     let problem = Problem::random(dtype, 1, rows as usize, cols as usize, epilogue, seed);
     let (wb, xb) = (buffer(&problem.weight_bytes), buffer(&problem.x));
     let (bb, nb) = (buffer(&problem.bias), buffer(&problem.norm));
-    let sb = buffer(&problem.scale_bytes);
+    let planes = problem.plane_buffers();
     // Sentinels past the last row catch stores outside y.
     let yb = buffer(&problem.y_with_sentinels());
     let mut bindings = vec![bind(0, &wb), bind(1, &xb), bind(2, &yb)];
-    if !problem.scale_bytes.is_empty() {
-        bindings.push(bind(5, &sb));
-    }
+    bindings.extend(plane_binds(&planes));
     if epilogue.has_bias() {
         bindings.push(bind(3, &bb));
     }
@@ -145,12 +143,10 @@ fn matvec_reads_each_weight_byte_once() {
             buffer(&problem.x),
             buffer(&problem.norm),
         );
-        let sb = buffer(&problem.scale_bytes);
+        let planes = problem.plane_buffers();
         let yb = Buffer::new(rows as usize * 4);
         let mut bindings = vec![bind(0, &wb), bind(1, &xb), bind(2, &yb), bind(4, &nb)];
-        if !problem.scale_bytes.is_empty() {
-            bindings.push(bind(5, &sb));
-        }
+        bindings.extend(plane_binds(&planes));
         let stats = kernels.run(k, 1, 0, &bindings);
         let traffic = |index| {
             stats
@@ -167,15 +163,23 @@ fn matvec_reads_each_weight_byte_once() {
             k.name
         );
         assert_eq!(traffic(0).bytes_written, 0, "{}", k.name);
-        if !problem.scale_bytes.is_empty() {
-            // Each lane loads its chunk's block scale: 8 chunks of 4 values
-            // share a Q8_0 scale, 4 chunks of 8 a Q4_0 one.
-            let chunks_per_block = if dtype == DType::Q4_0 { 4 } else { 8 };
+        // Each lane loads the plane elements of its chunk: the chunks of a
+        // row that share an element (8 of 4 values share a Q8_0 scale, 4
+        // of 8 a Q4_0 one) each load it.
+        let chunks = cols / k.params["chunk"].as_u64().unwrap();
+        for (plane, bytes) in k.params["planes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(&problem.planes)
+        {
+            let per_element = chunks / plane["per_row"].as_u64().unwrap();
             assert_eq!(
-                traffic(5).bytes_read,
-                chunks_per_block * problem.scale_bytes.len() as u64,
-                "{}: scale bytes read",
-                k.name
+                traffic(plane["buffer"].as_u64().unwrap() as u32).bytes_read,
+                per_element * bytes.len() as u64,
+                "{}: {} bytes read",
+                k.name,
+                plane["name"]
             );
         }
         assert_eq!(

@@ -54,11 +54,8 @@ fn run_case(kernels: &Kernels, dtype: DType, case: Case, seed: u64) {
         buffer(&problem.x),
         buffer(&z),
     );
-    let (bb, nb, sb) = (
-        buffer(&problem.bias),
-        buffer(&problem.norm),
-        buffer(&problem.scale_bytes),
-    );
+    let (bb, nb) = (buffer(&problem.bias), buffer(&problem.norm));
+    let planes = problem.plane_buffers();
     let yb = buffer(&problem.y_with_sentinels());
     let mut bindings = vec![
         bind(0, &wb),
@@ -67,9 +64,7 @@ fn run_case(kernels: &Kernels, dtype: DType, case: Case, seed: u64) {
         bind(4, &nb),
         bind(6, &zb),
     ];
-    if !problem.scale_bytes.is_empty() {
-        bindings.push(bind(5, &sb));
-    }
+    bindings.extend(plane_binds(&planes));
     if epilogue.has_bias() {
         bindings.push(bind(3, &bb));
     }

@@ -13,6 +13,7 @@ mod linear_reference;
 use forge_codegen::kernels::matmul::{matmul_experts, ExpertRows};
 use forge_codegen::kernels::matvec::{matvec_experts, Epilogue, ExpertMode, Experts};
 use forge_codegen::kernels::moe::{moe_combine, moe_router, routing_width, SharedSlot};
+use forge_codegen::kernels::weight_format::PlaneSlots;
 use forge_codegen::KernelInstance;
 use forge_ir::{Activation, DType};
 use kernel_support::*;
@@ -100,8 +101,10 @@ struct Stack {
     count: usize,
     weight_rows: usize,
     cols: usize,
+    dtype: DType,
     bytes: Vec<u8>,
-    scales: Vec<u8>,
+    /// The planes after the quants (block formats).
+    planes: Vec<Vec<u8>>,
     w: Vec<f32>,
 }
 
@@ -110,14 +113,15 @@ impl Stack {
         // Scaled so a row's dot product is O(1), as in linear_reference.
         let values = rng.vec(count * weight_rows * cols, 3.0 / (cols as f32).sqrt());
         // The stack is one matrix of count·weight_rows rows: expert e's rows
-        // (and, quantised, its scales) start at e·weight_rows rows in.
+        // (and, quantised, its planes') start at e·weight_rows rows in.
         let encoded = encode_weights(dtype, &values, cols);
         Stack {
             count,
             weight_rows,
             cols,
+            dtype,
             bytes: encoded.bytes,
-            scales: encoded.scales,
+            planes: encoded.planes,
             w: encoded.values,
         }
     }
@@ -130,12 +134,9 @@ impl Stack {
         (self.bytes.len() / self.count) as u64
     }
 
-    fn expert_scale_bytes(&self) -> u64 {
-        (self.scales.len() / self.count) as u64
-    }
-
-    fn quantised(&self) -> bool {
-        !self.scales.is_empty()
+    /// Bytes of one expert's part of plane `plane` (after the quants).
+    fn expert_plane_bytes(&self, plane: usize) -> u64 {
+        (self.planes[plane].len() / self.count) as u64
     }
 
     /// act(gate·x)·(up·x) of `expert` (rows = weight_rows / 2), with
@@ -168,9 +169,12 @@ impl Stack {
         out
     }
 
-    /// Bindings of W at 0 and, quantised, its scales at 5.
-    fn buffers(&self) -> (Buffer, Buffer) {
-        (buffer(&self.bytes), buffer(&self.scales))
+    /// W (bound at 0) and its other planes with their indices.
+    fn buffers(&self) -> (Buffer, Vec<(u32, Buffer)>) {
+        (
+            buffer(&self.bytes),
+            plane_buffers(self.dtype, &self.planes, PlaneSlots::Linear),
+        )
     }
 }
 
@@ -193,15 +197,9 @@ fn assert_sentinels(name: &str, got: &[f32], from: usize) {
     }
 }
 
-fn weight_bindings<'a>(
-    w: &'a Buffer,
-    scales: &'a Buffer,
-    stack: &Stack,
-) -> Vec<msl_emu::Binding<'a>> {
+fn weight_bindings<'a>(w: &'a Buffer, planes: &'a [(u32, Buffer)]) -> Vec<msl_emu::Binding<'a>> {
     let mut b = vec![bind(0, w)];
-    if stack.quantised() {
-        b.push(bind(5, scales));
-    }
+    b.extend(plane_binds(planes));
     b
 }
 
@@ -623,17 +621,16 @@ fn decode_case(kernels: &Kernels, dtype: DType, shape: Shape, seed: u64) -> Deco
     let (d_w, d_s) = down.buffers();
     let (sgu_w, sgu_s) = s_gate_up.buffers();
     let (sd_w, sd_s) = s_down.buffers();
-    let run =
-        |k: &KernelInstance, stack: &Stack, w: &Buffer, s: &Buffer, x: &Buffer, y: &Buffer| {
-            let mut b = weight_bindings(w, s, stack);
-            b.extend([bind(1, x), bind(2, y), bind(8, &rb)]);
-            kernels.run(k, 1, 0, &b)
-        };
+    let run = |k: &KernelInstance, w: &Buffer, s: &[(u32, Buffer)], x: &Buffer, y: &Buffer| {
+        let mut b = weight_bindings(w, s);
+        b.extend([bind(1, x), bind(2, y), bind(8, &rb)]);
+        kernels.run(k, 1, 0, &b)
+    };
     let stats = [
-        run(&k[0], &gate_up, &gu_w, &gu_s, &xb, &hb),
-        run(&k[1], &down, &d_w, &d_s, &hb, &yb),
-        run(&k[2], &s_gate_up, &sgu_w, &sgu_s, &xb, &hsb),
-        run(&k[3], &s_down, &sd_w, &sd_s, &hsb, &yb),
+        run(&k[0], &gu_w, &gu_s, &xb, &hb),
+        run(&k[1], &d_w, &d_s, &hb, &yb),
+        run(&k[2], &sgu_w, &sgu_s, &xb, &hsb),
+        run(&k[3], &sd_w, &sd_s, &hsb, &yb),
     ];
 
     // Reference: y0 + Σ_s w_s·down_{e_s}(act(gate x)·up x) + g·shared(x).
@@ -744,18 +741,21 @@ fn decode_reads_only_the_chosen_experts() {
             assert_eq!(w.bytes_read, want, "{name}: W bytes read");
             assert_eq!(w.line_bytes_read, want, "{name}: W lines read");
             assert_eq!(w.bytes_written, 0, "{name}");
-            if stack.quantised() {
-                // Each lane loads its chunk's block scale: 8 chunks of 4
-                // values share a Q8_0 scale, 4 chunks of 8 a Q4_0 one.
-                let per_block = if dtype == DType::Q4_0 { 4 } else { 8 };
-                let s = traffic(stats, 5);
-                let want = slots[i] * stack.expert_scale_bytes();
+            // Each lane loads the plane elements of its chunk: the chunks
+            // that share an element (8 of 4 values share a Q8_0 scale, 4 of
+            // 8 a Q4_0 one) each load it.
+            let k = &decode_instances(dtype, shape)[i];
+            let chunks = stack.cols as u64 / k.params["chunk"].as_u64().unwrap();
+            for (p, plane) in k.params["planes"].as_array().unwrap().iter().enumerate() {
+                let per_element = chunks / plane["per_row"].as_u64().unwrap();
+                let s = traffic(stats, plane["buffer"].as_u64().unwrap() as u32);
+                let want = slots[i] * stack.expert_plane_bytes(p);
                 eprintln!(
-                    "{name}: scales read {} bytes ({} in lines)",
-                    s.bytes_read, s.line_bytes_read
+                    "{name}: {} read {} bytes ({} in lines)",
+                    plane["name"], s.bytes_read, s.line_bytes_read
                 );
-                assert_eq!(s.bytes_read, per_block * want, "{name}: scale bytes read");
-                assert_eq!(s.line_bytes_read, want, "{name}: scale lines read");
+                assert_eq!(s.bytes_read, per_element * want, "{name}: plane bytes read");
+                assert_eq!(s.line_bytes_read, want, "{name}: plane lines read");
             }
             let rows = (if i % 2 == 0 {
                 stack.weight_rows / 2
@@ -909,12 +909,11 @@ fn prefill_case(kernels: &Kernels, dtype: DType, shape: Shape, n: usize, seed: u
     let (sgu_w, sgu_s) = s_gate_up.buffers();
     let (d_w, d_s) = down.buffers();
     let (sd_w, sd_s) = s_down.buffers();
-    let run =
-        |k: &KernelInstance, stack: &Stack, w: &Buffer, s: &Buffer, x: &Buffer, y: &Buffer| {
-            let mut b = weight_bindings(w, s, stack);
-            b.extend([bind(1, x), bind(2, y), bind(8, &rb), step_binding(&step)]);
-            kernels.run(k, n as u32, 3, &b)
-        };
+    let run = |k: &KernelInstance, w: &Buffer, s: &[(u32, Buffer)], x: &Buffer, y: &Buffer| {
+        let mut b = weight_bindings(w, s);
+        b.extend([bind(1, x), bind(2, y), bind(8, &rb), step_binding(&step)]);
+        kernels.run(k, n as u32, 3, &b)
+    };
 
     // Reference.
     let xa: Vec<Approx> = (0..n)
@@ -940,18 +939,18 @@ fn prefill_case(kernels: &Kernels, dtype: DType, shape: Shape, n: usize, seed: u
         y.extend(&s_down.weighted(0, gates[t], &hs.slice(t * shared_inter, shared_inter)));
     }
 
-    let s0 = run(&k[0], &gate_up, &gu_w, &gu_s, &xb, &hb);
+    let s0 = run(&k[0], &gu_w, &gu_s, &xb, &hb);
     let got = read_f32(&hb);
     h.check(&format!("{} n={n}", k[0].name), &got[..n * kk * inter]);
     assert_sentinels(&k[0].name, &got, n * kk * inter);
 
-    let s1 = run(&k[1], &s_gate_up, &sgu_w, &sgu_s, &xb, &hsb);
+    let s1 = run(&k[1], &sgu_w, &sgu_s, &xb, &hsb);
     let got = read_f32(&hsb);
     hs.check(&format!("{} n={n}", k[1].name), &got[..n * shared_inter]);
     assert_sentinels(&k[1].name, &got, n * shared_inter);
 
     // The routed down writes slots 0..k of each token and leaves slot k.
-    let s2 = run(&k[2], &down, &d_w, &d_s, &hb, &yb);
+    let s2 = run(&k[2], &d_w, &d_s, &hb, &yb);
     let got = read_f32(&yb);
     for t in 0..n {
         let row = t * out_slots;
@@ -968,7 +967,7 @@ fn prefill_case(kernels: &Kernels, dtype: DType, shape: Shape, n: usize, seed: u
     }
     assert_sentinels(&k[2].name, &got, n * out_slots * hidden);
 
-    let s3 = run(&k[3], &s_down, &sd_w, &sd_s, &hsb, &yb);
+    let s3 = run(&k[3], &sd_w, &sd_s, &hsb, &yb);
     let got = read_f32(&yb);
     y.check(
         &format!("{} n={n}", k[3].name),
@@ -1100,16 +1099,17 @@ fn prefill_reads_only_the_used_experts() {
                 touched * stack.expert_bytes(),
                 "{name}: W lines read"
             );
-            if stack.quantised() {
-                let s = traffic(stats, 5);
+            let k = &prefill_instances(dtype, shape)[si];
+            for (p, plane) in k.params["planes"].as_array().unwrap().iter().enumerate() {
+                let s = traffic(stats, plane["buffer"].as_u64().unwrap() as u32);
                 eprintln!(
-                    "{name} n={n}: scales read {} bytes ({} in lines)",
-                    s.bytes_read, s.line_bytes_read
+                    "{name} n={n}: {} read {} bytes ({} in lines)",
+                    plane["name"], s.bytes_read, s.line_bytes_read
                 );
                 assert_eq!(
                     s.line_bytes_read,
-                    touched * stack.expert_scale_bytes(),
-                    "{name}: scale lines read"
+                    touched * stack.expert_plane_bytes(p),
+                    "{name}: plane lines read"
                 );
             }
         }

@@ -1,7 +1,7 @@
 //! Writes `weights.gguf`: the planned tensors of a model, converted to their
 //! planned dtypes, in plan order, with 16 KiB-aligned data so the generated
-//! binary can wrap the mapped file in GPU buffers without copying. Q8_0 and
-//! Q4_0 tensors are written as their quant and scale planes
+//! binary can wrap the mapped file in GPU buffers without copying. Block
+//! formats the kernels read are written as their planes
 //! (`forge_weights::planes`), the layout the kernels read.
 
 mod convert;
@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use forge_ir::{DType, Model, SourceFormat};
 use forge_weights::gguf::{GgufValue, GgufWriter};
-use forge_weights::planes::{self, has_planes};
+use forge_weights::planes;
 use memmap2::Mmap;
 
 use crate::plan::WeightPlan;
@@ -168,10 +168,12 @@ pub fn export_weights(
                 .write_tensor_data(name, bytes)
                 .map_err(|e| file_error(format!("writing tensor {name}: {e}")))
         };
-        if has_planes(dtype) {
-            let planes = planes::split(dtype, &data).map_err(|e| file_error(e.to_string()))?;
-            write(&mut writer, t.name, &planes.quants)?;
-            write(&mut writer, &scales_name(t.name), &planes.scales)?;
+        if let Some(layout) = planes::layout(dtype) {
+            let split = planes::split(dtype, &data).map_err(|e| file_error(e.to_string()))?;
+            write(&mut writer, t.name, split.quants())?;
+            for (plane, bytes) in layout.iter().zip(&split.planes).skip(1) {
+                write(&mut writer, &plane_tensor_name(t.name, plane.name), bytes)?;
+            }
         } else {
             write(&mut writer, t.name, &data)?;
         }
@@ -213,26 +215,35 @@ fn plan_dtype(plan: &WeightPlan, name: &str) -> forge_ir::DType {
     plan.get(name).expect("prepared from the plan").dtype
 }
 
-/// The GGUF tensor holding the scales of a quantised tensor's planes.
-pub fn scales_name(name: &str) -> String {
-    format!("{name}.scales")
+/// The GGUF tensor holding plane `plane` (`scales`) of a tensor written as
+/// planes; the quant plane keeps the tensor's own name.
+pub fn plane_tensor_name(name: &str, plane: &str) -> String {
+    format!("{name}.{plane}")
 }
 
 /// The GGUF tensors a planned tensor is written as (dims innermost first):
-/// itself, or for Q8_0/Q4_0 its quant plane (I8, bytes per row) and its
-/// scale plane (F16, one per 32 values), as the kernels read them.
+/// itself, or for a block format the kernels read as planes each of its
+/// planes (the quants under the tensor's name, the others as
+/// [`plane_tensor_name`]), each as rows of its own elements (I8 bytes, F16
+/// halves), as the kernels read them.
 fn file_tensors(name: &str, dims: &[u64], dtype: DType) -> Vec<(String, Vec<u64>, DType)> {
-    if !has_planes(dtype) {
+    let Some(layout) = planes::layout(dtype) else {
         return vec![(name.to_string(), dims.to_vec(), dtype)];
-    }
-    let mut quants = dims.to_vec();
-    quants[0] = planes::quant_bytes(dtype, dims[0]);
-    let mut scales = dims.to_vec();
-    scales[0] = dims[0] / 32;
-    vec![
-        (name.to_string(), quants, DType::I8),
-        (scales_name(name), scales, DType::F16),
-    ]
+    };
+    layout
+        .iter()
+        .enumerate()
+        .map(|(i, plane)| {
+            let mut plane_dims = dims.to_vec();
+            plane_dims[0] = planes::plane_elements(dtype, plane, dims[0]);
+            let plane_name = if i == 0 {
+                name.to_string()
+            } else {
+                plane_tensor_name(name, plane.name)
+            };
+            (plane_name, plane_dims, plane.element)
+        })
+        .collect()
 }
 
 /// Resolves and checks every part of every planned tensor before anything is

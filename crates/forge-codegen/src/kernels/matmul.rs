@@ -1,7 +1,8 @@
 //! The `matmul` kernel family (templates/metal/matmul.metal.j2): the prefill
 //! projection of n tokens, with the same epilogues as `matvec`.
 
-use super::matvec::{chunk_values, linear_name, Epilogue, ExpertMode, Experts};
+use super::matvec::{linear_name, Epilogue, ExpertMode, Experts};
+use super::weight_format::{chunk_values, plane_params, PlaneSlots};
 use super::KernelInstance;
 use forge_ir::DType;
 
@@ -15,8 +16,9 @@ const THREADS: u32 = 128;
 /// Prefill projection: `rows` outputs of a `[rows, cols]` matrix (`[2·rows,
 /// cols]` when gated) for each of `n` tokens of x `[n, cols]` into y `[n,
 /// rows]`, with `epilogue` and an optional logit `softcap`. Buffers: 0 W
-/// (the quant plane of a quantised matrix), 1 x, 2 y, 3 bias, 5 the scale
-/// plane (quantised), 7 step. Grid: (⌈rows/64⌉, ⌈n/32⌉).
+/// (the quant plane of a quantised matrix), 1 x, 2 y, 3 bias, 5 (and on)
+/// the other planes ([`PlaneSlots::Linear`]), 7 step. Grid: (⌈rows/64⌉,
+/// ⌈n/32⌉).
 pub fn matmul(
     dtype: DType,
     rows: u64,
@@ -39,6 +41,7 @@ pub fn matmul(
             "tile_rows": TILE_ROWS,
             "threads": THREADS,
             "chunk": chunk_values(dtype, cols),
+            "planes": plane_params(dtype, cols, PlaneSlots::Linear),
             "experts": null,
         }),
         threads: [THREADS, 1, 1],

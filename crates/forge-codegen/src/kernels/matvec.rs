@@ -1,7 +1,8 @@
 //! The `matvec` kernel family (templates/metal/matvec.metal.j2): y = W·x
 //! for one token, with the projection epilogues fused. Also home of what
-//! `matmul` shares with it: [`Epilogue`] and the weight dtype names.
+//! `matmul` shares with it: [`Epilogue`] and the instance names.
 
+use super::weight_format::{self, chunk_values, PlaneSlots};
 use super::KernelInstance;
 use forge_ir::{Activation, DType};
 
@@ -77,31 +78,6 @@ fn activation_param(a: Activation) -> &'static str {
     }
 }
 
-/// The template name of a weight dtype the linear-algebra kernels read.
-pub fn weight_dtype_param(dtype: DType) -> &'static str {
-    match dtype {
-        DType::F32 => "f32",
-        DType::F16 => "f16",
-        DType::BF16 => "bf16",
-        DType::Q8_0 => "q8_0",
-        DType::Q4_0 => "q4_0",
-        other => panic!("no kernel reads {other} weights (supported: F32, F16, BF16, Q8_0, Q4_0)"),
-    }
-}
-
-/// Values one lane loads as a chunk of a row of `cols` values: 8 nibbles of
-/// a Q4_0 quant plane (a `uchar4`), 4 int8 of a Q8_0 one (a `char4`), 4
-/// floats of a float matrix (a `float4`/`half4`/`ushort4`), or 1 when a
-/// float row is not a multiple of 4.
-pub fn chunk_values(dtype: DType, cols: u64) -> u64 {
-    match dtype {
-        DType::Q4_0 => 8,
-        DType::Q8_0 => 4,
-        _ if cols.is_multiple_of(4) => 4,
-        _ => 1,
-    }
-}
-
 /// A float as part of an identifier: `30.0` → `30`, `1e-5` → `1em5`, `0.5` → `0p5`.
 pub fn float_tag(value: f32) -> String {
     let text = if value.fract() == 0.0 && value.abs() < 1e9 {
@@ -147,7 +123,7 @@ pub(super) fn linear_name(
     epilogue: Epilogue,
     softcap: Option<f32>,
 ) -> (&'static str, String) {
-    let dtype_param = weight_dtype_param(dtype);
+    let dtype_param = weight_format::param(dtype);
     assert!(rows > 0 && cols > 0, "{family}: empty matrix");
     assert!(
         !dtype.is_quantized() || cols.is_multiple_of(32),
@@ -248,6 +224,7 @@ fn base_params(
         "simdgroups": SIMDGROUPS,
         "rows_per_simdgroup": per_simdgroup,
         "chunk": chunk_values(dtype, cols),
+        "planes": weight_format::plane_params(dtype, cols, PlaneSlots::Linear),
         "experts": null,
     })
 }

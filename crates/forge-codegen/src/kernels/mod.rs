@@ -54,3 +54,4 @@ pub mod rope_tables;
 pub mod selective_scan;
 pub mod ssd;
 pub mod top_candidates;
+pub mod weight_format;

@@ -9,12 +9,12 @@ use serde::Serialize;
 use super::options::{matrix_dtype, widest, CompileOptions};
 use super::steps::{act, arg, Arg, ArgSource, Row, Step};
 use super::weights::{PlannedTensor, WeightPlan};
-use crate::export::scales_name;
+use crate::export::plane_tensor_name;
+use crate::kernels::weight_format::{plane_bindings, PlaneSlots};
 use crate::kernels::{
     add, argmax, attention_decode, attention_prefill, embedding, matmul, matvec, rms_norm,
     rope_store, top_candidates, KernelInstance,
 };
-use forge_weights::planes::has_planes;
 
 /// Candidates the sampler gets back per decode step (the GPU keeps the rest).
 pub const TOP_CANDIDATES: u64 = 64;
@@ -507,21 +507,22 @@ impl Lowering<'_> {
     }
 
     /// The bindings of weight `tensor` (field `field`): the tensor at 0 and,
-    /// when the kernels read it as quant planes, its scales at `scales_index`
-    /// (recorded in `tensors`). `source` makes a layer or model argument.
+    /// when the kernels read it as planes, its other planes where `slots`
+    /// puts them (recorded in `tensors` as `<field>_<plane>`). `source` makes
+    /// a layer or model argument.
     fn weight_args(
         &self,
         tensor: &str,
         field: &str,
-        scales_index: u32,
+        slots: PlaneSlots,
         source: fn(String) -> ArgSource,
         tensors: &mut BTreeMap<String, String>,
     ) -> Vec<Arg> {
         let mut args = vec![arg(0, source(field.to_string()))];
-        if has_planes(self.dtype_of(tensor)) {
-            let scales = format!("{field}_scales");
-            tensors.insert(scales.clone(), scales_name(tensor));
-            args.push(arg(scales_index, source(scales)));
+        for plane in plane_bindings(self.dtype_of(tensor), slots) {
+            let plane_field = format!("{field}_{}", plane.name);
+            tensors.insert(plane_field.clone(), plane_tensor_name(tensor, plane.name));
+            args.push(arg(plane.buffer, source(plane_field)));
         }
         args
     }
@@ -569,7 +570,7 @@ impl Lowering<'_> {
         let mut args = self.weight_args(
             &tensor,
             &field_name(table),
-            3,
+            PlaneSlots::Embedding,
             model_tensor,
             &mut paths.tensors,
         );

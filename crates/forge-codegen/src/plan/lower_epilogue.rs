@@ -9,6 +9,7 @@ use super::{
     act, arg, field_name, matmul, matvec, model_tensor, rms_norm, unsupported, ArgSource,
     LowerError, Lowering, Row, Step,
 };
+use crate::kernels::weight_format::PlaneSlots;
 
 pub(super) struct Epilogue {
     pub last: Vec<Step>,
@@ -60,7 +61,7 @@ impl Lowering<'_> {
         let head_args = self.weight_args(
             &tensors[&head_field].clone(),
             &head_field,
-            5,
+            PlaneSlots::Linear,
             model_tensor,
             &mut tensors,
         );

@@ -11,6 +11,7 @@ use super::{
     act, arg, field_name, layer_tensor, matmul, matvec, unsupported, Arg, ArgSource, Loc,
     LowerError, Lowering, Paths, Step,
 };
+use crate::kernels::weight_format::PlaneSlots;
 
 impl Lowering<'_> {
     pub(super) fn linear_group(
@@ -149,7 +150,13 @@ impl Lowering<'_> {
             (e, loc, rows, comment)
         };
 
-        let mut args = self.weight_args(&tensor, &field, 5, layer_tensor, &mut paths.tensors);
+        let mut args = self.weight_args(
+            &tensor,
+            &field,
+            PlaneSlots::Linear,
+            layer_tensor,
+            &mut paths.tensors,
+        );
         let mut out_args = vec![act(2, &out_loc.buffer, out_loc.column)];
         if let Some(b) = &bias_field {
             out_args.push(arg(3, ArgSource::LayerTensor { field: b.clone() }));
@@ -210,7 +217,7 @@ impl Lowering<'_> {
         }
         if let Some(g) = self.gated_norms.get(&input).cloned() {
             // float4 loads of y and z need 16-byte aligned bindings.
-            let chunk = matvec::chunk_values(dtype, cols);
+            let chunk = crate::kernels::weight_format::chunk_values(dtype, cols);
             let aligned = chunk == 1 || (g.y.column % 4 == 0 && g.z.column % 4 == 0);
             if aligned && matvec::gated_norm_fusable(dtype, cols, g.norm.group) {
                 let mv = matvec::matvec_gated_norm(dtype, rows, cols, epilogue, g.norm);

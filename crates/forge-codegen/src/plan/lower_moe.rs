@@ -25,6 +25,7 @@ use super::{
 use crate::kernels::matmul::{matmul, matmul_experts, ExpertRows};
 use crate::kernels::matvec::{matvec, matvec_experts, Epilogue, ExpertMode, Experts};
 use crate::kernels::moe::{moe_combine, moe_router, routing_width, SharedSlot};
+use crate::kernels::weight_format::PlaneSlots;
 
 /// Where the mixture's weights are and how they are read.
 struct MixtureTensors {
@@ -387,7 +388,7 @@ impl Lowering<'_> {
         self.weight_args(
             tensor,
             &field_name(tensor),
-            5,
+            PlaneSlots::Linear,
             layer_tensor,
             &mut paths.tensors,
         )

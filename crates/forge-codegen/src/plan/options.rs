@@ -4,13 +4,7 @@
 use forge_ir::{DType, Model, TensorSpec};
 
 /// The weight dtypes the generated kernels read.
-pub const GPU_WEIGHT_DTYPES: [DType; 5] = [
-    DType::F32,
-    DType::F16,
-    DType::BF16,
-    DType::Q8_0,
-    DType::Q4_0,
-];
+pub use crate::kernels::weight_format::GPU_WEIGHT_DTYPES;
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct CompileOptions {
@@ -35,8 +29,9 @@ impl CompileOptions {
         if let Some(d) = self.dtype {
             if !GPU_WEIGHT_DTYPES.contains(&d) {
                 return Err(format!(
-                    "--dtype {} is not supported on the GPU (choose f32, f16, bf16, q8_0 or q4_0)",
-                    d.name()
+                    "--dtype {} is not supported on the GPU (choose {})",
+                    d.name(),
+                    crate::kernels::weight_format::names(", ")
                 ));
             }
         }

@@ -16,8 +16,10 @@
 //!   `.min(e)`, `.max(e)`), with u32 arithmetic like the generated host code.
 //! - `Rng::new(seed)`: `next_u64`, `uniform()` in [-1, 1), `vec(len, scale)`.
 //! - `buffer(&[T])`, `read_f32(&Buffer)`, `bind(index, &Buffer)`.
-//! - `encode_weights(dtype, &values, cols) -> Encoded {bytes, scales, values}`:
-//!   the GPU bytes of a matrix and the exact values a kernel must see.
+//! - `encode_weights(dtype, &values, cols) -> Encoded {bytes, planes, values}`:
+//!   the GPU bytes of a matrix and the exact values a kernel must see;
+//!   `plane_buffers(dtype, &planes, slots)` the buffers of its other planes
+//!   with the indices a family binds them at, and `plane_binds` their bindings.
 //! - `assert_close(name, got, want, tol)` with per-element absolute tolerances.
 //! - `assert_strict(file, &instances)`: unique names, and the rendered
 //!   library passes msl-emu's strict syntax check.
@@ -302,28 +304,53 @@ pub fn encode_weights(dtype: DType, values: &[f32], cols: usize) -> Encoded {
     forge_weights::quantize_rows(dtype, values, cols, &mut bytes).expect("quantise");
     let mut decoded = vec![0f32; values.len()];
     forge_weights::dequantize_rows(dtype, &bytes, cols, &mut decoded).expect("dequantise");
-    // Quantised matrices are read as their quant and scale planes, as forge exports them.
-    let (bytes, scales) = if forge_weights::planes::has_planes(dtype) {
-        let planes = forge_weights::planes::split(dtype, &bytes).expect("whole blocks");
-        (planes.quants, planes.scales)
+    // Block formats are read as their planes, as forge exports them.
+    let (bytes, planes) = if forge_weights::planes::has_planes(dtype) {
+        let mut planes = forge_weights::planes::split(dtype, &bytes)
+            .expect("whole blocks")
+            .planes;
+        let quants = planes.remove(0);
+        (quants, planes)
     } else {
         (bytes, Vec::new())
     };
     Encoded {
         bytes,
-        scales,
+        planes,
         values: decoded,
     }
 }
 
 /// A weight matrix as the kernels read it.
 pub struct Encoded {
-    /// The matrix (the quant plane of a quantised one).
+    /// The matrix (the quant plane of a block format).
     pub bytes: Vec<u8>,
-    /// The scale plane of a quantised matrix; empty otherwise.
-    pub scales: Vec<u8>,
+    /// A block format's other planes, in `forge_weights::planes::layout`
+    /// order; empty for float formats.
+    pub planes: Vec<Vec<u8>>,
     /// The exact values the bytes decode to.
     pub values: Vec<f32>,
+}
+
+/// Buffers of `planes` (a matrix's planes after its quants), each with the
+/// index a family binding them as `slots` says puts it at.
+pub fn plane_buffers(
+    dtype: DType,
+    planes: &[Vec<u8>],
+    slots: forge_codegen::kernels::weight_format::PlaneSlots,
+) -> Vec<(u32, Buffer)> {
+    let bindings = forge_codegen::kernels::weight_format::plane_bindings(dtype, slots);
+    assert_eq!(bindings.len(), planes.len(), "{dtype}: planes");
+    bindings
+        .iter()
+        .zip(planes)
+        .map(|(b, bytes)| (b.buffer, buffer(bytes)))
+        .collect()
+}
+
+/// The bindings of [`plane_buffers`].
+pub fn plane_binds(buffers: &[(u32, Buffer)]) -> impl Iterator<Item = Binding<'_>> {
+    buffers.iter().map(|(index, b)| bind(*index, b))
 }
 
 /// Asserts |got - want| <= tol[i] element-wise, reporting the worst element.

@@ -2,8 +2,9 @@
 //! and matmul tests: random data, the expected output and its tolerance.
 #![allow(dead_code)]
 
-use crate::kernel_support::{assert_close, encode_weights, Rng};
+use crate::kernel_support::{assert_close, encode_weights, plane_buffers, Rng};
 use forge_codegen::kernels::matvec::Epilogue;
+use forge_codegen::kernels::weight_format::PlaneSlots;
 use forge_ir::{Activation, DType};
 
 /// Written past the output rows; a kernel that stores out of range changes it.
@@ -16,10 +17,11 @@ pub struct Problem {
     pub rows: usize,
     pub cols: usize,
     pub weight_rows: usize,
-    /// W as the GPU reads it (the quant plane when quantised), its scale
-    /// plane (empty for float dtypes), and its exact decoded values.
+    pub dtype: DType,
+    /// W as the GPU reads it (the quant plane of a block format), its other
+    /// planes (none for float dtypes), and its exact decoded values.
     pub weight_bytes: Vec<u8>,
-    pub scale_bytes: Vec<u8>,
+    pub planes: Vec<Vec<u8>>,
     pub w: Vec<f32>,
     pub x: Vec<f32>,
     pub bias: Vec<f32>,
@@ -47,14 +49,20 @@ impl Problem {
             rows,
             cols,
             weight_rows,
+            dtype,
             weight_bytes: encoded.bytes,
-            scale_bytes: encoded.scales,
+            planes: encoded.planes,
             w: encoded.values,
             x: rng.vec(n * cols, 1.0),
             bias: rng.vec(rows, 0.5),
             norm: rng.vec(cols, 1.0).iter().map(|v| 1.0 + 0.5 * v).collect(),
             y0: rng.vec(n * rows, 1.0),
         }
+    }
+
+    /// W's planes after the quants as matvec and matmul bind them.
+    pub fn plane_buffers(&self) -> Vec<(u32, msl_emu::Buffer)> {
+        plane_buffers(self.dtype, &self.planes, PlaneSlots::Linear)
     }
 
     pub fn y_with_sentinels(&self) -> Vec<f32> {

@@ -21,7 +21,7 @@ use rayon::prelude::*;
 /// Why a block conversion was refused. Displays as one line.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum QuantError {
-    #[error("{0} has no quant planes (Q8_0 and Q4_0 do)")]
+    #[error("{0} has no quant planes")]
     NoPlanes(DType),
     #[error("{dtype}: {actual} bytes are not whole planes or blocks ({expected} expected)")]
     PlaneLength {

@@ -140,7 +140,8 @@ kernel void embedding_f32_384x64(
     device const float4* row = table + id * 16u;
     device float4* dst = out + t * 16u;
     for (uint c = tid; c < 16u; c += 32u) {
-        dst[c] = row[c];
+        const float4 wv[1] = { row[c] };
+        dst[c] = wv[0];
     }
 }
 
@@ -250,7 +251,8 @@ kernel void matmul_f32_128x64(
             threadgroup float* dst = tiles + (0u + r) * 36u + (i % 8u) * 4u;
             if (row0 + r < 128u && chunk * 4u < 64u) {
                 const uint wr = 0u + row0 + r;
-                *reinterpret_cast<threadgroup float4*>(dst) = w[wr * 16u + chunk];
+                const float4 wv[1] = { w[wr * 16u + chunk] };
+                *reinterpret_cast<threadgroup float4*>(dst) = wv[0];
 
             } else {
                 for (uint j = 0; j < 4u; ++j) {
@@ -735,7 +737,8 @@ kernel void matmul_f32_64x64_residual(
             threadgroup float* dst = tiles + (0u + r) * 36u + (i % 8u) * 4u;
             if (row0 + r < 64u && chunk * 4u < 64u) {
                 const uint wr = 0u + row0 + r;
-                *reinterpret_cast<threadgroup float4*>(dst) = w[wr * 16u + chunk];
+                const float4 wv[1] = { w[wr * 16u + chunk] };
+                *reinterpret_cast<threadgroup float4*>(dst) = wv[0];
 
             } else {
                 for (uint j = 0; j < 4u; ++j) {
@@ -874,7 +877,8 @@ kernel void matmul_f32_128x64_gated_silu(
             threadgroup float* dst = tiles + (0u + r) * 36u + (i % 8u) * 4u;
             if (row0 + r < 128u && chunk * 4u < 64u) {
                 const uint wr = 0u + row0 + r;
-                *reinterpret_cast<threadgroup float4*>(dst) = w[wr * 16u + chunk];
+                const float4 wv[1] = { w[wr * 16u + chunk] };
+                *reinterpret_cast<threadgroup float4*>(dst) = wv[0];
 
             } else {
                 for (uint j = 0; j < 4u; ++j) {
@@ -888,7 +892,8 @@ kernel void matmul_f32_128x64_gated_silu(
             threadgroup float* dst = tiles + (64u + r) * 36u + (i % 8u) * 4u;
             if (row0 + r < 128u && chunk * 4u < 64u) {
                 const uint wr = 128u + row0 + r;
-                *reinterpret_cast<threadgroup float4*>(dst) = w[wr * 16u + chunk];
+                const float4 wv[1] = { w[wr * 16u + chunk] };
+                *reinterpret_cast<threadgroup float4*>(dst) = wv[0];
 
             } else {
                 for (uint j = 0; j < 4u; ++j) {
@@ -1030,7 +1035,8 @@ kernel void matmul_f32_64x128_residual(
             threadgroup float* dst = tiles + (0u + r) * 36u + (i % 8u) * 4u;
             if (row0 + r < 64u && chunk * 4u < 128u) {
                 const uint wr = 0u + row0 + r;
-                *reinterpret_cast<threadgroup float4*>(dst) = w[wr * 32u + chunk];
+                const float4 wv[1] = { w[wr * 32u + chunk] };
+                *reinterpret_cast<threadgroup float4*>(dst) = wv[0];
 
             } else {
                 for (uint j = 0; j < 4u; ++j) {
@@ -1166,7 +1172,8 @@ kernel void matmul_f32_384x64(
             threadgroup float* dst = tiles + (0u + r) * 36u + (i % 8u) * 4u;
             if (row0 + r < 384u && chunk * 4u < 64u) {
                 const uint wr = 0u + row0 + r;
-                *reinterpret_cast<threadgroup float4*>(dst) = w[wr * 16u + chunk];
+                const float4 wv[1] = { w[wr * 16u + chunk] };
+                *reinterpret_cast<threadgroup float4*>(dst) = wv[0];
 
             } else {
                 for (uint j = 0; j < 4u; ++j) {

@@ -144,8 +144,9 @@ kernel void embedding_q4_0_384x64(
     for (uint c = tid; c < 8u; c += 32u) {
         const uchar4 q = row[c];
         const float d = float(scales[c / 4u]);
-        dst[2u * c] = (float4(q & uchar4(15)) - 8.0f) * d;
-        dst[2u * c + 1u] = (float4(q >> uchar4(4)) - 8.0f) * d;
+        const float4 wv[2] = { (float4(q & uchar4(15)) - 8.0f) * d, (float4(q >> uchar4(4)) - 8.0f) * d };
+        dst[2u * c + 0u] = wv[0];
+        dst[2u * c + 1u] = wv[1];
     }
 }
 
@@ -265,10 +266,12 @@ kernel void matmul_q4_0_328x64(
             threadgroup float* dst = tiles + (0u + r) * 36u + (i % 4u) * 8u;
             if (row0 + r < 328u && chunk * 8u < 64u) {
                 const uint wr = 0u + row0 + r;
-                const float d = float(all_scales[wr * 2u + chunk / 4u]);
+                device const half* scales = all_scales + wr * 2u;
                 const uchar4 q = w[wr * 8u + chunk];
-                *reinterpret_cast<threadgroup float4*>(dst) = (float4(q & uchar4(15)) - 8.0f) * d;
-                *reinterpret_cast<threadgroup float4*>(dst + 4) = (float4(q >> uchar4(4)) - 8.0f) * d;
+                const float d = float(scales[chunk / 4u]);
+                const float4 wv[2] = { (float4(q & uchar4(15)) - 8.0f) * d, (float4(q >> uchar4(4)) - 8.0f) * d };
+                *reinterpret_cast<threadgroup float4*>(dst) = wv[0];
+                *reinterpret_cast<threadgroup float4*>(dst + 4) = wv[1];
 
             } else {
                 for (uint j = 0; j < 8u; ++j) {
@@ -715,10 +718,12 @@ kernel void matmul_q4_0_64x128_residual(
             threadgroup float* dst = tiles + (0u + r) * 36u + (i % 4u) * 8u;
             if (row0 + r < 64u && chunk * 8u < 128u) {
                 const uint wr = 0u + row0 + r;
-                const float d = float(all_scales[wr * 4u + chunk / 4u]);
+                device const half* scales = all_scales + wr * 4u;
                 const uchar4 q = w[wr * 16u + chunk];
-                *reinterpret_cast<threadgroup float4*>(dst) = (float4(q & uchar4(15)) - 8.0f) * d;
-                *reinterpret_cast<threadgroup float4*>(dst + 4) = (float4(q >> uchar4(4)) - 8.0f) * d;
+                const float d = float(scales[chunk / 4u]);
+                const float4 wv[2] = { (float4(q & uchar4(15)) - 8.0f) * d, (float4(q >> uchar4(4)) - 8.0f) * d };
+                *reinterpret_cast<threadgroup float4*>(dst) = wv[0];
+                *reinterpret_cast<threadgroup float4*>(dst + 4) = wv[1];
 
             } else {
                 for (uint j = 0; j < 8u; ++j) {
@@ -864,10 +869,12 @@ kernel void matmul_q4_0_384x64(
             threadgroup float* dst = tiles + (0u + r) * 36u + (i % 4u) * 8u;
             if (row0 + r < 384u && chunk * 8u < 64u) {
                 const uint wr = 0u + row0 + r;
-                const float d = float(all_scales[wr * 2u + chunk / 4u]);
+                device const half* scales = all_scales + wr * 2u;
                 const uchar4 q = w[wr * 8u + chunk];
-                *reinterpret_cast<threadgroup float4*>(dst) = (float4(q & uchar4(15)) - 8.0f) * d;
-                *reinterpret_cast<threadgroup float4*>(dst + 4) = (float4(q >> uchar4(4)) - 8.0f) * d;
+                const float d = float(scales[chunk / 4u]);
+                const float4 wv[2] = { (float4(q & uchar4(15)) - 8.0f) * d, (float4(q >> uchar4(4)) - 8.0f) * d };
+                *reinterpret_cast<threadgroup float4*>(dst) = wv[0];
+                *reinterpret_cast<threadgroup float4*>(dst + 4) = wv[1];
 
             } else {
                 for (uint j = 0; j < 8u; ++j) {

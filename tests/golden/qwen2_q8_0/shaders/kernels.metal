@@ -142,7 +142,8 @@ kernel void embedding_q8_0_384x64(
     device const half* scales = all_scales + id * 2u;
     device float4* dst = out + t * 16u;
     for (uint c = tid; c < 16u; c += 32u) {
-        dst[c] = float4(row[c]) * (float(scales[c / 8u]));
+        const float4 wv[1] = { float4(row[c]) * (float(scales[c / 8u])) };
+        dst[c] = wv[0];
     }
 }
 
@@ -260,8 +261,9 @@ kernel void matmul_q8_0_128x64_bias(
             threadgroup float* dst = tiles + (0u + r) * 36u + (i % 8u) * 4u;
             if (row0 + r < 128u && chunk * 4u < 64u) {
                 const uint wr = 0u + row0 + r;
-                const float d = float(all_scales[wr * 2u + chunk / 8u]);
-                *reinterpret_cast<threadgroup float4*>(dst) = float4(w[wr * 16u + chunk]) * d;
+                device const half* scales = all_scales + wr * 2u;
+                const float4 wv[1] = { float4(w[wr * 16u + chunk]) * (float(scales[chunk / 8u])) };
+                *reinterpret_cast<threadgroup float4*>(dst) = wv[0];
 
             } else {
                 for (uint j = 0; j < 4u; ++j) {
@@ -752,8 +754,9 @@ kernel void matmul_q8_0_64x64_residual(
             threadgroup float* dst = tiles + (0u + r) * 36u + (i % 8u) * 4u;
             if (row0 + r < 64u && chunk * 4u < 64u) {
                 const uint wr = 0u + row0 + r;
-                const float d = float(all_scales[wr * 2u + chunk / 8u]);
-                *reinterpret_cast<threadgroup float4*>(dst) = float4(w[wr * 16u + chunk]) * d;
+                device const half* scales = all_scales + wr * 2u;
+                const float4 wv[1] = { float4(w[wr * 16u + chunk]) * (float(scales[chunk / 8u])) };
+                *reinterpret_cast<threadgroup float4*>(dst) = wv[0];
 
             } else {
                 for (uint j = 0; j < 4u; ++j) {
@@ -900,8 +903,9 @@ kernel void matmul_q8_0_128x64_gated_silu(
             threadgroup float* dst = tiles + (0u + r) * 36u + (i % 8u) * 4u;
             if (row0 + r < 128u && chunk * 4u < 64u) {
                 const uint wr = 0u + row0 + r;
-                const float d = float(all_scales[wr * 2u + chunk / 8u]);
-                *reinterpret_cast<threadgroup float4*>(dst) = float4(w[wr * 16u + chunk]) * d;
+                device const half* scales = all_scales + wr * 2u;
+                const float4 wv[1] = { float4(w[wr * 16u + chunk]) * (float(scales[chunk / 8u])) };
+                *reinterpret_cast<threadgroup float4*>(dst) = wv[0];
 
             } else {
                 for (uint j = 0; j < 4u; ++j) {
@@ -915,8 +919,9 @@ kernel void matmul_q8_0_128x64_gated_silu(
             threadgroup float* dst = tiles + (64u + r) * 36u + (i % 8u) * 4u;
             if (row0 + r < 128u && chunk * 4u < 64u) {
                 const uint wr = 128u + row0 + r;
-                const float d = float(all_scales[wr * 2u + chunk / 8u]);
-                *reinterpret_cast<threadgroup float4*>(dst) = float4(w[wr * 16u + chunk]) * d;
+                device const half* scales = all_scales + wr * 2u;
+                const float4 wv[1] = { float4(w[wr * 16u + chunk]) * (float(scales[chunk / 8u])) };
+                *reinterpret_cast<threadgroup float4*>(dst) = wv[0];
 
             } else {
                 for (uint j = 0; j < 4u; ++j) {
@@ -1063,8 +1068,9 @@ kernel void matmul_q8_0_64x128_residual(
             threadgroup float* dst = tiles + (0u + r) * 36u + (i % 8u) * 4u;
             if (row0 + r < 64u && chunk * 4u < 128u) {
                 const uint wr = 0u + row0 + r;
-                const float d = float(all_scales[wr * 4u + chunk / 8u]);
-                *reinterpret_cast<threadgroup float4*>(dst) = float4(w[wr * 32u + chunk]) * d;
+                device const half* scales = all_scales + wr * 4u;
+                const float4 wv[1] = { float4(w[wr * 32u + chunk]) * (float(scales[chunk / 8u])) };
+                *reinterpret_cast<threadgroup float4*>(dst) = wv[0];
 
             } else {
                 for (uint j = 0; j < 4u; ++j) {
@@ -1205,8 +1211,9 @@ kernel void matmul_q8_0_384x64(
             threadgroup float* dst = tiles + (0u + r) * 36u + (i % 8u) * 4u;
             if (row0 + r < 384u && chunk * 4u < 64u) {
                 const uint wr = 0u + row0 + r;
-                const float d = float(all_scales[wr * 2u + chunk / 8u]);
-                *reinterpret_cast<threadgroup float4*>(dst) = float4(w[wr * 16u + chunk]) * d;
+                device const half* scales = all_scales + wr * 2u;
+                const float4 wv[1] = { float4(w[wr * 16u + chunk]) * (float(scales[chunk / 8u])) };
+                *reinterpret_cast<threadgroup float4*>(dst) = wv[0];
 
             } else {
                 for (uint j = 0; j < 4u; ++j) {
