@@ -18,6 +18,14 @@ tests/fixtures/<name>/reference/<dtype>/:
                      whether an f16 K/V cache changes the greedy tokens
 and tests/fixtures/quant_references.json indexing the cases.
 
+K-quant cases (Q4_K, Q5_K, Q6_K, Q4_K_M) cannot be made that way: gguf-py
+decodes K-quants but does not encode them. Their weights are instead the
+GGUF files scripts/make_k_quant_ggufs.py quantised with llama.cpp's own
+quantiser (listed in tests/fixtures/k_quant_ggufs.json), and the reference
+replaces every parameter by that file's tensor as transformers' GGUF loader
+reads it (load_gguf_checkpoint: gguf-py's dequantize, llama's q/k
+permutation undone); forge compiles the same file with its formats kept.
+
 Compute follows scripts/make_fixtures.py: float32 weights and activations on
 CPU, eager attention, use_cache=False, 1 thread, deterministic algorithms. No
 randomness is involved (the checkpoints are already seeded); re-running gives
@@ -80,6 +88,13 @@ CASES = [
     ("qwen3_moe", "q8_0"),
     ("qwen3_moe", "q4_0"),
     ("qwen2_moe", "q8_0"),
+    # K-quants (hidden 256, every row whole super-blocks): llama.cpp's quantisations of
+    # gguf/llama_k.f16.gguf (make_k_quant_ggufs.py), each matrix Q4_K, Q5_K or Q6_K, and
+    # llama.cpp's Q4_K_M mix of Q4_K and Q6_K.
+    ("llama_k", "q4_k"),
+    ("llama_k", "q5_k"),
+    ("llama_k", "q6_k"),
+    ("llama_k", "q4_k_m"),
 ]
 # State-space architectures: no attention, so no K/V cache to round.
 STATE_SPACE = {"MambaForCausalLM", "Mamba2ForCausalLM"}
@@ -96,6 +111,8 @@ EXPERT_STACKS = (".experts.gate_up_proj", ".experts.down_proj")
 # The router weight of a TopKRouter module (2-D, not an nn.Linear), kept float32.
 ROUTER_WEIGHTS = (".mlp.gate.weight",)
 INDEX = "quant_references.json"
+# The K-quant GGUFs of make_k_quant_ggufs.py, whose tensors are the weights of their cases.
+K_QUANT_GGUFS = "k_quant_ggufs.json"
 # Below this top-1/top-2 logit gap a greedy token can legitimately flip under
 # float noise of the size an f16 K/V cache or a different summation order adds.
 SMALL_MARGIN = 1e-2
@@ -224,6 +241,47 @@ def quantise_weights(model, qtype_name: str) -> dict:
     return {**weights, "tied": tied, "kept_float32": kept, "max_abs_weight_change": max_err}
 
 
+def k_quant_gguf(root: Path, name: str, dtype: str) -> dict | None:
+    """The make_k_quant_ggufs.py entry holding the weights of case (name, dtype), if it is a K-quant case."""
+    path = root / K_QUANT_GGUFS
+    entries = json.loads(path.read_text())["files"] if path.is_file() else []
+    return next((e for e in entries if (e["fixture"], e["format"]) == (name, dtype)), None)
+
+
+def gguf_weights(model, root: Path, entry: dict) -> dict:
+    """Replace every parameter in place by the K-quant GGUF's tensor, as transformers' GGUF loader reads it."""
+    import numpy as np
+    import torch
+    from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
+
+    path = root / entry["file"]
+    if hashlib.sha256(path.read_bytes()).hexdigest() != entry["sha256"]:
+        raise QuantRefError(f"{path}: differs from {K_QUANT_GGUFS} (re-run scripts/make_k_quant_ggufs.py)")
+    tensors = load_gguf_checkpoint(str(path), return_tensors=True, model_to_load=model)["tensors"]
+    params = dict(model.named_parameters())
+    if set(tensors) != set(params):
+        raise QuantRefError(f"{path}: tensors {sorted(set(tensors) ^ set(params))} do not match the model's")
+    max_err = 0.0
+    for n, p in params.items():
+        t = torch.as_tensor(tensors[n], dtype=torch.float32).reshape(p.shape)
+        if p.dim() == 1 and not torch.equal(t, p.detach()):
+            # 1-D tensors are stored f32 by the converter and left alone by the quantiser.
+            raise QuantRefError(f"{path}: {n} is not the checkpoint's")
+        max_err = max(max_err, float((t - p.detach()).abs().max()))
+        with torch.no_grad():
+            p.copy_(t)
+    return {
+        "qtype": entry["format"],
+        "method": (
+            f"every parameter from {entry['file']} (llama.cpp's llama_model_quantize, {entry['ftype']}"
+            f"{', pure' if entry['pure'] else ''}; see {K_QUANT_GGUFS}) as transformers' load_gguf_checkpoint "
+            "reads it: gguf-py's dequantize, llama's q/k permutation undone; 1-D tensors are the checkpoint's f32"
+        ),
+        "gguf": {"file": entry["file"], "sha256": entry["sha256"], "tensor_types": entry["tensor_types"]},
+        "max_abs_weight_change": max_err,
+    }
+
+
 def kv_attention(dtype):
     """An attention function storing K (after RoPE) and V as `dtype` first, as forge's KV cache does."""
 
@@ -276,7 +334,8 @@ def make_case(root: Path, name: str, dtype: str, manifest_entry: dict) -> dict:
         if not np.array_equal(prompt_logits(model, ids), check):
             raise QuantRefError(f"{name}: the K/V attention hook does not reproduce eager attention")
         model.config._attn_implementation = "eager"
-    weights = quantise_weights(model, dtype)
+    gguf = k_quant_gguf(root, name, dtype)
+    weights = gguf_weights(model, root, gguf) if gguf else quantise_weights(model, dtype)
     logits, greedy, margins = run_model(model, ids, n_new, prompt_logits)
 
     kv_check = None
@@ -404,6 +463,9 @@ def check_case(root: Path, entry: dict, manifest_entry: dict) -> str:
         raise QuantRefError(f"weights are {ref['weights']['qtype']}, index says {dtype}")
     if ref["weights"]["checkpoint_sha256"] != checkpoint_digest(root / manifest_entry["dir"]):
         raise QuantRefError("checkpoint changed since these references were made; re-run the script")
+    gguf = k_quant_gguf(root, entry["fixture"], dtype)
+    if gguf and ref["weights"]["gguf"]["sha256"] != gguf["sha256"]:
+        raise QuantRefError(f"{gguf['file']} changed since these references were made; re-run the script")
     if logits.dtype != np.float32 or logits.shape != (len(ids), vocab):
         raise QuantRefError(f"prompt_logits {logits.dtype} {logits.shape}, expected float32 ({len(ids)}, {vocab})")
     if not np.isfinite(logits).all():

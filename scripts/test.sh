@@ -15,6 +15,7 @@ scripts/fetch_smollm2.sh
 step "fixtures: files match tests/fixtures/manifest.json"
 python3 scripts/make_fixtures.py --check
 python3 scripts/make_quant_references.py --check
+python3 scripts/make_k_quant_ggufs.py --check
 
 step "format and lints"
 cargo fmt --all -- --check
