@@ -7,7 +7,7 @@
 mod kernel_support;
 
 use forge_ir::DType;
-use forge_weights::k_quant_planes::{dequantize, plane_block_bytes, split_block};
+use forge_weights::planes::{self, k_quants::dequantize};
 use kernel_support::*;
 use msl_emu::{dispatch_threadgroups, Binding, Buffer, CompileOptions, Library, Size3};
 
@@ -85,8 +85,8 @@ kernel void dot_{{ f.dtype }}(
 fn plane_types(dtype: DType) -> &'static [(&'static str, &'static str)] {
     match dtype {
         DType::Q4_K => &[("scales", "uint4")],
-        DType::Q5_K => &[("high", "uchar"), ("scales", "uint4")],
-        _ => &[("high", "ushort"), ("scales", "char"), ("d", "half")],
+        DType::Q5_K => &[("scales", "uint4"), ("high", "uchar")],
+        _ => &[("scales", "char"), ("d", "half"), ("high", "ushort")],
     }
 }
 
@@ -98,11 +98,12 @@ fn build() -> Library {
     let formats: Vec<serde_json::Value> = FORMATS
         .iter()
         .map(|&(dtype, name)| {
-            let sizes = &plane_block_bytes(dtype).unwrap()[1..];
+            let layout = &planes::layout(dtype).unwrap()[1..];
             let planes: Vec<serde_json::Value> = plane_types(dtype)
                 .iter()
-                .zip(sizes)
-                .map(|(&(plane, ty), &bytes)| {
+                .zip(layout)
+                .map(|(&(plane, ty), layout)| {
+                    let bytes = (layout.per_block * layout.element.block_bytes()) as usize;
                     let element = match ty {
                         "uint4" => 16,
                         "half" | "ushort" => 2,
@@ -131,12 +132,7 @@ fn build() -> Library {
 
 /// The planes of GGML super-blocks, as buffers.
 fn planes_of(dtype: DType, blocks: &[u8]) -> Vec<Vec<u8>> {
-    let sizes = plane_block_bytes(dtype).unwrap();
-    let mut planes = vec![Vec::new(); sizes.len()];
-    for block in blocks.chunks_exact(dtype.block_bytes() as usize) {
-        split_block(dtype, block, &mut planes);
-    }
-    planes
+    planes::split(dtype, blocks).unwrap().planes
 }
 
 fn dispatch(library: &Library, name: &str, grid: u32, threads: u32, bindings: &[Binding]) {

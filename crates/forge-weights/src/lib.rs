@@ -1,7 +1,6 @@
 //! forge-weights: GGML block formats, the quant planes the GPU kernels read,
 //! and the GGUF writer.
 pub mod gguf;
-pub mod k_quant_planes;
 pub mod planes;
 pub mod quant;
 

@@ -23,6 +23,9 @@ pub(super) fn format(dtype: DType) -> Option<&'static Format> {
         DType::Q4_1 => Some(&Q4_1),
         DType::Q5_0 => Some(&Q5_0),
         DType::Q5_1 => Some(&Q5_1),
+        DType::Q4_K => Some(&super::k_quants::Q4_K),
+        DType::Q5_K => Some(&super::k_quants::Q5_K),
+        DType::Q6_K => Some(&super::k_quants::Q6_K),
         _ => None,
     }
 }

@@ -8,6 +8,7 @@
 //! The split is lossless: [`join`] rebuilds the GGML blocks bit for bit.
 
 mod blocks;
+pub mod k_quants;
 
 use forge_ir::DType;
 

@@ -6,29 +6,30 @@
 //! order), and together the planes hold exactly the GGML bytes, rearranged:
 //! 144, 176 and 210 per super-block.
 //!
-//! Planes, in order ([`plane_block_bytes`]); value `v` of a super-block is in
-//! chunk `g = v / 8`:
-//! - quants, 128 bytes, all three formats: the low 4 bits of each value,
+//! Planes, in layout order; value `v` of a super-block is in chunk `g = v / 8`:
+//! - `quants`, 128 bytes, all three formats: the low 4 bits of each value,
 //!   chunk g in bytes `4g .. 4g + 4`, byte `4g + j` holding value `8g + j` in
 //!   its low nibble and `8g + j + 4` in its high one (as the Q4_0 plane), so
 //!   `uchar4 & 15` and `uchar4 >> 4` are four consecutive values each;
-//! - Q5_K `high`, 32 bytes: byte g bit j = bit 4 of value `8g + j`;
-//!   Q6_K `high`, 64 bytes: the little-endian u16 at `2g` holds bits 4-5 of
-//!   value `8g + j` at bits `2j .. 2j + 2`;
 //! - Q4_K and Q5_K `scales`, 16 bytes: the GGML block's first 16, f16 d, f16
 //!   dmin and the 12 bytes of packed 6-bit scales and mins of the eight
 //!   32-value sub-blocks (chunk g's is `g / 4`); value = d·sc·q − dmin·m;
 //! - Q6_K `scales`, 16 bytes: the int8 scales of the sixteen 16-value
-//!   sub-blocks (chunk g's is `g / 2`), and `d`, 2 bytes: the f16 super-block
-//!   scale; value = d·scale·(q − 32).
+//!   sub-blocks (chunk g's is `g / 2`), then `d`, 2 bytes: the f16
+//!   super-block scale; value = d·scale·(q − 32);
+//! - last, Q5_K `high`, 32 bytes: byte g bit j = bit 4 of value `8g + j` (as
+//!   the Q5_0 plane); Q6_K `high`, 64 bytes: the little-endian u16 at `2g`
+//!   holds bits 4-5 of value `8g + j` at bits `2j .. 2j + 2`.
 //!
-//! [`split_block`] and [`join_block`] are lossless (bit for bit), and
+//! The formats' split and join are lossless (bit for bit), and
 //! [`dequantize`] decodes the planes with the same f32 operations as the
 //! GGML formats' decoders, so its values equal `crate::dequantize` of the
 //! blocks exactly.
 
 use forge_ir::DType;
 
+use super::blocks::Format;
+use super::PlaneLayout;
 use crate::quant::k_quants::unpack_scale_min;
 use crate::QuantError;
 
@@ -38,24 +39,70 @@ pub const SUPER_BLOCK: usize = 256;
 /// Values per lane chunk: 32 chunks make a super-block.
 const CHUNK: usize = 8;
 
-/// Whether `dtype` is a K-quant these planes are defined for.
-pub fn is_k_quant(dtype: DType) -> bool {
-    matches!(dtype, DType::Q4_K | DType::Q5_K | DType::Q6_K)
+const fn plane(name: &'static str, element: DType, per_block: u64) -> PlaneLayout {
+    PlaneLayout {
+        name,
+        element,
+        per_block,
+    }
 }
 
-/// Bytes of each plane per super-block, in plane order.
-pub fn plane_block_bytes(dtype: DType) -> Result<&'static [usize], QuantError> {
-    match dtype {
-        DType::Q4_K => Ok(&[128, 16]),
-        DType::Q5_K => Ok(&[128, 32, 16]),
-        DType::Q6_K => Ok(&[128, 64, 16, 2]),
-        other => Err(QuantError::NoPlanes(other)),
-    }
+/// The low 4 bits of every value.
+const QUANTS: PlaneLayout = plane("quants", DType::I8, 128);
+
+/// Q4_K's and Q5_K's d, dmin and packed 6-bit scales and mins.
+const SCALE_MINS: PlaneLayout = plane("scales", DType::I8, 16);
+
+pub(super) static Q4_K: Format = Format {
+    planes: &[QUANTS, SCALE_MINS],
+    split: |block, planes| split_block(DType::Q4_K, block, planes),
+    join: |parts, out| join_block(DType::Q4_K, parts, out),
+};
+
+pub(super) static Q5_K: Format = Format {
+    planes: &[QUANTS, SCALE_MINS, plane("high", DType::I8, 32)],
+    split: |block, planes| split_block(DType::Q5_K, block, planes),
+    join: |parts, out| join_block(DType::Q5_K, parts, out),
+};
+
+pub(super) static Q6_K: Format = Format {
+    planes: &[
+        QUANTS,
+        plane("scales", DType::I8, 16),
+        plane("d", DType::F16, 1),
+        plane("high", DType::I8, 64),
+    ],
+    split: |block, planes| split_block(DType::Q6_K, block, planes),
+    join: |parts, out| join_block(DType::Q6_K, parts, out),
+};
+
+/// Bytes of each plane of `dtype` per super-block, in layout order.
+fn plane_block_bytes(dtype: DType) -> Result<Vec<usize>, QuantError> {
+    let format = match dtype {
+        DType::Q4_K => &Q4_K,
+        DType::Q5_K => &Q5_K,
+        DType::Q6_K => &Q6_K,
+        other => return Err(QuantError::NoPlanes(other)),
+    };
+    Ok(format
+        .planes
+        .iter()
+        .map(|p| (p.per_block * p.element.block_bytes()) as usize)
+        .collect())
 }
 
 /// GGML bytes of one super-block (the sum of the planes').
 fn block_bytes(dtype: DType) -> Result<usize, QuantError> {
     Ok(plane_block_bytes(dtype)?.iter().sum())
+}
+
+/// The planes holding scales: those after the quants, up to `high`.
+fn scale_planes(dtype: DType) -> std::ops::Range<usize> {
+    if dtype == DType::Q6_K {
+        1..3
+    } else {
+        1..2
+    }
 }
 
 /// Where value `v` (0..256) of a super-block keeps its low nibble in the
@@ -126,17 +173,15 @@ fn block_from(dtype: DType, codes: &[u8; SUPER_BLOCK], scales: &[u8], block: &mu
     }
 }
 
-/// The codes of one super-block as its quants and `high` plane bytes
-/// (`bits` = 128 + the high plane's bytes).
-fn put_codes(dtype: DType, codes: &[u8; SUPER_BLOCK], bits: &mut [u8]) {
-    bits.fill(0);
+/// The codes of one super-block as its quants and `high` plane bytes.
+fn put_codes(dtype: DType, codes: &[u8; SUPER_BLOCK], quants: &mut [u8], high: &mut [u8]) {
     for (v, &code) in codes.iter().enumerate() {
         let (byte, shift) = nibble_at(v);
-        bits[byte] |= (code & 15) << shift;
+        quants[byte] |= (code & 15) << shift;
         let (g, j) = (v / CHUNK, v % CHUNK);
         match dtype {
-            DType::Q5_K => bits[128 + g] |= (code >> 4) << j,
-            DType::Q6_K => bits[128 + 2 * g + j / 4] |= (code >> 4) << (2 * (j % 4)),
+            DType::Q5_K => high[g] |= (code >> 4) << j,
+            DType::Q6_K => high[2 * g + j / 4] |= (code >> 4) << (2 * (j % 4)),
             _ => {}
         }
     }
@@ -156,36 +201,31 @@ fn get_codes(dtype: DType, quants: &[u8], high: &[u8]) -> [u8; SUPER_BLOCK] {
     })
 }
 
-/// How many planes hold code bits (quants, and `high` for Q5_K and Q6_K).
-fn code_planes(dtype: DType) -> usize {
-    if dtype == DType::Q4_K {
-        1
-    } else {
-        2
-    }
-}
-
-/// Appends one GGML super-block of `dtype` to its planes (in
-/// [`plane_block_bytes`] order).
-pub fn split_block(dtype: DType, block: &[u8], planes: &mut [Vec<u8>]) {
+/// Appends one GGML super-block of `dtype` to its planes (in layout order).
+fn split_block(dtype: DType, block: &[u8], planes: &mut [Vec<u8>]) {
     let sizes = plane_block_bytes(dtype).expect("a K-quant");
     let (codes, scales) = codes_and_scales(dtype, block);
-    let split = code_planes(dtype);
-    let mut bits = vec![0u8; sizes[..split].iter().sum()];
-    put_codes(dtype, &codes, &mut bits);
-    let mut bytes = bits.iter().chain(&scales).copied();
-    for (plane, &size) in planes.iter_mut().zip(sizes) {
-        plane.extend(bytes.by_ref().take(size));
+    let scale_planes = scale_planes(dtype);
+    let high_bytes = sizes.get(scale_planes.end).copied().unwrap_or(0);
+    let (mut quants, mut high) = (vec![0u8; sizes[0]], vec![0u8; high_bytes]);
+    put_codes(dtype, &codes, &mut quants, &mut high);
+    planes[0].extend_from_slice(&quants);
+    let mut scales = scales.iter().copied();
+    for k in scale_planes.clone() {
+        planes[k].extend(scales.by_ref().take(sizes[k]));
+    }
+    if let Some(plane) = planes.get_mut(scale_planes.end) {
+        plane.extend_from_slice(&high);
     }
 }
 
 /// Appends the GGML super-block of `dtype` made of its parts of the planes.
-pub fn join_block(dtype: DType, parts: &[&[u8]], out: &mut Vec<u8>) {
+fn join_block(dtype: DType, parts: &[&[u8]], out: &mut Vec<u8>) {
     let at = out.len();
     out.resize(at + block_bytes(dtype).expect("a K-quant"), 0);
-    let split = code_planes(dtype);
-    let high = if split == 2 { parts[1] } else { &[] };
-    let scales = parts[split..].concat();
+    let scale_planes = scale_planes(dtype);
+    let high = parts.get(scale_planes.end).copied().unwrap_or(&[]);
+    let scales = parts[scale_planes].concat();
     block_from(
         dtype,
         &get_codes(dtype, parts[0], high),
@@ -212,9 +252,9 @@ fn sub_block_scales(dtype: DType, scales: &[u8]) -> Vec<(f32, f32)> {
     }
 }
 
-/// Decodes the planes of `dtype` (whole super-blocks of each, in
-/// [`plane_block_bytes`] order) into `out`, which must hold exactly their
-/// values, as the kernels do: the Rust reference of the GPU layout.
+/// Decodes the planes of `dtype` (whole super-blocks of each, in layout
+/// order) into `out`, which must hold exactly their values, as the kernels
+/// do: the Rust reference of the GPU layout.
 pub fn dequantize(dtype: DType, planes: &[&[u8]], out: &mut [f32]) -> Result<(), QuantError> {
     let sizes = plane_block_bytes(dtype)?;
     let n = out.len() / SUPER_BLOCK;
@@ -222,7 +262,7 @@ pub fn dequantize(dtype: DType, planes: &[&[u8]], out: &mut [f32]) -> Result<(),
         && planes.len() == sizes.len()
         && planes
             .iter()
-            .zip(sizes)
+            .zip(&sizes)
             .all(|(p, &size)| p.len() == n * size);
     if !whole {
         return Err(QuantError::PlaneLength {
@@ -232,12 +272,16 @@ pub fn dequantize(dtype: DType, planes: &[&[u8]], out: &mut [f32]) -> Result<(),
         });
     }
     let sub = if dtype == DType::Q6_K { 16 } else { 32 };
-    let split = code_planes(dtype);
+    let scale_planes = scale_planes(dtype);
     for (b, y) in out.chunks_exact_mut(SUPER_BLOCK).enumerate() {
         let part = |k: usize| &planes[k][b * sizes[k]..(b + 1) * sizes[k]];
-        let high = if split == 2 { part(1) } else { &[] };
+        let high = if scale_planes.end < sizes.len() {
+            part(scale_planes.end)
+        } else {
+            &[]
+        };
         let codes = get_codes(dtype, part(0), high);
-        let scales: Vec<u8> = (split..sizes.len()).flat_map(part).copied().collect();
+        let scales: Vec<u8> = scale_planes.clone().flat_map(part).copied().collect();
         let scales = sub_block_scales(dtype, &scales);
         for (v, y) in y.iter_mut().enumerate() {
             let (dl, ml) = scales[v / sub];
@@ -298,7 +342,7 @@ mod tests {
         for b in 0..planes[0].len() / sizes[0] {
             let parts: Vec<&[u8]> = planes
                 .iter()
-                .zip(sizes)
+                .zip(&sizes)
                 .map(|(p, &size)| &p[b * size..(b + 1) * size])
                 .collect();
             join_block(dtype, &parts, &mut out);
@@ -360,18 +404,19 @@ mod tests {
                 let nibble = if j < 4 { byte & 15 } else { byte >> 4 };
                 let got = match dtype {
                     DType::Q6_K => {
-                        let high = part(1);
+                        let high = part(3);
                         let top = u16::from_le_bytes([high[2 * g], high[2 * g + 1]]);
                         let code = nibble | (((top >> (2 * j)) & 3) as u8) << 4;
-                        let scale = f32::from(part(2)[v / 16] as i8);
-                        f16(part(3), 0) * scale * f32::from(code as i8 - 32)
+                        let scale = f32::from(part(1)[v / 16] as i8);
+                        f16(part(2), 0) * scale * f32::from(code as i8 - 32)
                     }
                     _ => {
-                        let (code, scales) = if dtype == DType::Q5_K {
-                            (nibble | ((part(1)[g] >> j) & 1) << 4, part(2))
+                        let code = if dtype == DType::Q5_K {
+                            nibble | ((part(2)[g] >> j) & 1) << 4
                         } else {
-                            (nibble, part(1))
+                            nibble
                         };
+                        let scales = part(1);
                         let (sc, m) = unpack_scale_min(&scales[4..16]);
                         let (d, dmin) = (f16(scales, 0), f16(scales, 2));
                         d * f32::from(sc[v / 32]) * f32::from(code) - dmin * f32::from(m[v / 32])
@@ -387,12 +432,12 @@ mod tests {
         assert!(plane_block_bytes(DType::Q8_0).is_err());
         assert!(plane_block_bytes(DType::Q3_K).is_err());
         let mut out = vec![0f32; 256];
-        let ok: [&[u8]; 3] = [&[0; 128], &[0; 32], &[0; 16]];
+        let ok: [&[u8]; 3] = [&[0; 128], &[0; 16], &[0; 32]];
         assert!(dequantize(DType::Q5_K, &ok, &mut out).is_ok());
         assert!(dequantize(DType::Q5_K, &ok, &mut out[..255]).is_err());
         assert!(dequantize(DType::Q5_K, &ok[..2], &mut out).is_err());
         assert!(dequantize(DType::Q4_K, &[&[0; 127], &[0; 16]], &mut out).is_err());
-        let short: [&[u8]; 4] = [&[0; 128], &[0; 64], &[0; 16], &[0; 1]];
+        let short: [&[u8]; 4] = [&[0; 128], &[0; 16], &[0; 1], &[0; 64]];
         assert!(dequantize(DType::Q6_K, &short, &mut out).is_err());
     }
 }
