@@ -112,3 +112,14 @@ fn embedding_refuses_threads_other_than_the_dispatch() {
     assert_param_refused(&k, "threads", 64.into());
     assert_renders(&k);
 }
+
+/// K-quant tables: rows of 1, 2 and 3 whole 256-value super-blocks at odd
+/// vocabularies, with and without a scale.
+#[test]
+fn embedding_k_quants() {
+    for dtype in [DType::Q4_K, DType::Q5_K, DType::Q6_K] {
+        check(dtype, 37, 256, None);
+        check(dtype, 101, 512, Some(8.0));
+        check(dtype, 13, 768, Some(3.0));
+    }
+}

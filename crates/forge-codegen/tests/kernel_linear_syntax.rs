@@ -59,6 +59,23 @@ fn all_variants() -> Vec<KernelInstance> {
             out.push(matmul::matmul(dtype, 70, 64, epilogue, Some(30.0)));
         }
     }
+    // K-quant rows are whole 256-value super-blocks.
+    for dtype in [DType::Q4_K, DType::Q5_K, DType::Q6_K] {
+        out.push(embedding::embedding(dtype, 384, 256, None));
+        out.push(embedding::embedding(dtype, 384, 512, Some(8.0)));
+        for epilogue in epilogues {
+            out.push(matvec::matvec(dtype, 66, 256, epilogue, None, None));
+            out.push(matvec::matvec(
+                dtype,
+                64,
+                512,
+                epilogue,
+                Some(30.0),
+                Some(1e-5),
+            ));
+            out.push(matmul::matmul(dtype, 70, 256, epilogue, Some(30.0)));
+        }
+    }
     out
 }
 

@@ -173,3 +173,34 @@ fn matmul_refuses_a_dispatch_other_than_128_threads() {
     assert_refused(&k, "matmul: threads = 128 must equal the 64 threads");
     assert_renders(&plain());
 }
+
+/// K-quants: rows of 1, 2 and 3 whole 256-value super-blocks (eight
+/// 32-column steps each), every kind of epilogue, row counts that leave
+/// partial 64-row tiles and token counts that split a 32-token tile.
+#[test]
+fn matmul_k_quants() {
+    let gated = |a| Epilogue::Gated(a);
+    let cases: [Case; 5] = [
+        (64, 256, Epilogue::None, None),
+        (70, 512, gated(Activation::Silu), None),
+        (129, 256, Epilogue::Residual, Some(10.0)),
+        (37, 768, Epilogue::BiasResidual, None),
+        (72, 256, Epilogue::Activated(Activation::Relu2), None),
+    ];
+    for (d, dtype) in [DType::Q4_K, DType::Q5_K, DType::Q6_K]
+        .into_iter()
+        .enumerate()
+    {
+        let instances: Vec<_> = cases
+            .iter()
+            .map(|&(r, c, e, s)| matmul(dtype, r, c, e, s))
+            .collect();
+        let kernels = Kernels::build(&instances);
+        for (i, &case) in cases.iter().enumerate() {
+            for n in [1, 33, 64] {
+                let seed = 7000 + 1000 * d as u64 + 10 * i as u64 + n as u64;
+                run_case(&kernels, dtype, case, n, seed);
+            }
+        }
+    }
+}

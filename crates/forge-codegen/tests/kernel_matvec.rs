@@ -267,3 +267,64 @@ fn matvec_refuses_more_rows_per_simdgroup_than_lanes() {
     assert_param_refused(&k, "rows_per_simdgroup", 0.into());
     assert_renders(&with_param(&k, "rows_per_simdgroup", 32.into()));
 }
+
+/// Runs `cases` of `dtype` from one library, seeded from `seed`.
+fn run_cases(dtype: DType, cases: &[Case], seed: u64) {
+    let instances: Vec<_> = cases
+        .iter()
+        .map(|&(r, c, e, s, eps)| matvec(dtype, r, c, e, s, eps))
+        .collect();
+    let kernels = Kernels::build(&instances);
+    for (i, &case) in cases.iter().enumerate() {
+        run_case(&kernels, dtype, case, seed + i as u64);
+    }
+}
+
+/// K-quants: rows of 1, 2 and 3 whole 256-value super-blocks (a
+/// simdgroup's lanes take one super-block per pass), every kind of
+/// epilogue, and row counts that leave partial simdgroups and threadgroups.
+fn k_quant_cases() -> Vec<Case> {
+    let gated = |a| Epilogue::Gated(a);
+    vec![
+        (64, 256, Epilogue::None, None, None),
+        (37, 256, Epilogue::Bias, None, Some(1e-5)),
+        (13, 512, gated(Activation::Silu), None, None),
+        (12, 768, gated(Activation::GeluTanh), None, Some(1e-6)),
+        (5, 256, Epilogue::Residual, Some(10.0), None),
+        (66, 512, Epilogue::BiasResidual, None, None),
+        (
+            101,
+            768,
+            Epilogue::Activated(Activation::Relu2),
+            None,
+            Some(1e-6),
+        ),
+        (384, 256, Epilogue::None, Some(30.0), Some(1e-5)),
+    ]
+}
+
+#[test]
+fn matvec_q4_k() {
+    run_cases(DType::Q4_K, &k_quant_cases(), 8000);
+}
+
+#[test]
+fn matvec_q5_k() {
+    run_cases(DType::Q5_K, &k_quant_cases(), 8100);
+}
+
+#[test]
+fn matvec_q6_k() {
+    run_cases(DType::Q6_K, &k_quant_cases(), 8200);
+}
+
+#[test]
+fn matvec_refuses_k_quant_rows_that_are_not_whole_super_blocks() {
+    let k = matvec(DType::Q4_K, 64, 256, Epilogue::None, None, None);
+    assert_renders(&k);
+    assert_refused(
+        &with_param(&k, "cols", 288.into()),
+        "matvec: q4_k rows of 288 values are not whole 256-value super-blocks",
+    );
+    assert_param_refused(&k, "chunk", 4.into());
+}

@@ -546,6 +546,10 @@ type Shape = (usize, usize, usize);
 /// not multiples of 4 (one value per lane) and rows that leave partial
 /// simdgroups and tiles.
 fn shapes(dtype: DType) -> Vec<Shape> {
+    if matches!(dtype, DType::Q4_K | DType::Q5_K | DType::Q6_K) {
+        // K-quant rows are whole 256-value super-blocks.
+        return vec![(256, 512, 256)];
+    }
     let mut shapes = vec![(64, 96, 64)];
     if matches!(dtype, DType::F32 | DType::F16 | DType::BF16) {
         shapes.push((66, 44, 30));
@@ -709,6 +713,13 @@ fn decode_q8_0() {
 #[test]
 fn decode_q4_0() {
     decode_dtype(DType::Q4_0);
+}
+
+#[test]
+fn decode_k_quants() {
+    for dtype in [DType::Q4_K, DType::Q5_K, DType::Q6_K] {
+        decode_dtype(dtype);
+    }
 }
 
 /// The decode expert matvecs load the chosen experts' bytes once each and
@@ -1042,6 +1053,13 @@ fn prefill_q8_0() {
 #[test]
 fn prefill_q4_0() {
     prefill_dtype(DType::Q4_0);
+}
+
+#[test]
+fn prefill_k_quants() {
+    for dtype in [DType::Q4_K, DType::Q5_K, DType::Q6_K] {
+        prefill_dtype(dtype);
+    }
 }
 
 /// The grouped matmuls stage each used expert's matrix once per 32-entry

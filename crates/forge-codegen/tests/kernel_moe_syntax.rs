@@ -34,12 +34,20 @@ fn moe_kernels_pass_the_strict_check() {
         DType::BF16,
         DType::Q8_0,
         DType::Q4_0,
+        DType::Q4_K,
+        DType::Q5_K,
+        DType::Q6_K,
     ] {
+        // K-quant rows are whole 256-value super-blocks.
+        let (narrow, wide) = match dtype {
+            DType::Q4_K | DType::Q5_K | DType::Q6_K => (256, 512),
+            _ => (32, 64),
+        };
         let gated = Epilogue::Gated(Activation::Silu);
         instances.push(matvec_experts(
             dtype,
-            32,
-            64,
+            narrow,
+            wide,
             gated,
             experts,
             ExpertMode::Slot,
@@ -47,15 +55,15 @@ fn moe_kernels_pass_the_strict_check() {
         instances.push(matvec_experts(
             dtype,
             64,
-            32,
+            narrow,
             Epilogue::Residual,
             experts,
             ExpertMode::Sum,
         ));
         instances.push(matmul_experts(
             dtype,
-            32,
-            64,
+            narrow,
+            wide,
             gated,
             experts,
             ExpertMode::Slot,
@@ -68,7 +76,7 @@ fn moe_kernels_pass_the_strict_check() {
         instances.push(matmul_experts(
             dtype,
             64,
-            32,
+            narrow,
             Epilogue::None,
             experts,
             ExpertMode::Sum,

@@ -23,7 +23,7 @@ pub struct WeightFormat {
 }
 
 /// Every format the kernels read.
-pub const FORMATS: [WeightFormat; 5] = [
+pub const FORMATS: [WeightFormat; 8] = [
     float("f32", DType::F32),
     float("f16", DType::F16),
     float("bf16", DType::BF16),
@@ -40,6 +40,29 @@ pub const FORMATS: [WeightFormat; 5] = [
         param: "q4_0",
         chunk: Some(8),
         plane_types: &["half"],
+    },
+    // K-quants (forge_weights::planes::k_quants): 8 nibbles per chunk; Q4_K
+    // and Q5_K a uint4 of d, dmin and packed 6-bit scales/mins per
+    // 256-value super-block (Q5_K: a byte of fifth bits per chunk); Q6_K an
+    // int8 scale per 16 values, the f16 d per super-block and a ushort of
+    // top bits per chunk.
+    WeightFormat {
+        dtype: DType::Q4_K,
+        param: "q4_k",
+        chunk: Some(8),
+        plane_types: &["uint4"],
+    },
+    WeightFormat {
+        dtype: DType::Q5_K,
+        param: "q5_k",
+        chunk: Some(8),
+        plane_types: &["uint4", "uchar"],
+    },
+    WeightFormat {
+        dtype: DType::Q6_K,
+        param: "q6_k",
+        chunk: Some(8),
+        plane_types: &["char", "half", "ushort"],
     },
 ];
 
@@ -166,7 +189,8 @@ pub fn plane_params(dtype: DType, cols: u64, slots: PlaneSlots) -> serde_json::V
             serde_json::json!({
                 "name": plane.name,
                 "type": msl_type,
-                "per_row": planes::plane_elements(dtype, plane, cols) / msl_elements(msl_type),
+                "per_row": planes::plane_elements(dtype, plane, cols) * plane.element.block_bytes()
+                    / msl_bytes(msl_type),
                 "buffer": binding.buffer,
             })
         })
@@ -174,12 +198,20 @@ pub fn plane_params(dtype: DType, cols: u64, slots: PlaneSlots) -> serde_json::V
     serde_json::Value::Array(params)
 }
 
-/// Stored elements (halves, bytes) in one element of an MSL plane type.
-fn msl_elements(msl_type: &str) -> u64 {
-    match msl_type.as_bytes().last() {
-        Some(n @ b'2'..=b'4') => u64::from(n - b'0'),
-        _ => 1,
-    }
+/// Bytes of one element of an MSL plane type (`uchar`, `half2`, `uint4`).
+fn msl_bytes(msl_type: &str) -> u64 {
+    let scalar = msl_type.trim_end_matches(['2', '3', '4']);
+    let lanes = match msl_type.len() - scalar.len() {
+        0 => 1,
+        _ => u64::from(msl_type.as_bytes()[msl_type.len() - 1] - b'0'),
+    };
+    let bytes = match scalar {
+        "char" | "uchar" => 1,
+        "short" | "ushort" | "half" => 2,
+        "int" | "uint" | "float" => 4,
+        other => panic!("no plane type {other}"),
+    };
+    bytes * lanes
 }
 
 #[cfg(test)]
@@ -219,5 +251,26 @@ mod tests {
         assert_eq!(chunk_values(DType::Q8_0, 64), 4);
         assert_eq!(chunk_values(DType::F32, 64), 4);
         assert_eq!(chunk_values(DType::BF16, 13), 1);
+    }
+
+    /// K-quant planes are indexed per super-block (uint4, half), per
+    /// 16-value sub-block (char) or per chunk (uchar, ushort) of a row.
+    #[test]
+    fn k_quant_planes_count_their_msl_elements_per_row() {
+        let q4 = plane_params(DType::Q4_K, 512, PlaneSlots::Linear);
+        assert_eq!(
+            q4,
+            serde_json::json!([{"name": "scales", "type": "uint4", "per_row": 2, "buffer": 5}])
+        );
+        let q6 = plane_params(DType::Q6_K, 512, PlaneSlots::Embedding);
+        assert_eq!(
+            q6,
+            serde_json::json!([
+                {"name": "scales", "type": "char", "per_row": 32, "buffer": 3},
+                {"name": "d", "type": "half", "per_row": 2, "buffer": 4},
+                {"name": "high", "type": "ushort", "per_row": 64, "buffer": 5},
+            ])
+        );
+        assert_eq!(chunk_values(DType::Q5_K, 256), 8);
     }
 }
