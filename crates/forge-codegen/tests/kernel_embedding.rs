@@ -57,6 +57,9 @@ fn embedding_every_dtype() {
         DType::BF16,
         DType::Q8_0,
         DType::Q4_0,
+        DType::Q4_1,
+        DType::Q5_0,
+        DType::Q5_1,
     ] {
         check(dtype, 384, 64, None);
         check(dtype, 384, 64, Some(8.0));
@@ -68,6 +71,19 @@ fn embedding_every_dtype() {
 fn embedding_smollm2_width() {
     check(DType::Q8_0, 1000, 576, None);
     check(DType::BF16, 1000, 576, Some(24.0));
+}
+
+/// The new block formats at odd vocabularies and widths of 1, 3 and 25
+/// blocks (a row shorter than a threadgroup's lanes, and one that leaves
+/// its last pass of lanes partial), with and without a scale.
+#[test]
+fn embedding_block_formats_at_odd_shapes() {
+    for dtype in [DType::Q4_1, DType::Q5_0, DType::Q5_1] {
+        check(dtype, 37, 32, None);
+        check(dtype, 101, 96, Some(8.0));
+        check(dtype, 13, 800, Some(3.0));
+        check(dtype, 1000, 576, None);
+    }
 }
 
 /// Widths that are not multiples of 32 (or of 4): float tables only, one
@@ -84,7 +100,7 @@ fn embedding_any_width_float_tables() {
 #[test]
 fn embedding_refuses_an_unknown_dtype() {
     let k = embedding(DType::F32, 10, 64, None);
-    assert_param_refused(&k, "dtype", "q5_0".into());
+    assert_param_refused(&k, "dtype", "iq4_nl".into());
 }
 
 #[test]

@@ -19,6 +19,9 @@ fn all_variants() -> Vec<KernelInstance> {
         DType::BF16,
         DType::Q8_0,
         DType::Q4_0,
+        DType::Q4_1,
+        DType::Q5_0,
+        DType::Q5_1,
     ];
     let epilogues = [
         Epilogue::None,

@@ -106,6 +106,45 @@ fn matmul_q4_0() {
     check_dtype(DType::Q4_0);
 }
 
+#[test]
+fn matmul_q4_1() {
+    check_dtype(DType::Q4_1);
+}
+
+#[test]
+fn matmul_q5_0() {
+    check_dtype(DType::Q5_0);
+}
+
+#[test]
+fn matmul_q5_1() {
+    check_dtype(DType::Q5_1);
+}
+
+/// Block-format rows of 1 and 25 blocks (a step of fewer lanes than
+/// chunks, and a last 32-column step that is a block of its own), row
+/// counts that leave partial tiles, and token counts that split a tile.
+#[test]
+fn matmul_block_formats_at_odd_shapes() {
+    let cases: [Case; 3] = [
+        (37, 32, Epilogue::Bias, None),
+        (70, 800, Epilogue::Gated(Activation::Silu), None),
+        (129, 160, Epilogue::Residual, Some(10.0)),
+    ];
+    for dtype in [DType::Q4_1, DType::Q5_0, DType::Q5_1] {
+        let instances: Vec<_> = cases
+            .iter()
+            .map(|&(r, c, e, s)| matmul(dtype, r, c, e, s))
+            .collect();
+        let kernels = Kernels::build(&instances);
+        for (i, &case) in cases.iter().enumerate() {
+            for n in [1, 33] {
+                run_case(&kernels, dtype, case, n, 5000 + 10 * i as u64 + n as u64);
+            }
+        }
+    }
+}
+
 /// A SmolLM2-135M-like prefill projection: 576 hidden, q8_0, gated MLP.
 #[test]
 fn matmul_smollm2_shape_q8_0_gated() {
@@ -144,7 +183,7 @@ fn plain() -> forge_codegen::KernelInstance {
 
 #[test]
 fn matmul_refuses_an_unknown_dtype() {
-    assert_param_refused(&plain(), "dtype", "q5_0".into());
+    assert_param_refused(&plain(), "dtype", "iq4_nl".into());
 }
 
 #[test]

@@ -10,12 +10,15 @@ use kernel_support::*;
 use linear_reference::*;
 use msl_emu::Buffer;
 
-const DTYPES: [DType; 5] = [
+const DTYPES: [DType; 8] = [
     DType::F32,
     DType::F16,
     DType::BF16,
     DType::Q8_0,
     DType::Q4_0,
+    DType::Q4_1,
+    DType::Q5_0,
+    DType::Q5_1,
 ];
 
 /// One matvec configuration: (rows, cols, epilogue, softcap, prenorm eps).
@@ -107,6 +110,50 @@ fn matvec_q8_0() {
 #[test]
 fn matvec_q4_0() {
     check_dtype(DType::Q4_0);
+}
+
+#[test]
+fn matvec_q4_1() {
+    check_dtype(DType::Q4_1);
+}
+
+#[test]
+fn matvec_q5_0() {
+    check_dtype(DType::Q5_0);
+}
+
+#[test]
+fn matvec_q5_1() {
+    check_dtype(DType::Q5_1);
+}
+
+/// Block-format rows of 1, 5 and 25 blocks (fewer chunks than lanes, and a
+/// last pass of lanes left partial) and row counts that leave partial
+/// simdgroups, with every kind of epilogue.
+#[test]
+fn matvec_block_formats_at_odd_shapes() {
+    let cases: [Case; 4] = [
+        (37, 32, Epilogue::Bias, None, Some(1e-5)),
+        (13, 800, Epilogue::Gated(Activation::Silu), None, None),
+        (5, 160, Epilogue::Residual, Some(10.0), None),
+        (
+            101,
+            800,
+            Epilogue::Activated(Activation::Relu2),
+            None,
+            Some(1e-6),
+        ),
+    ];
+    for dtype in [DType::Q4_1, DType::Q5_0, DType::Q5_1] {
+        let instances: Vec<_> = cases
+            .iter()
+            .map(|&(r, c, e, s, eps)| matvec(dtype, r, c, e, s, eps))
+            .collect();
+        let kernels = Kernels::build(&instances);
+        for (i, &case) in cases.iter().enumerate() {
+            run_case(&kernels, dtype, case, 6000 + i as u64);
+        }
+    }
 }
 
 /// A SmolLM2-135M-like decode projection: 576 hidden, q8_0, norm fused.
@@ -231,7 +278,7 @@ fn plain() -> forge_codegen::KernelInstance {
 
 #[test]
 fn matvec_refuses_an_unknown_dtype() {
-    assert_param_refused(&plain(), "dtype", "q5_0".into());
+    assert_param_refused(&plain(), "dtype", "iq4_nl".into());
 }
 
 #[test]

@@ -11,12 +11,15 @@ use forge_ir::DType;
 use kernel_support::*;
 use linear_reference::*;
 
-const DTYPES: [DType; 5] = [
+const DTYPES: [DType; 8] = [
     DType::F32,
     DType::F16,
     DType::BF16,
     DType::Q8_0,
     DType::Q4_0,
+    DType::Q4_1,
+    DType::Q5_0,
+    DType::Q5_1,
 ];
 
 fn silu(v: f64) -> f64 {

@@ -20,12 +20,15 @@ use kernel_support::*;
 use linear_reference::{activate, SENTINEL};
 use msl_emu::{Buffer, DispatchStats};
 
-const DTYPES: [DType; 5] = [
+const DTYPES: [DType; 8] = [
     DType::F32,
     DType::F16,
     DType::BF16,
     DType::Q8_0,
     DType::Q4_0,
+    DType::Q4_1,
+    DType::Q5_0,
+    DType::Q5_1,
 ];
 
 /// The activation of every gated expert here (the MoE models' SwiGLU).
@@ -554,6 +557,10 @@ fn shapes(dtype: DType) -> Vec<Shape> {
     if matches!(dtype, DType::F32 | DType::F16 | DType::BF16) {
         shapes.push((66, 44, 30));
     }
+    if matches!(dtype, DType::Q4_1 | DType::Q5_0 | DType::Q5_1) {
+        // Rows of 3, 5 and 1 blocks.
+        shapes.push((96, 160, 32));
+    }
     shapes
 }
 
@@ -713,6 +720,13 @@ fn decode_q8_0() {
 #[test]
 fn decode_q4_0() {
     decode_dtype(DType::Q4_0);
+}
+
+#[test]
+fn decode_q4_1_q5_0_q5_1() {
+    for dtype in [DType::Q4_1, DType::Q5_0, DType::Q5_1] {
+        decode_dtype(dtype);
+    }
 }
 
 #[test]
@@ -1053,6 +1067,13 @@ fn prefill_q8_0() {
 #[test]
 fn prefill_q4_0() {
     prefill_dtype(DType::Q4_0);
+}
+
+#[test]
+fn prefill_q4_1_q5_0_q5_1() {
+    for dtype in [DType::Q4_1, DType::Q5_0, DType::Q5_1] {
+        prefill_dtype(dtype);
+    }
 }
 
 #[test]

@@ -23,7 +23,7 @@ pub struct WeightFormat {
 }
 
 /// Every format the kernels read.
-pub const FORMATS: [WeightFormat; 8] = [
+pub const FORMATS: [WeightFormat; 11] = [
     float("f32", DType::F32),
     float("f16", DType::F16),
     float("bf16", DType::BF16),
@@ -40,6 +40,27 @@ pub const FORMATS: [WeightFormat; 8] = [
         param: "q4_0",
         chunk: Some(8),
         plane_types: &["half"],
+    },
+    // Q4_1: 8 nibbles per chunk; the block's (d, m) as a half2.
+    WeightFormat {
+        dtype: DType::Q4_1,
+        param: "q4_1",
+        chunk: Some(8),
+        plane_types: &["half2"],
+    },
+    // Q5_0: 8 nibbles per chunk; the f16 block scale; a byte of fifth bits per chunk.
+    WeightFormat {
+        dtype: DType::Q5_0,
+        param: "q5_0",
+        chunk: Some(8),
+        plane_types: &["half", "uchar"],
+    },
+    // Q5_1: 8 nibbles per chunk; (d, m) as a half2; a byte of fifth bits per chunk.
+    WeightFormat {
+        dtype: DType::Q5_1,
+        param: "q5_1",
+        chunk: Some(8),
+        plane_types: &["half2", "uchar"],
     },
     // K-quants (forge_weights::planes::k_quants): 8 nibbles per chunk; Q4_K
     // and Q5_K a uint4 of d, dmin and packed 6-bit scales/mins per
@@ -243,6 +264,14 @@ mod tests {
             }]
         );
         assert!(plane_bindings(DType::F16, PlaneSlots::Linear).is_empty());
+        let q5 = plane_params(DType::Q5_1, 64, PlaneSlots::Linear);
+        assert_eq!(
+            q5,
+            serde_json::json!([
+                {"name": "scale_mins", "type": "half2", "per_row": 2, "buffer": 5},
+                {"name": "high", "type": "uchar", "per_row": 8, "buffer": 9},
+            ])
+        );
     }
 
     #[test]

@@ -23,9 +23,10 @@ pub struct PlannedTensor {
 }
 
 /// How the export lays dtypes out; part of the fingerprint, so a file in an
-/// older layout is refused. `planes-1`: Q8_0 and Q4_0 as quant and scale
-/// planes (`forge_weights::planes`).
-const LAYOUT: &str = "planes-1";
+/// older layout is refused. `planes-2`: the block formats of
+/// `forge_weights::planes::layout` as its planes (`planes-1` had Q8_0 and
+/// Q4_0 only; Q4_1, Q5_0 and Q5_1 were converted to Q8_0).
+const LAYOUT: &str = "planes-2";
 
 /// Every tensor the generated project binds, in file order.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]

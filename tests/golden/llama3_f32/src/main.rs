@@ -15,7 +15,7 @@ const PROJECT: Project = Project {
     // Compiled when the program starts (by Metal, or by msl-emu elsewhere).
     kernels: include_str!("../shaders/kernels.metal"),
     weights: WeightsSpec {
-        fingerprint: "603a879d35e93866",
+        fingerprint: "6251ea9ee7e3bd67",
         model_hint: "../../tests/fixtures/llama3/hf",
         export_flags: "",
     },

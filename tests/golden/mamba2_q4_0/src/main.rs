@@ -15,7 +15,7 @@ const PROJECT: Project = Project {
     // Compiled when the program starts (by Metal, or by msl-emu elsewhere).
     kernels: include_str!("../shaders/kernels.metal"),
     weights: WeightsSpec {
-        fingerprint: "844ceed81416c62c",
+        fingerprint: "609c11ca1d6ae3dd",
         model_hint: "../../tests/fixtures/mamba2/hf",
         export_flags: " --dtype q4_0",
     },

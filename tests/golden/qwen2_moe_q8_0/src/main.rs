@@ -15,7 +15,7 @@ const PROJECT: Project = Project {
     // Compiled when the program starts (by Metal, or by msl-emu elsewhere).
     kernels: include_str!("../shaders/kernels.metal"),
     weights: WeightsSpec {
-        fingerprint: "e55e35ede51d5b66",
+        fingerprint: "614a584ead0cfb53",
         model_hint: "../../tests/fixtures/qwen2_moe/hf",
         export_flags: " --dtype q8_0",
     },

@@ -15,7 +15,7 @@ const PROJECT: Project = Project {
     // Compiled when the program starts (by Metal, or by msl-emu elsewhere).
     kernels: include_str!("../shaders/kernels.metal"),
     weights: WeightsSpec {
-        fingerprint: "d9516af0243e768d",
+        fingerprint: "2e18510d6e521ec0",
         model_hint: "../../tests/fixtures/qwen2/hf",
         export_flags: " --dtype q8_0",
     },
