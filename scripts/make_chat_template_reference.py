@@ -20,6 +20,8 @@ Templates:
   llama3.2_instruct  Llama 3.2 Instruct's (strftime_now, date_string, tools in the user turn,
                      tojson(indent=4), items, reject)
   gemma2_it          Gemma 2 IT's (bos_token, raise_exception on a system turn, trim)
+  forge_chatml,      forge's fallbacks for checkpoints without a template
+  forge_gemma        (templates/chat/chatml.jinja, templates/chat/gemma.jinja)
 The published templates are the copies in llama.cpp's models/templates/
 (committed under tests/fixtures/chat_templates/); each is rendered with the
 special tokens of a fixture tokenizer of its family (TOKENIZERS), recorded
@@ -47,12 +49,15 @@ TEMPLATES = FIXTURES / "chat_templates"
 OUT = FIXTURES / "chat_template_reference.json"
 SMOLLM2 = Path(os.environ.get("FORGE_CACHE", ROOT / ".cache")) / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
-# template name -> fixture tokenizer whose special tokens it is rendered with
+# template name -> (fixture tokenizer whose special tokens it is rendered with, template file)
 TOKENIZERS = {
-    "qwen2.5_instruct": "qwen2",
-    "qwen3": "qwen3",
-    "llama3.2_instruct": "llama3",
-    "gemma2_it": "gemma",
+    "qwen2.5_instruct": ("qwen2", "tests/fixtures/chat_templates/qwen2.5_instruct.jinja"),
+    "qwen3": ("qwen3", "tests/fixtures/chat_templates/qwen3.jinja"),
+    "llama3.2_instruct": ("llama3", "tests/fixtures/chat_templates/llama3.2_instruct.jinja"),
+    "gemma2_it": ("gemma", "tests/fixtures/chat_templates/gemma2_it.jinja"),
+    # forge's own fallbacks for checkpoints without a template
+    "forge_chatml": ("smollm2", "templates/chat/chatml.jinja"),
+    "forge_gemma": ("gemma", "templates/chat/gemma.jinja"),
 }
 
 NOW = datetime_module.datetime(2024, 7, 26, 15, 4, 5)
@@ -98,9 +103,11 @@ def main():
     if smollm2.chat_template != source:
         sys.exit("transformers' GGUF loader read another chat template than gguf-py")
     templates["smollm2_gguf"] = (smollm2, source)
-    for name, fixture in TOKENIZERS.items():
+    files = {"smollm2_gguf": "tests/fixtures/chat_templates/smollm2_gguf.jinja"}
+    for name, (fixture, file) in TOKENIZERS.items():
         tokenizer = AutoTokenizer.from_pretrained(str(FIXTURES / fixture / "hf"))
-        templates[name] = (tokenizer, (TEMPLATES / f"{name}.jinja").read_text())
+        templates[name] = (tokenizer, (ROOT / file).read_text())
+        files[name] = file
 
     out = {
         "generated_by": "scripts/make_chat_template_reference.py",
@@ -113,7 +120,7 @@ def main():
     for name, (tokenizer, source) in templates.items():
         specials = tokenizer.special_tokens_map
         out["templates"][name] = {
-            "file": f"tests/fixtures/chat_templates/{name}.jinja",
+            "file": files[name],
             "bos_token": specials.get("bos_token"),
             "eos_token": specials.get("eos_token"),
         }

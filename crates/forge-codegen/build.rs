@@ -54,7 +54,7 @@ fn main() {
     embed(
         "TEMPLATES",
         &repo.join("templates"),
-        &["metal", "host", "project"],
+        &["metal", "host", "project", "chat"],
         &mut code,
     );
     embed(

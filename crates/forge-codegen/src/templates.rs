@@ -62,6 +62,14 @@ fn format_f32(value: f64) -> String {
     }
 }
 
+/// A file of `templates/` as written, for files copied into projects unrendered.
+pub fn raw_template(name: &str) -> Option<&'static str> {
+    embedded::TEMPLATES
+        .iter()
+        .find(|(path, _)| *path == name)
+        .map(|(_, source)| *source)
+}
+
 /// Renders one template with a serialisable context.
 pub fn render<S: serde::Serialize>(name: &str, context: S) -> Result<String, minijinja::Error> {
     environment()

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use forge_ir::{Model, SourceFormat};
 use serde::Serialize;
 
+use super::chat_template::ProjectChatTemplate;
 use crate::plan::WeightPlan;
 use crate::templates::{render, FORGE_RUNTIME_SOURCES, MSL_EMU_SOURCES};
 
@@ -141,6 +142,8 @@ pub struct HostContext {
     pub repeat_penalty: f32,
     /// Which sampling defaults came from the checkpoint, for the docs.
     pub defaults_origin: String,
+    /// The chat template the project is given (its special tokens, whether a fallback).
+    pub chat: ProjectChatTemplate,
     /// Markdown for the README's "Measured" section, when numbers exist.
     pub measurements: Option<String>,
     /// The weight plan's fingerprint.
@@ -230,6 +233,7 @@ impl HostContext {
             min_p: LLAMA_CPP_MIN_P,
             repeat_penalty: LLAMA_CPP_REPEAT_PENALTY,
             defaults_origin,
+            chat: ProjectChatTemplate::for_model(model),
             measurements: None,
             fingerprint: plan.fingerprint.clone(),
             model_hint: model.source.display().to_string(),

@@ -89,6 +89,10 @@ pub fn render_project(model: &Model, options: &CompileOptions) -> Result<Project
             contents: json.clone(),
         });
     }
+    files.push(GeneratedFile {
+        path: super::chat_template::CHAT_TEMPLATE_FILE.into(),
+        contents: super::chat_template::ProjectChatTemplate::for_model(model).source,
+    });
     let host_plan = HostPlan {
         dtype: HostPlan::weights_dtype(&plan.weights),
         kv_cache: plan.describe_cache(),

@@ -200,6 +200,11 @@ impl ChatInputs {
         ]));
     }
 
+    /// Removes the last message.
+    pub fn pop(&mut self) {
+        self.messages.pop();
+    }
+
     pub fn len(&self) -> usize {
         self.messages.len()
     }

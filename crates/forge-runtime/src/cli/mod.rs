@@ -2,11 +2,14 @@
 //! project's `main.rs` describes itself in a [`Project`] and calls [`main`].
 
 mod bench;
+mod chat;
+mod chat_template;
 mod generate;
 mod logits;
+mod sampling;
 
 use std::ffi::OsString;
-use std::io::Write;
+use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -32,6 +35,7 @@ pub struct Project {
     pub weights: WeightsSpec,
     pub text: TextInfo,
     pub sampling: SamplingDefaults,
+    pub chat: ChatInfo,
 }
 
 /// How text becomes tokens and where generation ends.
@@ -46,6 +50,19 @@ pub struct TextInfo {
     pub eos_ids: &'static [u32],
 }
 
+/// The chat template `chat` and `chat-template` render.
+#[derive(Clone, Copy, Debug)]
+pub struct ChatInfo {
+    /// The Jinja source of the project's `chat_template.jinja`.
+    pub template: &'static str,
+    /// The format's name when the checkpoint had no template and forge wrote
+    /// a fallback (said once on stderr); `None` for the checkpoint's own.
+    pub fallback: Option<&'static str>,
+    /// The special tokens' text, as the template's `bos_token`/`eos_token`.
+    pub bos_token: Option<&'static str>,
+    pub eos_token: Option<&'static str>,
+}
+
 /// Sampling defaults of `generate`, from the checkpoint or llama.cpp.
 #[derive(Clone, Copy, Debug)]
 pub struct SamplingDefaults {
@@ -56,7 +73,7 @@ pub struct SamplingDefaults {
     pub repeat_penalty: f32,
 }
 
-/// Generate text, write logits, measure speed.
+/// Generate text, chat, write logits, measure speed.
 #[derive(Parser)]
 struct Cli {
     #[command(subcommand)]
@@ -71,6 +88,10 @@ enum Command {
     Logits(logits::LogitsArgs),
     /// Measure prefill and decode speed (and, on msl-emu, work per decode token).
     Bench(bench::BenchArgs),
+    /// Chat: each line of stdin is a message; replies stream to stdout.
+    Chat(chat::ChatArgs),
+    /// Print the prompt the model's chat template makes of a conversation (a JSON file).
+    ChatTemplate(chat_template::ChatTemplateArgs),
 }
 
 /// `--weights`, shared by every subcommand that loads the model.
@@ -87,6 +108,7 @@ pub fn main<M: CompiledModel>(project: &Project) -> ExitCode {
     let code = run::<M>(
         project,
         std::env::args_os(),
+        &mut std::io::stdin().lock(),
         &mut std::io::stdout().lock(),
         &mut std::io::stderr().lock(),
     );
@@ -97,6 +119,7 @@ pub fn main<M: CompiledModel>(project: &Project) -> ExitCode {
 pub fn run<M: CompiledModel>(
     project: &Project,
     args: impl IntoIterator<Item = impl Into<OsString> + Clone>,
+    input: &mut dyn BufRead,
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> u8 {
@@ -123,6 +146,8 @@ pub fn run<M: CompiledModel>(
         Command::Generate(args) => generate::generate::<M>(project, args, out, err),
         Command::Logits(args) => logits::logits::<M>(project, args, err),
         Command::Bench(args) => bench::bench::<M>(project, args, out),
+        Command::Chat(args) => chat::chat::<M>(project, args, input, out, err),
+        Command::ChatTemplate(args) => chat_template::chat_template(project, args, out, err),
     };
     match result {
         Ok(()) => 0,
@@ -140,21 +165,23 @@ fn parse<M: CompiledModel>(
     args: impl IntoIterator<Item = impl Into<OsString> + Clone>,
 ) -> Result<Command, clap::Error> {
     let s = &project.sampling;
-    let command = Cli::command()
+    let mut command = Cli::command()
         .name(project.package)
         .bin_name(project.package)
         .version(project.version)
         .about(format!(
-            "{}, compiled by forge: generate text, write logits, measure speed.",
+            "{}, compiled by forge: generate text, chat, write logits, measure speed.",
             M::INFO.name
-        ))
-        .mut_subcommand("generate", |g| {
+        ));
+    for name in sampling::SAMPLING_SUBCOMMANDS {
+        command = command.mut_subcommand(name, |g| {
             g.mut_arg("temperature", default_value(s.temperature))
                 .mut_arg("top_k", default_value(s.top_k))
                 .mut_arg("top_p", default_value(s.top_p))
                 .mut_arg("min_p", default_value(s.min_p))
                 .mut_arg("repeat_penalty", default_value(s.repeat_penalty))
         });
+    }
     let matches = command.try_get_matches_from(args)?;
     Ok(Cli::from_arg_matches(&matches)?.command)
 }

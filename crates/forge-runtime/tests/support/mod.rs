@@ -8,7 +8,7 @@ pub mod toy_model;
 
 use std::path::{Path, PathBuf};
 
-use forge_runtime::cli::{Project, SamplingDefaults, TextInfo};
+use forge_runtime::cli::{ChatInfo, Project, SamplingDefaults, TextInfo};
 use forge_runtime::gpu::{Gpu, GpuOptions};
 use forge_runtime::weights::WeightsFile;
 use forge_runtime::{CompiledModel, Session};
@@ -79,8 +79,17 @@ pub fn toy_project(name: &str, has_tokenizer: bool) -> Project {
             min_p: 0.05,
             repeat_penalty: 1.0,
         },
+        chat: ChatInfo {
+            template: TOY_CHAT_TEMPLATE,
+            fallback: Some("toy"),
+            bos_token: Some("<s>"),
+            eos_token: Some("</s>"),
+        },
     }
 }
+
+/// A short template, so conversations fit the toy's context of 24 tokens.
+pub const TOY_CHAT_TEMPLATE: &str = "{% for m in messages %}{{ m.role[0] }}:{{ m.content }}|{% endfor %}{% if add_generation_prompt %}a:{% endif %}";
 
 /// A session on the toy model of `project`.
 pub fn toy_session(project: &Project) -> Session<Toy> {
@@ -95,9 +104,15 @@ pub fn toy_session(project: &Project) -> Session<Toy> {
 
 /// Runs the command line in-process: (exit code, stdout, stderr).
 pub fn run(project: &Project, args: &[&str]) -> (u8, String, String) {
+    run_with_input(project, args, "")
+}
+
+/// [`run`] with `input` as stdin.
+pub fn run_with_input(project: &Project, args: &[&str], input: &str) -> (u8, String, String) {
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let argv = std::iter::once("toy").chain(args.iter().copied());
-    let code = forge_runtime::cli::run::<Toy>(project, argv, &mut out, &mut err);
+    let mut input = input.as_bytes();
+    let code = forge_runtime::cli::run::<Toy>(project, argv, &mut input, &mut out, &mut err);
     let text = |b: Vec<u8>| String::from_utf8(b).unwrap();
     (code, text(out), text(err))
 }

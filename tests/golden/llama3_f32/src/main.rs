@@ -1,10 +1,10 @@
-//! hf, compiled by forge. The command line (generate, logits,
-//! bench) is forge-runtime's; this file says what it needs to know about
+//! hf, compiled by forge. The command line (generate, chat,
+//! logits, bench) is forge-runtime's; this file says what it needs to know about
 //! the project, and `model.rs` is the model.
 
 mod model;
 
-use forge_runtime::cli::{Project, SamplingDefaults, TextInfo};
+use forge_runtime::cli::{ChatInfo, Project, SamplingDefaults, TextInfo};
 use forge_runtime::weights::WeightsSpec;
 
 const PROJECT: Project = Project {
@@ -32,6 +32,13 @@ const PROJECT: Project = Project {
         top_p: 0.95,
         min_p: 0.05,
         repeat_penalty: 1.0,
+    },
+    // The checkpoint's own chat template; edit the file and rebuild to change it.
+    chat: ChatInfo {
+        template: include_str!("../chat_template.jinja"),
+        fallback: None,
+        bos_token: Some("<|begin_of_text|>"),
+        eos_token: Some("<|eot_id|>"),
     },
 };
 

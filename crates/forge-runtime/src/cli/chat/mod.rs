@@ -1,0 +1,166 @@
+//! `chat`: an interactive conversation. Each line of stdin is a user message;
+//! the conversation is rendered with the model's chat template, the reply is
+//! streamed to stdout, and the model's sequence (KV cache and recurrent
+//! state) carries over from turn to turn, so a turn runs only its own tokens.
+//! At the end of each turn stderr says how many tokens were run and how many
+//! were reused from the cache.
+
+mod conversation;
+mod stops;
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::time::Instant;
+
+use anyhow::{bail, Result};
+use clap::Args;
+
+use super::chat_template::open_template;
+use super::sampling::{continue_sequence, SamplingArgs, Stop};
+use super::tokenize::open_tokenizer;
+use super::{load, per_second, Project, WeightsArg};
+use crate::gpu::GpuOptions;
+use crate::model::CompiledModel;
+use conversation::{Conversation, Feed};
+
+#[derive(Args)]
+pub(super) struct ChatArgs {
+    /// A system message opening the conversation.
+    #[arg(long, allow_hyphen_values = true)]
+    system: Option<String>,
+    /// Tokens a reply may have at most.
+    #[arg(long, default_value_t = 512)]
+    max_tokens: usize,
+    /// Print on stderr, as JSON strings, the text each turn feeds the model
+    /// and the reply the conversation records.
+    #[arg(long)]
+    verbose_prompt: bool,
+    #[command(flatten)]
+    sampling: SamplingArgs,
+    #[command(flatten)]
+    weights: WeightsArg,
+}
+
+pub(super) fn chat<M: CompiledModel>(
+    project: &Project,
+    args: ChatArgs,
+    input: &mut dyn BufRead,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<()> {
+    let info = M::INFO;
+    let tokenizer = open_tokenizer::<M>(project, "chat")?;
+    let template = open_template(project, err)?;
+    let (mut picker, seed) = args.sampling.picker::<M>()?;
+    let stops = stops::stop_ids(project.text.eos_ids, &template, &tokenizer);
+    let mut session = load::<M>(project, args.weights.weights, GpuOptions::default())?;
+    let interactive = std::io::stdin().is_terminal();
+    let mut conversation = Conversation::new(args.system.as_deref());
+    // Every token the sequence holds, for the repeat penalty.
+    let mut history: Vec<u32> = Vec::new();
+    // The last reply's final token when the model has not run it yet.
+    let mut pending: Option<u32> = None;
+    let mut turn = 0;
+    let mut line = String::new();
+    loop {
+        if interactive {
+            write!(out, "> ")?;
+            out.flush()?;
+        }
+        line.clear();
+        if input.read_line(&mut line)? == 0 {
+            break;
+        }
+        let message = line.trim_end_matches(['\n', '\r']);
+        if message.trim().is_empty() {
+            continue;
+        }
+        turn += 1;
+        let (text, restart) = match conversation.user_turn(&template, message)? {
+            Feed::Append(text) => (text, false),
+            Feed::Restart(text) => (text, true),
+        };
+        if restart && session.position() > 0 {
+            writeln!(
+                err,
+                "turn {turn}: the template rewrote earlier turns; running the conversation again"
+            )?;
+            session.reset();
+            history.clear();
+            pending = None;
+        }
+        let mut ids = Vec::new();
+        ids.extend(pending.take());
+        // The first text of a sequence starts with the model's BOS; a template
+        // that writes `bos_token` itself must not get a second one.
+        let mut fed = tokenizer.tokenize(&text, restart, true)?;
+        if let (true, Some(bos)) = (restart, project.text.bos_id) {
+            if fed.len() >= 2 && fed[0] == bos && fed[1] == bos {
+                fed.remove(0);
+            }
+        }
+        ids.extend(fed);
+        if ids.is_empty() {
+            bail!("turn {turn}: the template rendered nothing to run");
+        }
+        // Room for the prompt and at least one reply token.
+        if session.position() + ids.len() >= info.context_length {
+            bail!(
+                "turn {turn}: the conversation ({} tokens held, {} new) has reached the context of {} tokens",
+                session.position(),
+                ids.len(),
+                info.context_length
+            );
+        }
+        if args.verbose_prompt {
+            writeln!(err, "prompt: {}", serde_json::to_string(&text)?)?;
+        }
+        let reused = session.position();
+        let start = Instant::now();
+        let reply = continue_sequence(
+            &mut session,
+            &mut picker,
+            &tokenizer,
+            &ids,
+            &mut history,
+            &stops,
+            args.max_tokens,
+            out,
+        )?;
+        writeln!(out)?;
+        out.flush()?;
+        if reply.last_pending {
+            pending = reply.tokens.last().copied();
+        }
+        conversation.assistant_reply(&reply.text);
+        if args.verbose_prompt {
+            writeln!(err, "reply: {}", serde_json::to_string(&reply.text)?)?;
+        }
+        let ended = match reply.stop {
+            Stop::Token(id) => format!("ended by token {id}"),
+            Stop::MaxTokens => format!("cut at --max-tokens {}", args.max_tokens),
+            Stop::ContextFull => {
+                format!("cut: the context of {} tokens is full", info.context_length)
+            }
+        };
+        writeln!(
+            err,
+            "turn {turn}: prefilled {} tokens, reused {reused} from the cache; {} reply tokens ({ended}); prefill {:.1} tok/s, decode {:.1} tok/s; {:.1} s",
+            ids.len(),
+            reply.tokens.len(),
+            per_second(ids.len(), reply.prefill_time),
+            per_second(reply.tokens.len().saturating_sub(1), reply.decode_time),
+            start.elapsed().as_secs_f64()
+        )?;
+        if reply.stop == Stop::ContextFull {
+            bail!(
+                "the conversation filled the context of {} tokens",
+                info.context_length
+            );
+        }
+    }
+    if interactive {
+        writeln!(out)?;
+    }
+    writeln!(err, "{turn} turns; seed {seed}")?;
+    Ok(())
+}
