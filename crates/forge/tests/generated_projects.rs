@@ -2,8 +2,9 @@
 //! project (through msl-emu on this host), run its `logits` mode in both
 //! paths and compare with the transformers references committed under
 //! `tests/fixtures/<name>/reference`; then check the greedy continuation,
-//! the strict Metal syntax of the kernels, and that the project type-checks
-//! for aarch64-apple-darwin (its Metal host code).
+//! the strict Metal syntax of the kernels, that the project type-checks
+//! for aarch64-apple-darwin (its Metal host code), and that `chat-template`
+//! renders the fixture's reference conversation as transformers did.
 
 mod generated;
 mod support;
@@ -162,6 +163,33 @@ fn check_greedy(
     );
 }
 
+/// `chat-template` renders the conversation make_fixtures.py rendered with
+/// transformers into the fixture's reference.json, byte for byte (text: no
+/// tolerance), so the project carries the checkpoint's template and tokens.
+fn check_chat_template(case: &Case, binary: &std::path::Path, dir: &std::path::Path) {
+    let path = repo_root()
+        .join("tests/fixtures")
+        .join(case.fixture)
+        .join("reference/reference.json");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let Some(chat) = json.get("chat") else {
+        return;
+    };
+    let messages = dir.join("chat_messages.json");
+    std::fs::write(&messages, chat["messages"].to_string()).unwrap();
+    let mut args = vec!["chat-template", "--messages", messages.to_str().unwrap()];
+    if chat["add_generation_prompt"] != true {
+        args.push("--no-generation-prompt");
+    }
+    assert_eq!(
+        run(binary, &args),
+        chat["text"].as_str().unwrap(),
+        "{}: chat-template differs from transformers",
+        case.name
+    );
+}
+
 fn run_case(case: Case) {
     let dir = case_dir(case.name);
     let project = dir.join("project");
@@ -174,6 +202,7 @@ fn run_case(case: Case) {
     check_rustfmt(&project);
     let binary = build(&project);
     check_macos(&project);
+    check_chat_template(&case, &binary, &dir);
     let r = reference(&case);
     for mode in ["prefill", "decode", "passes"] {
         let ours = logits(&binary, &dir, &r.prompt, mode);
