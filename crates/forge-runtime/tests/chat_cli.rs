@@ -9,36 +9,12 @@ mod support;
 use std::path::Path;
 
 use forge_runtime::chat_template::{ChatInputs, ChatTemplate, Clock};
+use forge_runtime::cli::{verbose_texts, TurnReport};
 use forge_runtime::text::Tokenizer;
 use support::{run, run_with_input, toy_project, TOY_CHAT_TEMPLATE};
 
 fn toy_template() -> ChatTemplate {
     ChatTemplate::new(TOY_CHAT_TEMPLATE, Some("<s>"), Some("</s>"), Clock::Local).unwrap()
-}
-
-/// The numbers of a `turn N: prefilled P tokens, reused R from the cache; K reply tokens` line.
-fn turn_stats(stderr: &str, turn: usize) -> (usize, usize, usize) {
-    let prefix = format!("turn {turn}: prefilled ");
-    let line = stderr
-        .lines()
-        .find_map(|l| l.strip_prefix(prefix.as_str()))
-        .unwrap_or_else(|| panic!("no turn {turn} in {stderr}"));
-    let numbers: Vec<usize> = line
-        .split(|c: char| !c.is_ascii_digit())
-        .filter(|s| !s.is_empty())
-        .map(|s| s.parse().unwrap())
-        .collect();
-    (numbers[0], numbers[1], numbers[2])
-}
-
-/// The JSON strings `--verbose-prompt` prints after `label: `, in order.
-fn verbose(stderr: &str, label: &str) -> Vec<String> {
-    let prefix = format!("{label}: ");
-    stderr
-        .lines()
-        .filter_map(|l| l.strip_prefix(prefix.as_str()))
-        .map(|json| serde_json::from_str(json).unwrap())
-        .collect()
 }
 
 #[test]
@@ -95,8 +71,8 @@ fn chat_keeps_the_previous_turns_in_the_cache() {
     let (code, stdout, stderr) = run_with_input(&project, &args, "hi\n\nyo\n");
     assert_eq!(code, 0, "{stderr}");
     assert!(stderr.contains("2 turns"), "{stderr}");
-    let prompts = verbose(&stderr, "prompt");
-    let replies = verbose(&stderr, "reply");
+    let prompts = verbose_texts(&stderr, "prompt");
+    let replies = verbose_texts(&stderr, "reply");
     assert_eq!((prompts.len(), replies.len()), (2, 2), "{stderr}");
     assert_eq!(stdout, format!("{}\n{}\n", replies[0], replies[1]));
 
@@ -113,7 +89,9 @@ fn chat_keeps_the_previous_turns_in_the_cache() {
     let tokenizer = Tokenizer::open(Path::new(project.dir))
         .unwrap()
         .with_hf_bos(Some(1));
-    let (prefilled1, reused1, generated1) = turn_stats(&stderr, 1);
+    let report = |turn| TurnReport::find(&stderr, turn).unwrap_or_else(|| panic!("{stderr}"));
+    let (first, second) = (report(1), report(2));
+    let (prefilled1, reused1, generated1) = (first.prefilled, first.reused, first.generated);
     assert_eq!(reused1, 0);
     assert_eq!(
         prefilled1,
@@ -121,7 +99,7 @@ fn chat_keeps_the_previous_turns_in_the_cache() {
     );
     // --max-tokens cut the reply before its last token ran: turn 2 runs it
     // first, then the new text; everything before is reused.
-    let (prefilled2, reused2, _) = turn_stats(&stderr, 2);
+    let (prefilled2, reused2) = (second.prefilled, second.reused);
     assert_eq!(generated1, 3);
     assert_eq!(reused2, prefilled1 + generated1 - 1);
     assert_eq!(

@@ -9,24 +9,12 @@ mod generated;
 mod support;
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
+use forge_runtime::cli::{verbose_texts, TurnReport};
 use generated::{build, case_dir, compile, run};
-use support::repo_root;
-
-fn smollm2() -> PathBuf {
-    let cache = std::env::var("FORGE_CACHE").unwrap_or_else(|_| ".cache".into());
-    let path = repo_root()
-        .join(cache)
-        .join("SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(
-        path.exists(),
-        "{} is missing: run scripts/fetch_smollm2.sh (the test command does)",
-        path.display()
-    );
-    path
-}
+use support::{cached_model, repo_root};
 
 fn read_json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
@@ -42,41 +30,16 @@ fn chat_template(binary: &Path, dir: &Path, messages: &serde_json::Value) -> Str
     )
 }
 
-/// The numbers of a `turn N: prefilled P tokens, reused R from the cache; K reply tokens (...)` line.
-fn turn_stats(stderr: &str, turn: usize) -> (usize, usize, usize, bool) {
-    let prefix = format!("turn {turn}: prefilled ");
-    let line = stderr
-        .lines()
-        .find_map(|l| l.strip_prefix(prefix.as_str()))
-        .unwrap_or_else(|| panic!("no turn {turn} in:\n{stderr}"));
-    let numbers: Vec<usize> = line
-        .split(|c: char| !c.is_ascii_digit())
-        .filter(|s| !s.is_empty())
-        .map(|s| s.parse().unwrap())
-        .collect();
-    (
-        numbers[0],
-        numbers[1],
-        numbers[2],
-        line.contains("ended by token"),
-    )
-}
-
-/// The JSON strings `--verbose-prompt` prints after `label: `, in order.
-fn verbose(stderr: &str, label: &str) -> Vec<String> {
-    let prefix = format!("{label}: ");
-    stderr
-        .lines()
-        .filter_map(|l| l.strip_prefix(prefix.as_str()))
-        .map(|json| serde_json::from_str(json).unwrap())
-        .collect()
-}
-
 #[test]
 fn smollm2_chats_with_its_own_template_and_reuses_the_cache() {
     let dir = case_dir("chat_smollm2");
     let project = dir.join("project");
-    compile(&smollm2(), &project, "chat_smollm2", &[]);
+    compile(
+        &cached_model("SmolLM2-135M-Instruct.Q4_1.gguf"),
+        &project,
+        "chat_smollm2",
+        &[],
+    );
     // The project carries the GGUF's template as gguf-py reads it.
     let template = std::fs::read_to_string(project.join("chat_template.jinja")).unwrap();
     let committed = repo_root().join("tests/fixtures/chat_templates/smollm2_gguf.jinja");
@@ -130,8 +93,8 @@ fn smollm2_chats_with_its_own_template_and_reuses_the_cache() {
     assert!(output.status.success(), "chat failed:\n{stderr}");
     eprintln!("{stderr}");
     assert!(stderr.contains("2 turns"), "{stderr}");
-    let prompts = verbose(&stderr, "prompt");
-    let replies = verbose(&stderr, "reply");
+    let prompts = verbose_texts(&stderr, "prompt");
+    let replies = verbose_texts(&stderr, "reply");
     assert_eq!((prompts.len(), replies.len()), (2, 2), "{stderr}");
     assert_eq!(stdout, format!("{}\n{}\n", replies[0], replies[1]));
     // The model is greedy on its own template: it knows the capital.
@@ -154,13 +117,13 @@ fn smollm2_chats_with_its_own_template_and_reuses_the_cache() {
     // Turn 2 reuses everything turn 1 ran: its prompt and the reply's tokens
     // (all of them when a stop token ended it; the last runs in turn 2 when
     // --max-tokens cut it).
-    let (prefilled1, reused1, generated1, stopped1) = turn_stats(&stderr, 1);
-    let (prefilled2, reused2, _, _) = turn_stats(&stderr, 2);
-    assert_eq!(reused1, 0);
-    let ran = if stopped1 { generated1 } else { generated1 - 1 };
-    assert_eq!(reused2, prefilled1 + ran, "{stderr}");
-    assert!(
-        prefilled2 < reused2,
-        "turn 2 ran {prefilled2} tokens:\n{stderr}"
-    );
+    let report = |turn| TurnReport::find(&stderr, turn).unwrap_or_else(|| panic!("{stderr}"));
+    let (first, second) = (report(1), report(2));
+    assert_eq!(first.reused, 0);
+    let ran = match first.stopped_by_token() {
+        true => first.generated,
+        false => first.generated - 1,
+    };
+    assert_eq!(second.reused, first.prefilled + ran, "{stderr}");
+    assert!(second.prefilled < second.reused, "{stderr}");
 }

@@ -10,15 +10,7 @@ mod support;
 use support::*;
 
 fn smollm2() -> String {
-    let cache = std::env::var("FORGE_CACHE").unwrap_or_else(|_| ".cache".into());
-    let path = repo_root()
-        .join(cache)
-        .join("SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(
-        path.exists(),
-        "{} is missing: run scripts/fetch_smollm2.sh (the test command does)",
-        path.display()
-    );
+    let path = cached_model("SmolLM2-135M-Instruct.Q4_1.gguf");
     path.to_str().unwrap().to_string()
 }
 

@@ -16,6 +16,8 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
+pub use chat::report::{verbose_texts, TurnReport};
+
 use crate::gpu::{Gpu, GpuOptions};
 use crate::model::CompiledModel;
 use crate::session::Session;

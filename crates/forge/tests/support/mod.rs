@@ -23,6 +23,20 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// A real model the test command fetches into `${FORGE_CACHE:-.cache}`
+/// (scripts/fetch_smollm2.sh, scripts/fetch_gemma3.sh); panics naming the
+/// fetch script when it is missing.
+pub fn cached_model(file: &str) -> PathBuf {
+    let cache = std::env::var("FORGE_CACHE").unwrap_or_else(|_| ".cache".into());
+    let path = repo_root().join(cache).join(file);
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/fetch_smollm2.sh and scripts/fetch_gemma3.sh (the test command does)",
+        path.display()
+    );
+    path
+}
+
 /// A GGUF file under construction: metadata and tensors in GGUF v3 layout.
 pub struct GgufBytes {
     pub version: u32,

@@ -6,6 +6,7 @@
 //! were reused from the cache.
 
 mod conversation;
+pub mod report;
 mod stops;
 
 use std::io::{BufRead, IsTerminal, Write};
@@ -21,6 +22,7 @@ use super::{load, per_second, Project, WeightsArg};
 use crate::gpu::GpuOptions;
 use crate::model::CompiledModel;
 use conversation::{Conversation, Feed};
+use report::{TurnReport, PROMPT_LABEL, REPLY_LABEL};
 
 #[derive(Args)]
 pub(super) struct ChatArgs {
@@ -112,7 +114,7 @@ pub(super) fn chat<M: CompiledModel>(
             );
         }
         if args.verbose_prompt {
-            writeln!(err, "prompt: {}", serde_json::to_string(&text)?)?;
+            writeln!(err, "{PROMPT_LABEL}: {}", serde_json::to_string(&text)?)?;
         }
         let reused = session.position();
         let start = Instant::now();
@@ -133,7 +135,11 @@ pub(super) fn chat<M: CompiledModel>(
         }
         conversation.assistant_reply(&reply.text);
         if args.verbose_prompt {
-            writeln!(err, "reply: {}", serde_json::to_string(&reply.text)?)?;
+            writeln!(
+                err,
+                "{REPLY_LABEL}: {}",
+                serde_json::to_string(&reply.text)?
+            )?;
         }
         let ended = match reply.stop {
             Stop::Token(id) => format!("ended by token {id}"),
@@ -142,11 +148,16 @@ pub(super) fn chat<M: CompiledModel>(
                 format!("cut: the context of {} tokens is full", info.context_length)
             }
         };
+        let report = TurnReport {
+            turn,
+            prefilled: ids.len(),
+            reused,
+            generated: reply.tokens.len(),
+            ended,
+        };
         writeln!(
             err,
-            "turn {turn}: prefilled {} tokens, reused {reused} from the cache; {} reply tokens ({ended}); prefill {:.1} tok/s, decode {:.1} tok/s; {:.1} s",
-            ids.len(),
-            reply.tokens.len(),
+            "{report}; prefill {:.1} tok/s, decode {:.1} tok/s; {:.1} s",
             per_second(ids.len(), reply.prefill_time),
             per_second(reply.tokens.len().saturating_sub(1), reply.decode_time),
             start.elapsed().as_secs_f64()
