@@ -6,7 +6,7 @@
 mod kernel_support;
 mod linear_reference;
 
-use forge_codegen::kernels::matmul::matmul;
+use forge_codegen::kernels::matmul::{matmul, matmul_into_columns};
 use forge_codegen::kernels::matvec::Epilogue;
 use forge_ir::{Activation, DType};
 use kernel_support::*;
@@ -243,3 +243,76 @@ fn matmul_k_quants() {
         }
     }
 }
+
+/// The up projection of a gate|up pair whose formats differ (y holds the
+/// gate projection, y = act(y)·(W·x)), and a projection writing its
+/// columns of wider rows (one run of a Q|K|V group whose formats differ).
+#[test]
+fn matmul_gate_product_and_column_runs() {
+    for dtype in [DType::F16, DType::Q8_0, DType::Q5_0] {
+        let gp = (70, 64, Epilogue::GateProduct(Activation::Silu), None);
+        let k = matmul(dtype, gp.0, gp.1, gp.2, gp.3);
+        let kernels = Kernels::build(std::slice::from_ref(&k));
+        for n in [1, 40] {
+            run_case(&kernels, dtype, gp, n, 9100 + n as u64);
+        }
+        // 48 outputs at columns 16.. of rows of 96: the other columns keep their values.
+        let (rows, cols, stride, column) = (48usize, 64usize, 96usize, 16usize);
+        let k = matmul_into_columns(
+            dtype,
+            rows as u64,
+            cols as u64,
+            Epilogue::None,
+            stride as u64,
+        );
+        let kernels = Kernels::build(std::slice::from_ref(&k));
+        let n = 40;
+        let problem = Problem::random(dtype, n, rows, cols, Epilogue::None, 9200);
+        let (wb, xb) = (buffer(&problem.weight_bytes), buffer(&problem.x));
+        let planes = problem.plane_buffers();
+        let before: Vec<f32> = (0..n * stride + SENTINEL_COUNT).map(|i| i as f32).collect();
+        let yb = buffer(&before);
+        let step = step_bytes(n as u32, 0);
+        let mut bindings = vec![
+            bind(0, &wb),
+            bind(1, &xb),
+            msl_emu::Binding::Buffer {
+                index: 2,
+                buffer: &yb,
+                offset: 4 * column,
+            },
+            step_binding(&step),
+        ];
+        bindings.extend(plane_binds(&planes));
+        kernels.run(&k, n as u32, 0, &bindings);
+        let got = read_f32(&yb);
+        let (want, tol) = problem.reference(Epilogue::None, None, None);
+        for t in 0..n {
+            for c in 0..stride {
+                let at = t * stride + c;
+                if (column..column + rows).contains(&c) {
+                    let i = t * rows + c - column;
+                    let err = (got[at] as f64 - want[i]).abs();
+                    assert!(
+                        err <= tol[i],
+                        "{} t={t} c={c}: {} vs {}",
+                        k.name,
+                        got[at],
+                        want[i]
+                    );
+                } else {
+                    assert_eq!(got[at], before[at], "{} t={t} c={c} was written", k.name);
+                }
+            }
+        }
+        assert_eq!(
+            got[n * stride..],
+            before[n * stride..],
+            "{}: past the rows",
+            k.name
+        );
+    }
+}
+
+/// Extra floats past the strided output.
+const SENTINEL_COUNT: usize = 8;

@@ -375,3 +375,29 @@ fn matvec_refuses_k_quant_rows_that_are_not_whole_super_blocks() {
     );
     assert_param_refused(&k, "chunk", 4.into());
 }
+
+/// The up projection of a gate|up pair whose formats differ: y holds the
+/// gate projection and becomes act(y)·(W·x), in every format and for each
+/// activation, with a prenorm and at a partial simdgroup.
+#[test]
+fn matvec_gate_product() {
+    let cases: Vec<Case> = [
+        Activation::Silu,
+        Activation::GeluTanh,
+        Activation::Gelu,
+        Activation::Relu,
+    ]
+    .into_iter()
+    .map(|a| (70, 64, Epilogue::GateProduct(a), None, Some(1e-5)))
+    .collect();
+    for dtype in DTYPES {
+        let instances: Vec<_> = cases
+            .iter()
+            .map(|&(r, c, e, s, eps)| matvec(dtype, r, c, e, s, eps))
+            .collect();
+        let kernels = Kernels::build(&instances);
+        for (i, &case) in cases.iter().enumerate() {
+            run_case(&kernels, dtype, case, 9000 + i as u64);
+        }
+    }
+}

@@ -34,6 +34,10 @@ pub fn compile(
     })
     .map_err(|e| e.to_string())?;
     bar.finish();
+    // Said once, after the progress bar: what is stored in another format than the checkpoint's.
+    for note in project.plan.conversions.notes() {
+        eprintln!("note: {}: {note}", model_path.display());
+    }
     println!(
         "{}: {} kernels, {} weight tensors (plan {}){}",
         out.display(),

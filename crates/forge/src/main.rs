@@ -29,8 +29,9 @@ enum Command {
     Compile {
         model: PathBuf,
         out_dir: PathBuf,
-        /// Weight dtype on the GPU: f32, f16, bf16, q8_0 or q4_0 (default: the
-        /// checkpoint's own; other block formats become q8_0).
+        /// Weight dtype of every matrix on the GPU: f32, f16, bf16, q8_0, q4_0,
+        /// q4_1, q5_0, q5_1, q4_k, q5_k or q6_k (default: each tensor keeps
+        /// its own; formats no kernel reads become q8_0, said on stderr).
         #[arg(long)]
         dtype: Option<String>,
         /// KV-cache dtype: f16 or f32 (default: f32 for f32 weights, else f16).
@@ -58,8 +59,8 @@ enum Command {
     ExportWeights {
         model: PathBuf,
         out_file: PathBuf,
-        /// Weight dtype of the matrices: f32, f16, bf16, q8_0 or q4_0 (default:
-        /// the checkpoint's own when the GPU reads it, else q8_0).
+        /// Weight dtype of the matrices, as for `compile` (default: each
+        /// tensor's own when the GPU reads it, else q8_0).
         #[arg(long)]
         dtype: Option<String>,
     },

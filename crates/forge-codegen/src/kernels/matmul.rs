@@ -42,6 +42,7 @@ pub fn matmul(
             "threads": THREADS,
             "chunk": chunk_values(dtype, cols),
             "planes": plane_params(dtype, cols, PlaneSlots::Linear),
+            "out_stride": rows,
             "experts": null,
         }),
         threads: [THREADS, 1, 1],
@@ -51,6 +52,29 @@ pub fn matmul(
             "1".into(),
         ],
     }
+}
+
+/// [`matmul`] writing its `rows` outputs of token t at `y[t·out_stride ..]`:
+/// columns of wider rows (one projection of a Q|K|V group whose formats
+/// differ, the others writing the columns beside it). y is bound at the
+/// first column.
+pub fn matmul_into_columns(
+    dtype: DType,
+    rows: u64,
+    cols: u64,
+    epilogue: Epilogue,
+    out_stride: u64,
+) -> KernelInstance {
+    assert!(
+        out_stride >= rows,
+        "matmul: rows of {out_stride} cannot hold {rows} outputs"
+    );
+    let mut k = matmul(dtype, rows, cols, epilogue, None);
+    if out_stride != rows {
+        k.name += &format!("_stride{out_stride}");
+        k.params["out_stride"] = out_stride.into();
+    }
+    k
 }
 
 /// Where a grouped expert matmul writes: row `t·out_slots + out_slot + s`

@@ -21,6 +21,9 @@ pub enum Epilogue {
     Gated(Activation),
     /// y = act(W·x) (Nemotron-H's squared-ReLU MLP)
     Activated(Activation),
+    /// y = act(y)·(W·x): y already holds the gate projection, W is the up
+    /// projection (a gate|up pair whose formats differ, so not one matrix)
+    GateProduct(Activation),
 }
 
 impl Epilogue {
@@ -33,13 +36,16 @@ impl Epilogue {
             Epilogue::BiasResidual => "bias_residual",
             Epilogue::Gated(_) => "gated",
             Epilogue::Activated(_) => "activated",
+            Epilogue::GateProduct(_) => "gate_product",
         }
     }
 
     /// The template's `activation` parameter (gated and activated only).
     pub fn activation(self) -> Option<&'static str> {
         match self {
-            Epilogue::Gated(a) | Epilogue::Activated(a) => Some(activation_param(a)),
+            Epilogue::Gated(a) | Epilogue::Activated(a) | Epilogue::GateProduct(a) => {
+                Some(activation_param(a))
+            }
             _ => None,
         }
     }
@@ -63,6 +69,7 @@ impl Epilogue {
             Epilogue::None => String::new(),
             Epilogue::Gated(a) => format!("_gated_{}", activation_param(a)),
             Epilogue::Activated(a) => format!("_{}", activation_param(a)),
+            Epilogue::GateProduct(a) => format!("_gate_product_{}", activation_param(a)),
             other => format!("_{}", other.param()),
         }
     }
@@ -347,7 +354,10 @@ pub fn matvec_experts(
     mode: ExpertMode,
 ) -> KernelInstance {
     let allowed = match mode {
-        ExpertMode::Slot => matches!(epilogue, Epilogue::None | Epilogue::Gated(_)),
+        ExpertMode::Slot => matches!(
+            epilogue,
+            Epilogue::None | Epilogue::Gated(_) | Epilogue::GateProduct(_)
+        ),
         ExpertMode::Sum => matches!(epilogue, Epilogue::None | Epilogue::Residual),
     };
     assert!(

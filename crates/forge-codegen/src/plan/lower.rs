@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use forge_ir::{DType, Model, Node, Op, TensorTransform, ValueId};
 use serde::Serialize;
 
-use super::options::{matrix_dtype, widest, CompileOptions};
+use super::conversions::Conversions;
+use super::options::{matrix_dtype, CompileOptions};
 use super::steps::{act, arg, Arg, ArgSource, Row, Step};
 use super::weights::{PlannedTensor, WeightPlan};
 use crate::export::plane_tensor_name;
@@ -63,6 +64,10 @@ pub struct LayerPlan {
 pub struct Plan {
     pub kernels: Vec<KernelInstance>,
     pub weights: WeightPlan,
+    /// Checkpoint matrices stored in another format (for the notes of
+    /// `forge compile`; not part of what the templates render).
+    #[serde(skip)]
+    pub conversions: Conversions,
     /// Activation buffers: name -> f32 columns per token (rows = PREFILL_CHUNK).
     pub buffers: BTreeMap<String, u64>,
     /// Embedding lookup (same for both paths).
@@ -117,6 +122,7 @@ struct Lowering<'m> {
     context: u64,
     kernels: Vec<KernelInstance>,
     weights: WeightPlan,
+    conversions: Conversions,
     buffers: BTreeMap<String, u64>,
     locs: HashMap<ValueId, Loc>,
     norms: HashMap<ValueId, FusedNorm>,
@@ -167,6 +173,7 @@ pub fn lower(model: &Model, options: &CompileOptions) -> Result<Plan, LowerError
         context: options.context_length(model),
         kernels: Vec::new(),
         weights: WeightPlan::default(),
+        conversions: Conversions::default(),
         buffers: BTreeMap::new(),
         locs: HashMap::new(),
         norms: HashMap::new(),
@@ -257,6 +264,7 @@ pub fn lower(model: &Model, options: &CompileOptions) -> Result<Plan, LowerError
     Ok(Plan {
         kernels: l.kernels,
         weights: l.weights,
+        conversions: l.conversions,
         buffers: l.buffers,
         prologue: prologue.decode,
         layer_kinds,
@@ -435,6 +443,7 @@ impl Lowering<'_> {
         let mut rows = 0;
         let mut cols = None;
         let mut dtypes = Vec::new();
+        let mut conversions = Vec::new();
         let mut interleaved = false;
         for part in &parts {
             let spec = self.spec(part)?;
@@ -450,7 +459,9 @@ impl Lowering<'_> {
                     }
                     rows += r;
                     cols = Some(*c);
-                    dtypes.push(matrix_dtype(self.options, spec, *c));
+                    let (dtype, reason) = matrix_dtype(self.options, spec, *c);
+                    dtypes.push(dtype);
+                    conversions.extend(reason.map(|r| (r, spec.dtype, dtype)));
                 }
                 (false, [n]) => rows += n,
                 (_, shape) => {
@@ -458,10 +469,19 @@ impl Lowering<'_> {
                 }
             }
         }
+        // Parts are joined only in one format: callers split groups whose formats differ.
+        if dtypes.windows(2).any(|w| w[0] != w[1]) {
+            return unsupported(format!(
+                "cannot fuse {parts:?}: their formats differ ({dtypes:?})"
+            ));
+        }
         let (dtype, shape) = match cols {
-            Some(c) => (widest(dtypes), vec![rows, c]),
+            Some(c) => (dtypes[0], vec![rows, c]),
             None => (DType::F32, vec![rows]),
         };
+        for (reason, from, to) in conversions {
+            self.conversions.record(reason, from, to);
+        }
         self.weights.tensors.push(PlannedTensor {
             name: name.clone(),
             dtype,
@@ -665,11 +685,13 @@ impl Lowering<'_> {
             .get(&node.output)
             .cloned()
             .unwrap_or_default();
+        // A per-head norm before a rotation (Qwen3's and Gemma 3's q/k norms) is
+        // fused into rope_store, which checks its groups are heads; with one KV
+        // head the k norm's group is its whole width.
+        if !consumers.is_empty() && consumers.iter().all(|c| matches!(c.op, Op::Rope { .. })) {
+            return Ok(());
+        }
         if group < width {
-            // A per-head norm: only before a rotation (Qwen3's q/k norm), fused there.
-            if consumers.iter().all(|c| matches!(c.op, Op::Rope { .. })) {
-                return Ok(());
-            }
             return unsupported(format!("a grouped RMSNorm ({weight}) outside attention"));
         }
         let tensor = self.plan_tensor(vec![weight.to_string()], false)?;
@@ -739,6 +761,8 @@ mod attention;
 mod epilogue;
 #[path = "lower_linear.rs"]
 mod linear;
+#[path = "lower_linear_mixed.rs"]
+mod linear_mixed;
 #[path = "lower_moe.rs"]
 mod moe;
 #[path = "lower_ssm.rs"]

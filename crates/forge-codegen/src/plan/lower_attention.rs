@@ -15,7 +15,8 @@ use super::{
 struct Rotated {
     rope: RopeConfig,
     /// Per-head RMSNorm before the rotation: (weight tensor, eps).
-    norm: Option<(String, f32)>,
+    /// The RMSNorm before the rotation: weight, eps and its group.
+    norm: Option<(String, f32, u64)>,
     /// The projection's output.
     raw: ValueId,
 }
@@ -36,12 +37,12 @@ fn rotated(nodes: &[Node], v: ValueId, what: &str) -> Result<Rotated, LowerError
     let input = inputs[0];
     match producer(nodes, input) {
         Some(Node {
-            op: Op::RmsNorm { weight, eps, .. },
+            op: Op::RmsNorm { weight, eps, group },
             inputs,
             ..
         }) => Ok(Rotated {
             rope: rope.clone(),
-            norm: Some((weight.clone(), *eps)),
+            norm: Some((weight.clone(), *eps, *group)),
             raw: inputs[0],
         }),
         _ => Ok(Rotated {
@@ -124,7 +125,13 @@ impl Lowering<'_> {
             arg(2, ArgSource::ValueCache),
         ];
         let qk_eps = match (&q.norm, &k.norm) {
-            (Some((qn, eps)), Some((kn, _))) => {
+            (Some((qn, eps, qg)), Some((kn, _, kg))) => {
+                // rope_store normalises each head on its own.
+                if *qg != head_dim || *kg != head_dim {
+                    return unsupported(format!(
+                        "layer {layer}: q/k norms over groups of {qg} and {kg}, not heads of {head_dim}"
+                    ));
+                }
                 for (index, weight) in [(3, qn), (4, kn)] {
                     let t = self.plan_tensor(vec![weight.clone()], false)?;
                     let field = field_name(&t);

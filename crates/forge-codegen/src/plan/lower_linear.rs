@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 
-use forge_ir::{Node, Op, ValueId};
+use forge_ir::{Activation, Node, Op, ValueId};
 
 use super::{
     act, arg, field_name, layer_tensor, matmul, matvec, unsupported, Arg, ArgSource, Loc,
@@ -37,11 +37,11 @@ impl Lowering<'_> {
             done.insert(n.output);
         }
         let rows: u64 = group.iter().map(|n| self.width(n.output)).sum();
-        let cols = self.width(input);
+        if self.formats_differ(&weights)? {
+            return self.mixed_linear_group(&group, &weights, &biases, done, paths);
+        }
         let tensor = self.plan_tensor(weights, true)?;
         let field = field_name(&tensor);
-        paths.tensors.insert(field.clone(), tensor.clone());
-        let dtype = self.dtype_of(&tensor);
         let bias_field = if biases.iter().all(Option::is_some) {
             let t = self.plan_tensor(biases.into_iter().flatten().collect(), false)?;
             let f = field_name(&t);
@@ -63,17 +63,7 @@ impl Lowering<'_> {
                 _ => None,
             }
         };
-        let gated = match (outputs.as_slice(), only_consumer(outputs[0])) {
-            ([gate, up], Some(c))
-                if c.inputs == [*gate, *up] && only_consumer(*up).as_ref() == Some(&c) =>
-            {
-                match c.op {
-                    Op::GatedActivation { activation } => Some((c, activation)),
-                    _ => None,
-                }
-            }
-            _ => None,
-        };
+        let gated = self.gated_consumer(&outputs);
         let activated = match (outputs.as_slice(), only_consumer(outputs[0])) {
             ([_], Some(c)) if bias_field.is_none() => match c.op {
                 Op::Activation { activation } => Some((c, activation)),
@@ -150,39 +140,107 @@ impl Lowering<'_> {
             (e, loc, rows, comment)
         };
 
+        self.project(
+            Projection {
+                tensor: &tensor,
+                bias: bias_field,
+                input,
+                rows: out_rows,
+                out_stride: out_rows,
+                epilogue,
+                out: out_loc,
+                comment,
+            },
+            paths,
+        )
+    }
+
+    /// The gated activation that is the only reader of `outputs` when they
+    /// are a gate and an up projection, in that order.
+    pub(super) fn gated_consumer(&self, outputs: &[ValueId]) -> Option<(Node, Activation)> {
+        let only_consumer = |v: ValueId| -> Option<Node> {
+            match self.consumers.get(&v).map(Vec::as_slice) {
+                Some([one]) => Some(one.clone()),
+                _ => None,
+            }
+        };
+        match (outputs, only_consumer(outputs[0])) {
+            ([gate, up], Some(c))
+                if c.inputs == [*gate, *up] && only_consumer(*up).as_ref() == Some(&c) =>
+            {
+                match c.op {
+                    Op::GatedActivation { activation } => Some((c, activation)),
+                    _ => None,
+                }
+            }
+            _ => None,
+        }
+    }
+
+    /// The decode matvec and prefill matmul of one planned weight `tensor`:
+    /// `rows` outputs per token into `out` (rows of `out_stride` floats,
+    /// from its column) with `epilogue`, the bias field bound at 3.
+    pub(super) fn project(
+        &mut self,
+        p: Projection<'_>,
+        paths: &mut Paths,
+    ) -> Result<(), LowerError> {
+        let cols = self.width(p.input);
+        let dtype = self.dtype_of(p.tensor);
+        let field = field_name(p.tensor);
+        paths.tensors.insert(field.clone(), p.tensor.to_string());
         let mut args = self.weight_args(
-            &tensor,
+            p.tensor,
             &field,
             PlaneSlots::Linear,
             layer_tensor,
             &mut paths.tensors,
         );
-        let mut out_args = vec![act(2, &out_loc.buffer, out_loc.column)];
-        if let Some(b) = &bias_field {
+        let mut out_args = vec![act(2, &p.out.buffer, p.out.column)];
+        if let Some(b) = &p.bias {
             out_args.push(arg(3, ArgSource::LayerTensor { field: b.clone() }));
         }
-        let decode = self.decode_input(input, dtype, out_rows, cols, epilogue, paths)?;
+        let decode = self.decode_input(p.input, dtype, p.rows, cols, p.epilogue, paths)?;
         let mut decode_args = args.clone();
         decode_args.extend(decode.args);
         decode_args.extend(out_args.iter().cloned());
         sort_args(&mut decode_args);
         let decode_comment = match decode.folded {
-            Some(what) => format!("{comment}, {what} folded in"),
-            None => comment.clone(),
+            Some(what) => format!("{}, {what} folded in", p.comment),
+            None => p.comment.clone(),
         };
         paths
             .decode
             .push(Step::new(decode_comment, &decode.kernel, decode_args));
 
-        let prefill_input = self.dense(input)?;
-        let mm = self.kernel(matmul::matmul(dtype, out_rows, cols, epilogue, None));
+        let prefill_input = self.dense(p.input)?;
+        let mm = self.kernel(matmul::matmul_into_columns(
+            dtype,
+            p.rows,
+            cols,
+            p.epilogue,
+            p.out_stride,
+        ));
         args.push(act(1, &prefill_input.buffer, prefill_input.column));
         args.extend(out_args);
         args.push(arg(7, ArgSource::Step));
         sort_args(&mut args);
-        paths.prefill.push(Step::new(comment, &mm, args));
+        paths.prefill.push(Step::new(p.comment, &mm, args));
         Ok(())
     }
+}
+
+/// One projection for [`Lowering::project`].
+pub(super) struct Projection<'a> {
+    pub tensor: &'a str,
+    /// The bias tensor's field (bias epilogues).
+    pub bias: Option<String>,
+    pub input: ValueId,
+    pub rows: u64,
+    pub out_stride: u64,
+    pub epilogue: matvec::Epilogue,
+    pub out: Loc,
+    pub comment: String,
 }
 
 impl Lowering<'_> {

@@ -3,6 +3,8 @@
 
 use forge_ir::{DType, Model, TensorSpec};
 
+use super::conversions::Reason;
+
 /// The weight dtypes the generated kernels read.
 pub use crate::kernels::weight_format::GPU_WEIGHT_DTYPES;
 
@@ -67,37 +69,35 @@ impl CompileOptions {
     }
 }
 
-/// The GPU dtype of a weight matrix with `cols` columns stored as `source`.
+/// The GPU dtype of a weight matrix with `cols` columns stored as `source`,
+/// and why it differs from the checkpoint's when it does.
 ///
-/// Without `--dtype`, formats the kernels read are kept as they are; other
-/// block formats (Q4_1, Q5_x, K-quants) become Q8_0, which holds their values
-/// almost exactly. Block formats need whole 32-value blocks per row; rows
-/// that are not fall back to f16, as llama.cpp does.
-pub fn matrix_dtype(options: &CompileOptions, source: &TensorSpec, cols: u64) -> DType {
-    let wanted = match options.dtype {
-        Some(d) => d,
-        None if GPU_WEIGHT_DTYPES.contains(&source.dtype) => source.dtype,
-        None if source.dtype.is_quantized() => DType::Q8_0,
-        None => DType::F16,
+/// Without `--dtype`, every format a kernel reads is kept as it is; other
+/// block formats become Q8_0, which holds their values almost exactly, and
+/// other float types f16. Block formats need whole blocks per row; rows that
+/// are not fall back to f16, as llama.cpp does.
+pub fn matrix_dtype(
+    options: &CompileOptions,
+    source: &TensorSpec,
+    cols: u64,
+) -> (DType, Option<Reason>) {
+    let (wanted, reason) = match options.dtype {
+        Some(d) => (d, Reason::Requested),
+        None if GPU_WEIGHT_DTYPES.contains(&source.dtype) => (source.dtype, Reason::NoKernel),
+        None if source.dtype.is_quantized() => (DType::Q8_0, Reason::NoKernel),
+        None => (DType::F16, Reason::NoKernel),
     };
-    if wanted.is_quantized() && !cols.is_multiple_of(wanted.block_elements()) {
+    let dtype = if wanted.is_quantized() && !cols.is_multiple_of(wanted.block_elements()) {
         DType::F16
     } else {
         wanted
-    }
-}
-
-/// The widest of several dtypes, for a fused tensor whose parts differ.
-pub fn widest(dtypes: impl IntoIterator<Item = DType>) -> DType {
-    let rank = |d: DType| match d {
-        DType::Q4_0 => 0,
-        DType::Q8_0 => 1,
-        DType::BF16 => 2,
-        DType::F16 => 3,
-        _ => 4,
     };
-    dtypes
-        .into_iter()
-        .max_by_key(|d| rank(*d))
-        .unwrap_or(DType::F32)
+    let reason = if dtype == source.dtype {
+        None
+    } else if dtype != wanted {
+        Some(Reason::PartialBlocks)
+    } else {
+        Some(reason)
+    };
+    (dtype, reason)
 }

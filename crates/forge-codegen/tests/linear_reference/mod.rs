@@ -129,6 +129,14 @@ impl Problem {
                     e = slope * e + 1e-6 * (v.abs() + 1.0);
                     v = activate(act, v);
                 }
+                if let Epilogue::GateProduct(act) = epilogue {
+                    // y0 holds the gate projection: exact inputs, so only
+                    // the dot's error (times |act|) and act's f32 evaluation.
+                    let g = self.y0[t * self.rows + r] as f64;
+                    let a = activate(act, g);
+                    e = a.abs() * e + 1e-6 * (g.abs() + 1.0) * v.abs();
+                    v *= a;
+                }
                 if epilogue.has_bias() {
                     v += self.bias[r] as f64;
                 }
