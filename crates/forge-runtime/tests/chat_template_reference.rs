@@ -166,5 +166,5 @@ fn fixture_templates_render_their_reference_conversation() {
         assert_eq!(got, chat["text"].as_str().unwrap(), "{}", dir.display());
         checked += 1;
     }
-    assert!(checked >= 20, "only {checked} fixtures with templates");
+    assert!(checked >= 32, "only {checked} fixtures with templates");
 }
