@@ -320,6 +320,14 @@ cases! {
     qwen3_moe_hf_q8_0: "qwen3_moe", "hf", ["--dtype", "q8_0"], Tolerance::Quantized("q8_0");
     qwen3_moe_hf_q4_0: "qwen3_moe", "hf", ["--dtype", "q4_0"], Tolerance::Quantized("q4_0");
     qwen2_moe_hf_q8_0: "qwen2_moe", "hf", ["--dtype", "q8_0"], Tolerance::Quantized("q8_0");
+    // K-quants as llama.cpp writes them (scripts/make_k_quant_ggufs.py),
+    // compiled with default options so every tensor keeps its format, against
+    // transformers on the same file's dequantised weights.
+    llama_k_gguf_q4_k: "llama_k", "gguf/llama_k.q4_k.gguf", [], Tolerance::Quantized("q4_k");
+    llama_k_gguf_q5_k: "llama_k", "gguf/llama_k.q5_k.gguf", [], Tolerance::Quantized("q5_k");
+    llama_k_gguf_q6_k: "llama_k", "gguf/llama_k.q6_k.gguf", [], Tolerance::Quantized("q6_k");
+    // llama.cpp's Q4_K_M mix: Q6_K head, blk.1 attn_v and ffn_down among Q4_K.
+    llama_k_gguf_q4_k_m: "llama_k", "gguf/llama_k.q4_k_m.gguf", [], Tolerance::Quantized("q4_k_m");
 }
 
 /// An architecture forge does not know fails with one line naming the
