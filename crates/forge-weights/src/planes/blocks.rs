@@ -52,87 +52,81 @@ const NIBBLES: PlaneLayout = plane("quants", DType::I8, 16);
 /// GGML stores it (little-endian, bit i for value i).
 const HIGH: PlaneLayout = plane("high", DType::I8, 4);
 
-// Q8_0: `{ d: f16, qs: [i8; 32] }`. Quants: the int8 values in order.
+// The legacy formats: a block is its header fields (d, then m and qh where
+// the format has them), each kept as one plane in that order after the
+// quants, then its quants: Q8_0's int8 values in order, the others' nibbles
+// regrouped (`regroup_nibbles`).
 
+// Q8_0: `{ d: f16, qs: [i8; 32] }`.
 static Q8_0: Format = Format {
     planes: &[plane("quants", DType::I8, 32), SCALES],
-    split: |block, planes| {
-        planes[1].extend_from_slice(&block[..2]);
-        planes[0].extend_from_slice(&block[2..]);
-    },
-    join: |parts, out| {
-        out.extend_from_slice(parts[1]);
-        out.extend_from_slice(parts[0]);
-    },
+    split: |block, planes| split_legacy(&Q8_0, block, planes),
+    join: |parts, out| join_legacy(&Q8_0, parts, out),
 };
 
 // Q4_0: `{ d: f16, qs: [u8; 16] }`, byte j holding value j in its low nibble
-// and value j + 16 in its high nibble (bias 8). Quants: the 4-bit values in
-// groups of 8 in 4 bytes, byte j of a group holding value j in its low
-// nibble and value j + 4 in its high nibble, so `uchar4 & 15` and
-// `uchar4 >> 4` are four consecutive values each.
-
+// and value j + 16 in its high nibble (bias 8).
 static Q4_0: Format = Format {
     planes: &[NIBBLES, SCALES],
-    split: |block, planes| {
-        planes[1].extend_from_slice(&block[..2]);
-        regroup_nibbles(&block[2..], &mut planes[0]);
-    },
-    join: |parts, out| {
-        out.extend_from_slice(parts[1]);
-        ungroup_nibbles(parts[0], out);
-    },
+    split: |block, planes| split_legacy(&Q4_0, block, planes),
+    join: |parts, out| join_legacy(&Q4_0, parts, out),
 };
 
 // Q4_1: `{ d: f16, m: f16, qs: [u8; 16] }`, nibbles as in Q4_0 (no bias),
-// value = d·q + m. Quants as Q4_0's; scale_mins: (d, m).
-
+// value = d·q + m.
 static Q4_1: Format = Format {
     planes: &[NIBBLES, SCALE_MINS],
-    split: |block, planes| {
-        planes[1].extend_from_slice(&block[..4]);
-        regroup_nibbles(&block[4..], &mut planes[0]);
-    },
-    join: |parts, out| {
-        out.extend_from_slice(parts[1]);
-        ungroup_nibbles(parts[0], out);
-    },
+    split: |block, planes| split_legacy(&Q4_1, block, planes),
+    join: |parts, out| join_legacy(&Q4_1, parts, out),
 };
 
 // Q5_0: `{ d: f16, qh: [u8; 4], qs: [u8; 16] }`, the low 4 bits as Q4_0's
-// nibbles and bit 4 of value i in bit i of qh, value = d·(q − 16). Quants:
-// the low nibbles as Q4_0's; scales: d; high: qh.
-
+// nibbles and bit 4 of value i in bit i of qh, value = d·(q − 16).
 static Q5_0: Format = Format {
     planes: &[NIBBLES, SCALES, HIGH],
-    split: |block, planes| {
-        planes[1].extend_from_slice(&block[..2]);
-        planes[2].extend_from_slice(&block[2..6]);
-        regroup_nibbles(&block[6..], &mut planes[0]);
-    },
-    join: |parts, out| {
-        out.extend_from_slice(parts[1]);
-        out.extend_from_slice(parts[2]);
-        ungroup_nibbles(parts[0], out);
-    },
+    split: |block, planes| split_legacy(&Q5_0, block, planes),
+    join: |parts, out| join_legacy(&Q5_0, parts, out),
 };
 
 // Q5_1: `{ d: f16, m: f16, qh: [u8; 4], qs: [u8; 16] }`, value = d·q + m.
-// Quants as Q5_0's; scale_mins: (d, m); high: qh.
-
 static Q5_1: Format = Format {
     planes: &[NIBBLES, SCALE_MINS, HIGH],
-    split: |block, planes| {
-        planes[1].extend_from_slice(&block[..4]);
-        planes[2].extend_from_slice(&block[4..8]);
-        regroup_nibbles(&block[8..], &mut planes[0]);
-    },
-    join: |parts, out| {
-        out.extend_from_slice(parts[1]);
-        out.extend_from_slice(parts[2]);
-        ungroup_nibbles(parts[0], out);
-    },
+    split: |block, planes| split_legacy(&Q5_1, block, planes),
+    join: |parts, out| join_legacy(&Q5_1, parts, out),
 };
+
+/// Whether a legacy format's quants are nibbles (all but Q8_0's bytes).
+fn nibbles(format: &Format) -> bool {
+    format.planes[0].per_block == 16
+}
+
+/// Appends a legacy block to its planes: the header fields to planes 1..
+/// in order, then the quants.
+fn split_legacy(format: &Format, block: &[u8], planes: &mut [Vec<u8>]) {
+    let mut at = 0;
+    for (plane, layout) in planes[1..].iter_mut().zip(&format.planes[1..]) {
+        let size = layout.block_bytes();
+        plane.extend_from_slice(&block[at..at + size]);
+        at += size;
+    }
+    if nibbles(format) {
+        regroup_nibbles(&block[at..], &mut planes[0]);
+    } else {
+        planes[0].extend_from_slice(&block[at..]);
+    }
+}
+
+/// The inverse of [`split_legacy`].
+fn join_legacy(format: &Format, parts: &[&[u8]], out: &mut Vec<u8>) {
+    for part in &parts[1..] {
+        out.extend_from_slice(part);
+    }
+    if nibbles(format) {
+        ungroup_nibbles(parts[0], out);
+    } else {
+        out.extend_from_slice(parts[0]);
+    }
+}
 
 /// GGML's 16 nibble bytes of a 32-value block (value j low, j + 16 high)
 /// as the quant plane's 4 groups of 8 values (byte j of a group: value j
