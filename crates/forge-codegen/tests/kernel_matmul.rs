@@ -132,16 +132,7 @@ fn matmul_block_formats_at_odd_shapes() {
         (129, 160, Epilogue::Residual, Some(10.0)),
     ];
     for dtype in [DType::Q4_1, DType::Q5_0, DType::Q5_1] {
-        let instances: Vec<_> = cases
-            .iter()
-            .map(|&(r, c, e, s)| matmul(dtype, r, c, e, s))
-            .collect();
-        let kernels = Kernels::build(&instances);
-        for (i, &case) in cases.iter().enumerate() {
-            for n in [1, 33] {
-                run_case(&kernels, dtype, case, n, 5000 + 10 * i as u64 + n as u64);
-            }
-        }
+        run_cases_at_1_and_33_tokens(dtype, &cases, 5000);
     }
 }
 
@@ -164,15 +155,21 @@ fn matmul_any_width_float_dtypes() {
         (101, 7, Epilogue::None, None),
     ];
     for dtype in [DType::F32, DType::F16, DType::BF16] {
-        let instances: Vec<_> = cases
-            .iter()
-            .map(|&(r, c, e, s)| matmul(dtype, r, c, e, s))
-            .collect();
-        let kernels = Kernels::build(&instances);
-        for (i, &case) in cases.iter().enumerate() {
-            for n in [1, 33] {
-                run_case(&kernels, dtype, case, n, 3000 + 10 * i as u64 + n as u64);
-            }
+        run_cases_at_1_and_33_tokens(dtype, &cases, 3000);
+    }
+}
+
+/// Runs `cases` of `dtype` from one library at 1 and 33 tokens (a partial
+/// second tile), seeded from `seed`.
+fn run_cases_at_1_and_33_tokens(dtype: DType, cases: &[Case], seed: u64) {
+    let instances: Vec<_> = cases
+        .iter()
+        .map(|&(r, c, e, s)| matmul(dtype, r, c, e, s))
+        .collect();
+    let kernels = Kernels::build(&instances);
+    for (i, &case) in cases.iter().enumerate() {
+        for n in [1, 33] {
+            run_case(&kernels, dtype, case, n, seed + 10 * i as u64 + n as u64);
         }
     }
 }

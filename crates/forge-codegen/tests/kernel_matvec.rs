@@ -145,14 +145,7 @@ fn matvec_block_formats_at_odd_shapes() {
         ),
     ];
     for dtype in [DType::Q4_1, DType::Q5_0, DType::Q5_1] {
-        let instances: Vec<_> = cases
-            .iter()
-            .map(|&(r, c, e, s, eps)| matvec(dtype, r, c, e, s, eps))
-            .collect();
-        let kernels = Kernels::build(&instances);
-        for (i, &case) in cases.iter().enumerate() {
-            run_case(&kernels, dtype, case, 6000 + i as u64);
-        }
+        run_cases(dtype, &cases, 6000);
     }
 }
 
@@ -391,13 +384,6 @@ fn matvec_gate_product() {
     .map(|a| (70, 64, Epilogue::GateProduct(a), None, Some(1e-5)))
     .collect();
     for dtype in DTYPES {
-        let instances: Vec<_> = cases
-            .iter()
-            .map(|&(r, c, e, s, eps)| matvec(dtype, r, c, e, s, eps))
-            .collect();
-        let kernels = Kernels::build(&instances);
-        for (i, &case) in cases.iter().enumerate() {
-            run_case(&kernels, dtype, case, 9000 + i as u64);
-        }
+        run_cases(dtype, &cases, 9000);
     }
 }
