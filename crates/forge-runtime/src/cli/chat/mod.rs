@@ -22,7 +22,7 @@ use super::{load, per_second, Project, WeightsArg};
 use crate::gpu::GpuOptions;
 use crate::model::CompiledModel;
 use conversation::{Conversation, Feed};
-use report::{TurnReport, PROMPT_LABEL, REPLY_LABEL};
+use report::{TurnReport, PROMPT_LABEL, REPLY_LABEL, STOPS_LABEL};
 
 #[derive(Args)]
 pub(super) struct ChatArgs {
@@ -32,8 +32,8 @@ pub(super) struct ChatArgs {
     /// Tokens a reply may have at most.
     #[arg(long, default_value_t = 512)]
     max_tokens: usize,
-    /// Print on stderr, as JSON strings, the text each turn feeds the model
-    /// and the reply the conversation records.
+    /// Print on stderr the ids that end a reply, and, as JSON strings, the
+    /// text each turn feeds the model and the reply the conversation records.
     #[arg(long)]
     verbose_prompt: bool,
     #[command(flatten)]
@@ -54,6 +54,9 @@ pub(super) fn chat<M: CompiledModel>(
     let template = open_template(project, err)?;
     let (mut picker, seed) = args.sampling.picker::<M>()?;
     let stops = stops::stop_ids(project.text.eos_ids, &template, &tokenizer);
+    if args.verbose_prompt {
+        writeln!(err, "{STOPS_LABEL}: {stops:?}")?;
+    }
     let mut session = load::<M>(project, args.weights.weights, GpuOptions::default())?;
     let interactive = std::io::stdin().is_terminal();
     let mut conversation = Conversation::new(args.system.as_deref());
@@ -172,6 +175,7 @@ pub(super) fn chat<M: CompiledModel>(
     if interactive {
         writeln!(out)?;
     }
-    writeln!(err, "{turn} turns; seed {seed}")?;
+    let plural = if turn == 1 { "" } else { "s" };
+    writeln!(err, "{turn} turn{plural}; seed {seed}")?;
     Ok(())
 }

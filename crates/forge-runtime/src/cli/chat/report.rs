@@ -66,6 +66,16 @@ pub const PROMPT_LABEL: &str = "prompt";
 /// The label `--verbose-prompt` gives the reply the conversation records.
 pub const REPLY_LABEL: &str = "reply";
 
+/// The label `--verbose-prompt` gives the ids that end a reply (`[2, 0]`).
+pub const STOPS_LABEL: &str = "stop tokens";
+
+/// The stop ids `--verbose-prompt` printed.
+pub fn verbose_stop_ids(stderr: &str) -> Option<Vec<u32>> {
+    let prefix = format!("{STOPS_LABEL}: ");
+    let line = stderr.lines().find_map(|l| l.strip_prefix(prefix.as_str()))?;
+    serde_json::from_str(line).ok()
+}
+
 /// The texts `--verbose-prompt` printed under `label`, in order.
 pub fn verbose_texts(stderr: &str, label: &str) -> Vec<String> {
     let prefix = format!("{label}: ");
