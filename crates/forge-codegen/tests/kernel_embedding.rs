@@ -10,10 +10,23 @@ use kernel_support::*;
 use msl_emu::Buffer;
 
 fn check(dtype: DType, vocab: usize, hidden: usize, scale: Option<f32>) {
-    let k = embedding(dtype, vocab as u64, hidden as u64, scale);
-    let kernels = Kernels::build(std::slice::from_ref(&k));
     let mut rng = Rng::new(vocab as u64 + hidden as u64);
     let encoded = encode_weights(dtype, &rng.vec(vocab * hidden, 1.0), hidden);
+    check_table(&encoded, dtype, vocab, hidden, scale, &mut rng);
+}
+
+/// Looks up random ids of `encoded` (`vocab` rows of `hidden` values) and
+/// checks the rows against its decoded values.
+fn check_table(
+    encoded: &Encoded,
+    dtype: DType,
+    vocab: usize,
+    hidden: usize,
+    scale: Option<f32>,
+    rng: &mut Rng,
+) {
+    let k = embedding(dtype, vocab as u64, hidden as u64, scale);
+    let kernels = Kernels::build(std::slice::from_ref(&k));
     let table = &encoded.values;
     // First and last rows, a repeat, and random ids.
     let mut tokens = vec![0u32, vocab as u32 - 1, 7, 7];
@@ -137,5 +150,34 @@ fn embedding_k_quants() {
         check(dtype, 37, 256, None);
         check(dtype, 101, 512, Some(8.0));
         check(dtype, 13, 768, Some(3.0));
+    }
+}
+
+/// K-quant tables of random super-block bytes (every bit pattern of codes,
+/// high bits and packed scales, not only what an encoder writes; the f16
+/// scales finite) decode exactly as forge-weights decodes them.
+#[test]
+fn embedding_k_quants_decode_every_bit_pattern() {
+    let (vocab, hidden) = (20, 512);
+    let mut rng = Rng::new(13);
+    for dtype in [DType::Q4_K, DType::Q5_K, DType::Q6_K] {
+        let size = dtype.block_bytes() as usize;
+        let mut blocks: Vec<u8> = (0..vocab * hidden / 256 * size)
+            .map(|_| rng.next_u64() as u8)
+            .collect();
+        // Exponents below 16 (subnormals included): no inf or NaN scale.
+        let f16_at: &[usize] = if dtype == DType::Q6_K {
+            &[208]
+        } else {
+            &[0, 2]
+        };
+        for block in blocks.chunks_exact_mut(size) {
+            for &at in f16_at {
+                block[at + 1] &= 0b1011_1111;
+            }
+        }
+        let encoded = encode_blocks(dtype, blocks, hidden);
+        check_table(&encoded, dtype, vocab, hidden, None, &mut rng);
+        check_table(&encoded, dtype, vocab, hidden, Some(3.0), &mut rng);
     }
 }

@@ -21,6 +21,9 @@ const DTYPES: [DType; 8] = [
     DType::Q5_1,
 ];
 
+/// The K-quants, whose rows are whole 256-value super-blocks.
+const K_QUANTS: [DType; 3] = [DType::Q4_K, DType::Q5_K, DType::Q6_K];
+
 /// One matvec configuration: (rows, cols, epilogue, softcap, prenorm eps).
 type Case = (u64, u64, Epilogue, Option<f32>, Option<f32>);
 
@@ -157,13 +160,19 @@ fn matvec_smollm2_shape_q8_0_prenorm() {
     run_case(&Kernels::build(&[k]), DType::Q8_0, case, 7);
 }
 
-/// Every weight byte is loaded exactly once per dispatch, for each dtype.
+/// Every weight byte is loaded exactly once per dispatch, for each dtype
+/// (K-quants at 768 columns: whole super-blocks).
 #[test]
 fn matvec_reads_each_weight_byte_once() {
-    let (rows, cols) = (40u64, 576u64);
-    let instances: Vec<_> = DTYPES
+    let rows = 40u64;
+    let cases: Vec<(DType, u64)> = DTYPES
         .iter()
-        .map(|&d| {
+        .map(|&d| (d, 576))
+        .chain(K_QUANTS.iter().map(|&d| (d, 768)))
+        .collect();
+    let instances: Vec<_> = cases
+        .iter()
+        .map(|&(d, cols)| {
             matvec(
                 d,
                 rows,
@@ -175,7 +184,7 @@ fn matvec_reads_each_weight_byte_once() {
         })
         .collect();
     let kernels = Kernels::build_counting(&instances);
-    for (&dtype, k) in DTYPES.iter().zip(&instances) {
+    for (&(dtype, cols), k) in cases.iter().zip(&instances) {
         let epilogue = Epilogue::Gated(Activation::Silu);
         let problem = Problem::random(dtype, 1, rows as usize, cols as usize, epilogue, 3);
         let (wb, xb, nb) = (

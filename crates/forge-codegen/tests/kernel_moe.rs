@@ -20,6 +20,9 @@ use kernel_support::*;
 use linear_reference::{activate, SENTINEL};
 use msl_emu::{Buffer, DispatchStats};
 
+/// The K-quants, whose rows are whole 256-value super-blocks.
+const K_QUANTS: [DType; 3] = [DType::Q4_K, DType::Q5_K, DType::Q6_K];
+
 const DTYPES: [DType; 8] = [
     DType::F32,
     DType::F16,
@@ -545,12 +548,11 @@ fn combine_adds_the_slots_into_the_residual() {
 /// Shapes of one mixture: (hidden, expert intermediate, shared intermediate).
 type Shape = (usize, usize, usize);
 
-/// Quantised rows are whole blocks; float dtypes also get widths that are
-/// not multiples of 4 (one value per lane) and rows that leave partial
-/// simdgroups and tiles.
+/// Quantised rows are whole blocks (K-quants: whole 256-value
+/// super-blocks); float dtypes also get widths that are not multiples of 4
+/// (one value per lane) and rows that leave partial simdgroups and tiles.
 fn shapes(dtype: DType) -> Vec<Shape> {
-    if matches!(dtype, DType::Q4_K | DType::Q5_K | DType::Q6_K) {
-        // K-quant rows are whole 256-value super-blocks.
+    if K_QUANTS.contains(&dtype) {
         return vec![(256, 512, 256)];
     }
     let mut shapes = vec![(64, 96, 64)];
@@ -731,7 +733,7 @@ fn decode_q4_1_q5_0_q5_1() {
 
 #[test]
 fn decode_k_quants() {
-    for dtype in [DType::Q4_K, DType::Q5_K, DType::Q6_K] {
+    for dtype in K_QUANTS {
         decode_dtype(dtype);
     }
 }
@@ -742,14 +744,16 @@ fn decode_k_quants() {
 /// matrix starts on a line here).
 #[test]
 fn decode_reads_only_the_chosen_experts() {
-    let shape = (64, 96, 64);
-    let instances: Vec<_> = DTYPES
+    // Every dtype at its first shape (64, 96, 64; K-quants 256, 512, 256).
+    let dtypes: Vec<DType> = DTYPES.iter().chain(&K_QUANTS).copied().collect();
+    let instances: Vec<_> = dtypes
         .iter()
-        .flat_map(|&d| decode_instances(d, shape))
+        .flat_map(|&d| decode_instances(d, shapes(d)[0]))
         .collect();
     let kernels = Kernels::build_counting(&instances);
     let slots = [DECODE_K as u64, DECODE_K as u64, 1, 1];
-    for &dtype in &DTYPES {
+    for &dtype in &dtypes {
+        let shape = shapes(dtype)[0];
         let run = decode_case(&kernels, dtype, shape, 77);
         let names = decode_instances(dtype, shape).map(|k| k.name);
         for i in 0..4 {
@@ -1078,7 +1082,7 @@ fn prefill_q4_1_q5_0_q5_1() {
 
 #[test]
 fn prefill_k_quants() {
-    for dtype in [DType::Q4_K, DType::Q5_K, DType::Q6_K] {
+    for dtype in K_QUANTS {
         prefill_dtype(dtype);
     }
 }

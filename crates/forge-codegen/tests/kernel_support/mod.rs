@@ -17,7 +17,8 @@
 //! - `Rng::new(seed)`: `next_u64`, `uniform()` in [-1, 1), `vec(len, scale)`.
 //! - `buffer(&[T])`, `read_f32(&Buffer)`, `bind(index, &Buffer)`.
 //! - `encode_weights(dtype, &values, cols) -> Encoded {bytes, planes, values}`:
-//!   the GPU bytes of a matrix and the exact values a kernel must see;
+//!   the GPU bytes of a matrix and the exact values a kernel must see
+//!   (`encode_blocks(dtype, blocks, cols)` for given GGML blocks);
 //!   `plane_buffers(dtype, &planes, slots)` the buffers of its other planes
 //!   with the indices a family binds them at, and `plane_binds` their bindings.
 //! - `assert_close(name, got, want, tol)` with per-element absolute tolerances.
@@ -302,7 +303,14 @@ pub fn encode_weights(dtype: DType, values: &[f32], cols: usize) -> Encoded {
     let size = dtype.bytes_for(values.len() as u64).expect("whole blocks") as usize;
     let mut bytes = vec![0u8; size];
     forge_weights::quantize_rows(dtype, values, cols, &mut bytes).expect("quantise");
-    let mut decoded = vec![0f32; values.len()];
+    encode_blocks(dtype, bytes, cols)
+}
+
+/// A `[rows, cols]` matrix of `dtype` stored as `bytes` (GGML blocks) as the
+/// GPU reads it, and the values it decodes to.
+pub fn encode_blocks(dtype: DType, bytes: Vec<u8>, cols: usize) -> Encoded {
+    let values = (bytes.len() as u64 / dtype.block_bytes() * dtype.block_elements()) as usize;
+    let mut decoded = vec![0f32; values];
     forge_weights::dequantize_rows(dtype, &bytes, cols, &mut decoded).expect("dequantise");
     // Block formats are read as their planes, as forge exports them.
     let (bytes, planes) = if forge_weights::planes::has_planes(dtype) {
