@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Quantise fixture GGUFs to K-quants with llama.cpp's own quantiser.
+"""Quantise fixture GGUFs to K-quants (and the legacy Q4_1/Q5_x mixes) with llama.cpp's own quantiser.
 
 gguf-py can decode K-quants but not encode them, so the K-quant fixtures are
 made the way users make theirs: llama.cpp's llama_model_quantize (what the
@@ -12,6 +12,9 @@ into tests/fixtures/<fixture>/gguf/<fixture>.<format>.gguf:
   q6_k    LLAMA_FTYPE_MOSTLY_Q6_K, pure: every matrix Q6_K
   q4_k_m  LLAMA_FTYPE_MOSTLY_Q4_K_M as llama.cpp mixes it (Q4_K, with Q6_K
           for the head and some attn_v / ffn_down), as shipped Q4_K_M files are
+  q4_1, q5_0, q5_1
+          LLAMA_FTYPE_MOSTLY_Q4_1 / Q5_0 / Q5_1 as llama.cpp mixes them (the
+          legacy format, with a Q6_K head), as shipped files of those are
 
 (norms and other 1-D tensors stay f32), one thread, and writes
 tests/fixtures/k_quant_ggufs.json: the llama-cpp-python version, the source
@@ -43,6 +46,9 @@ FORMATS = {
     "q5_k": ("LLAMA_FTYPE_MOSTLY_Q5_K_S", True),
     "q6_k": ("LLAMA_FTYPE_MOSTLY_Q6_K", True),
     "q4_k_m": ("LLAMA_FTYPE_MOSTLY_Q4_K_M", False),
+    "q4_1": ("LLAMA_FTYPE_MOSTLY_Q4_1", False),
+    "q5_0": ("LLAMA_FTYPE_MOSTLY_Q5_0", False),
+    "q5_1": ("LLAMA_FTYPE_MOSTLY_Q5_1", False),
 }
 CASES = [("llama_k", f) for f in FORMATS]
 

@@ -95,6 +95,15 @@ CASES = [
     ("llama_k", "q5_k"),
     ("llama_k", "q6_k"),
     ("llama_k", "q4_k_m"),
+    # The same fixture quantised by llama.cpp to its Q4_1, Q5_0 and Q5_1 mixes (every matrix
+    # and the token embedding in that format, the head Q6_K), read from those files as above.
+    ("llama_k", "q4_1"),
+    ("llama_k", "q5_0"),
+    ("llama_k", "q5_1"),
+    # --dtype with the other legacy formats: biased projections (qwen2) and experts (qwen3_moe).
+    ("qwen2", "q5_1"),
+    ("qwen3_moe", "q5_0"),
+    ("qwen3_moe", "q4_1"),
 ]
 # State-space architectures: no attention, so no K/V cache to round.
 STATE_SPACE = {"MambaForCausalLM", "Mamba2ForCausalLM"}

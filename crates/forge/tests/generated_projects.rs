@@ -328,6 +328,15 @@ cases! {
     llama_k_gguf_q6_k: "llama_k", "gguf/llama_k.q6_k.gguf", [], Tolerance::Quantized("q6_k");
     // llama.cpp's Q4_K_M mix: Q6_K head, blk.1 attn_v and ffn_down among Q4_K.
     llama_k_gguf_q4_k_m: "llama_k", "gguf/llama_k.q4_k_m.gguf", [], Tolerance::Quantized("q4_k_m");
+    // llama.cpp's Q4_1, Q5_0 and Q5_1 mixes (every matrix and the token
+    // embedding in that format, the head Q6_K), compiled with default options.
+    llama_k_gguf_q4_1: "llama_k", "gguf/llama_k.q4_1.gguf", [], Tolerance::Quantized("q4_1");
+    llama_k_gguf_q5_0: "llama_k", "gguf/llama_k.q5_0.gguf", [], Tolerance::Quantized("q5_0");
+    llama_k_gguf_q5_1: "llama_k", "gguf/llama_k.q5_1.gguf", [], Tolerance::Quantized("q5_1");
+    // --dtype into the legacy formats: biased q/k/v projections, and experts.
+    qwen2_hf_q5_1: "qwen2", "hf", ["--dtype", "q5_1"], Tolerance::Quantized("q5_1");
+    qwen3_moe_hf_q5_0: "qwen3_moe", "hf", ["--dtype", "q5_0"], Tolerance::Quantized("q5_0");
+    qwen3_moe_hf_q4_1: "qwen3_moe", "hf", ["--dtype", "q4_1"], Tolerance::Quantized("q4_1");
 }
 
 /// An architecture forge does not know fails with one line naming the
