@@ -16,7 +16,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
-pub use chat::report::{verbose_stop_ids, verbose_texts, TurnReport};
+pub use chat::report::{verbose_ids, verbose_stop_ids, verbose_texts, TurnReport};
 
 use crate::gpu::{Gpu, GpuOptions};
 use crate::model::CompiledModel;

@@ -22,7 +22,9 @@ use super::{load, per_second, Project, WeightsArg};
 use crate::gpu::GpuOptions;
 use crate::model::CompiledModel;
 use conversation::{Conversation, Feed};
-use report::{TurnReport, PROMPT_LABEL, REPLY_LABEL, STOPS_LABEL};
+use report::{
+    TurnReport, PROMPT_IDS_LABEL, PROMPT_LABEL, REPLY_IDS_LABEL, REPLY_LABEL, STOPS_LABEL,
+};
 
 #[derive(Args)]
 pub(super) struct ChatArgs {
@@ -32,8 +34,8 @@ pub(super) struct ChatArgs {
     /// Tokens a reply may have at most.
     #[arg(long, default_value_t = 512)]
     max_tokens: usize,
-    /// Print on stderr the ids that end a reply, and, as JSON strings, the
-    /// text each turn feeds the model and the reply the conversation records.
+    /// Print on stderr the ids that end a reply, and per turn the text (as a
+    /// JSON string) and ids it feeds the model and the reply's text and ids.
     #[arg(long)]
     verbose_prompt: bool,
     #[command(flatten)]
@@ -118,6 +120,7 @@ pub(super) fn chat<M: CompiledModel>(
         }
         if args.verbose_prompt {
             writeln!(err, "{PROMPT_LABEL}: {}", serde_json::to_string(&text)?)?;
+            writeln!(err, "{PROMPT_IDS_LABEL}: {ids:?}")?;
         }
         let reused = session.position();
         let start = Instant::now();
@@ -143,6 +146,7 @@ pub(super) fn chat<M: CompiledModel>(
                 "{REPLY_LABEL}: {}",
                 serde_json::to_string(&reply.text)?
             )?;
+            writeln!(err, "{REPLY_IDS_LABEL}: {:?}", reply.tokens)?;
         }
         let ended = match reply.stop {
             Stop::Token(id) => format!("ended by token {id}"),

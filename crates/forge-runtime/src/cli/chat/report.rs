@@ -68,21 +68,33 @@ pub const REPLY_LABEL: &str = "reply";
 
 /// The label `--verbose-prompt` gives the ids that end a reply (`[2, 0]`).
 pub const STOPS_LABEL: &str = "stop tokens";
+/// The label of the ids a turn runs (after its text, under [`PROMPT_LABEL`]).
+pub const PROMPT_IDS_LABEL: &str = "prompt ids";
+/// The label of the ids of a reply.
+pub const REPLY_IDS_LABEL: &str = "reply ids";
 
 /// The stop ids `--verbose-prompt` printed.
 pub fn verbose_stop_ids(stderr: &str) -> Option<Vec<u32>> {
-    let prefix = format!("{STOPS_LABEL}: ");
-    let line = stderr.lines().find_map(|l| l.strip_prefix(prefix.as_str()))?;
-    serde_json::from_str(line).ok()
+    verbose_ids(stderr, STOPS_LABEL).into_iter().next()
+}
+
+/// The id lists `--verbose-prompt` printed under `label`, in order.
+pub fn verbose_ids(stderr: &str, label: &str) -> Vec<Vec<u32>> {
+    verbose_values(stderr, label, |json| serde_json::from_str(json).ok())
 }
 
 /// The texts `--verbose-prompt` printed under `label`, in order.
 pub fn verbose_texts(stderr: &str, label: &str) -> Vec<String> {
+    verbose_values(stderr, label, |json| serde_json::from_str(json).ok())
+}
+
+/// The values of the `LABEL: JSON` lines of `stderr`, read by `parse`.
+fn verbose_values<T>(stderr: &str, label: &str, parse: impl Fn(&str) -> Option<T>) -> Vec<T> {
     let prefix = format!("{label}: ");
     stderr
         .lines()
         .filter_map(|l| l.strip_prefix(prefix.as_str()))
-        .filter_map(|json| serde_json::from_str(json).ok())
+        .filter_map(parse)
         .collect()
 }
 
