@@ -212,7 +212,7 @@ fn matmul_refuses_a_dispatch_other_than_128_threads() {
 
 /// K-quants: rows of 1, 2 and 3 whole 256-value super-blocks (eight
 /// 32-column steps each), every kind of epilogue, row counts that leave
-/// partial 64-row tiles and token counts that split a 32-token tile.
+/// partial 64-row tiles, one token and a tile and a token.
 #[test]
 fn matmul_k_quants() {
     let gated = |a| Epilogue::Gated(a);
@@ -227,17 +227,7 @@ fn matmul_k_quants() {
         .into_iter()
         .enumerate()
     {
-        let instances: Vec<_> = cases
-            .iter()
-            .map(|&(r, c, e, s)| matmul(dtype, r, c, e, s))
-            .collect();
-        let kernels = Kernels::build(&instances);
-        for (i, &case) in cases.iter().enumerate() {
-            for n in [1, 33, 64] {
-                let seed = 7000 + 1000 * d as u64 + 10 * i as u64 + n as u64;
-                run_case(&kernels, dtype, case, n, seed);
-            }
-        }
+        run_cases_at_1_and_33_tokens(dtype, &cases, 7000 + 1000 * d as u64);
     }
 }
 

@@ -79,15 +79,7 @@ fn run_case(kernels: &Kernels, dtype: DType, case: Case, seed: u64) {
 }
 
 fn check_dtype(dtype: DType) {
-    let cases = fixture_cases();
-    let instances: Vec<_> = cases
-        .iter()
-        .map(|&(r, c, e, s, eps)| matvec(dtype, r, c, e, s, eps))
-        .collect();
-    let kernels = Kernels::build(&instances);
-    for (i, &case) in cases.iter().enumerate() {
-        run_case(&kernels, dtype, case, 1000 + i as u64);
-    }
+    run_cases(dtype, &fixture_cases(), 1000);
 }
 
 #[test]

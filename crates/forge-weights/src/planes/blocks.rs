@@ -30,7 +30,7 @@ pub(super) fn format(dtype: DType) -> Option<&'static Format> {
     }
 }
 
-const fn plane(name: &'static str, element: DType, per_block: u64) -> PlaneLayout {
+pub(super) const fn plane(name: &'static str, element: DType, per_block: u64) -> PlaneLayout {
     PlaneLayout {
         name,
         element,

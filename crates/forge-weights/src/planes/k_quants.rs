@@ -28,7 +28,7 @@
 
 use forge_ir::DType;
 
-use super::blocks::Format;
+use super::blocks::{plane, Format};
 use super::PlaneLayout;
 use crate::quant::k_quants::unpack_scale_min;
 use crate::QuantError;
@@ -38,14 +38,6 @@ pub const SUPER_BLOCK: usize = 256;
 
 /// Values per lane chunk: 32 chunks make a super-block.
 const CHUNK: usize = 8;
-
-const fn plane(name: &'static str, element: DType, per_block: u64) -> PlaneLayout {
-    PlaneLayout {
-        name,
-        element,
-        per_block,
-    }
-}
 
 /// The low 4 bits of every value.
 const QUANTS: PlaneLayout = plane("quants", DType::I8, 128);
