@@ -42,7 +42,10 @@ fn without_a_template_gemma_gets_its_turn_format_and_others_chatml() {
     assert_eq!(chat.eos_token.as_deref(), Some("<eos>"));
 
     let mamba = fixture("mamba");
-    assert!(mamba.chat_template.is_none(), "the mamba fixture has no template");
+    assert!(
+        mamba.chat_template.is_none(),
+        "the mamba fixture has no template"
+    );
     let chat = ProjectChatTemplate::for_model(&mamba);
     assert_eq!(chat.fallback.as_deref(), Some("ChatML"));
     assert!(chat.source.contains("<|im_start|>"), "{}", chat.source);
