@@ -178,49 +178,45 @@ fn check_layout(
 }
 
 /// The GGUF tensors (name, dtype, shape) a planned tensor is written as:
-/// itself, or a Q8_0/Q4_0 matrix's quant plane (I8, a byte per value or per
-/// two) and scale plane (F16, one per 32 values).
+/// itself, or a block format's planes (`forge_weights::planes::layout`):
+/// the quants under its name, each other plane as `<name>.<plane>`, of the
+/// plane's element type and elements per row.
 fn file_entries(planned: &PlannedTensor) -> Vec<(String, DType, Vec<u64>)> {
     let (rows, cols) = (planned.shape[0], planned.shape[1..].iter().product::<u64>());
-    match planned.dtype {
-        DType::Q8_0 | DType::Q4_0 => {
-            let quant_cols = if planned.dtype == DType::Q4_0 {
-                cols / 2
-            } else {
-                cols
+    let Some(layout) = forge_weights::planes::layout(planned.dtype) else {
+        return vec![(planned.name.clone(), planned.dtype, planned.shape.clone())];
+    };
+    layout
+        .iter()
+        .enumerate()
+        .map(|(i, plane)| {
+            let name = match i {
+                0 => planned.name.clone(),
+                _ => format!("{}.{}", planned.name, plane.name),
             };
-            vec![
-                (planned.name.clone(), DType::I8, vec![rows, quant_cols]),
-                (
-                    format!("{}.scales", planned.name),
-                    DType::F16,
-                    vec![rows, cols / 32],
-                ),
-            ]
-        }
-        dtype => vec![(planned.name.clone(), dtype, planned.shape.clone())],
-    }
+            let per_row = forge_weights::planes::plane_elements(planned.dtype, plane, cols);
+            (name, plane.element, vec![rows, per_row])
+        })
+        .collect()
+}
+
+/// The GGML blocks of a block-format tensor, joined back from its planes in `file`.
+fn joined(file: &GgufFile, planned: &PlannedTensor) -> Vec<u8> {
+    let layout = forge_weights::planes::layout(planned.dtype).expect("a block format");
+    let planes = file_entries(planned)
+        .iter()
+        .take(layout.len())
+        .map(|(name, _, _)| file.tensor_data(file.tensor(name).unwrap()).to_vec())
+        .collect();
+    forge_weights::planes::join(planned.dtype, &forge_weights::planes::Planes { planes }).unwrap()
 }
 
 fn check_tensors(model: &Model, plan: &WeightPlan, file: &GgufFile) {
     for planned in &plan.tensors {
         let info = file.tensor(&planned.name).unwrap();
         let want = expected_bytes(model, planned);
-        let got = if let Some(layout) = forge_weights::planes::layout(planned.dtype) {
-            // The quants under the tensor's name, the other planes as `<name>.<plane>`.
-            let planes = layout
-                .iter()
-                .enumerate()
-                .map(|(i, plane)| match i {
-                    0 => file.tensor_data(info).to_vec(),
-                    _ => {
-                        let name = format!("{}.{}", planned.name, plane.name);
-                        file.tensor_data(file.tensor(&name).unwrap()).to_vec()
-                    }
-                })
-                .collect();
-            forge_weights::planes::join(planned.dtype, &forge_weights::planes::Planes { planes })
-                .unwrap()
+        let got = if forge_weights::planes::has_planes(planned.dtype) {
+            joined(file, planned)
         } else {
             file.tensor_data(info).to_vec()
         };
@@ -353,6 +349,57 @@ fn q8_0_rows_are_copied_raw_in_unpermuted_order() {
             assert!(got_rest == rest.as_slice(), "k and v rows copied as stored");
         } else {
             assert!(got_rest != rest.as_slice(), "k rows are unpermuted too");
+        }
+    }
+}
+
+/// K-quant tensors planned in their own format are copied raw into their
+/// planes: joined back, the file's planes are the GGUF's super-blocks bit
+/// for bit (Q4_K and Q6_K of a Q4_K_M file, Q5_K of a Q5_K one; embedding,
+/// head and projections; q/k rows kept in the file's order).
+#[test]
+fn k_quant_tensors_are_copied_raw_into_their_planes() {
+    for (file_name, names) in [
+        (
+            "llama_k/gguf/llama_k.q4_k_m.gguf",
+            &[
+                "token_embd.weight",
+                "output.weight",
+                "blk.1.attn_v.weight",
+                "blk.0.attn_q.weight",
+            ][..],
+        ),
+        (
+            "llama_k/gguf/llama_k.q5_k.gguf",
+            &["blk.0.ffn_down.weight"][..],
+        ),
+    ] {
+        let model = load(file_name);
+        let plan = WeightPlan {
+            tensors: names
+                .iter()
+                .map(|&n| planned(&model, n, model.tensors.get(n).unwrap().dtype, &[n], true))
+                .collect(),
+        };
+        let (_dir, summary, file) = export(&model, &plan);
+        assert_eq!(
+            (summary.raw_parts, summary.converted_parts),
+            (names.len(), 0)
+        );
+        for planned in &plan.tensors {
+            assert!(
+                matches!(planned.dtype, DType::Q4_K | DType::Q5_K | DType::Q6_K),
+                "{}: {}",
+                planned.name,
+                planned.dtype
+            );
+            let stored = stored_bytes(model.tensors.get(&planned.name).unwrap());
+            assert!(
+                joined(&file, planned) == stored,
+                "{} ({})",
+                planned.name,
+                planned.dtype
+            );
         }
     }
 }
