@@ -9,8 +9,9 @@ step() { printf '\n== %s\n' "$*"; }
 step "tools: clang-19 (msl-emu), Python reference packages, the aarch64-apple-darwin target, cargo-fuzz"
 scripts/install_tools.sh clang python macos-target cargo-fuzz
 
-step "data: the real SmolLM2-135M-Instruct Q4_1 GGUF"
+step "data: the real SmolLM2-135M-Instruct Q4_1 and Gemma 3 270M Q4_K_M GGUFs"
 scripts/fetch_smollm2.sh
+scripts/fetch_gemma3.sh
 
 step "fixtures: files match tests/fixtures/manifest.json"
 python3 scripts/make_fixtures.py --check

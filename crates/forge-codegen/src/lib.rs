@@ -8,7 +8,7 @@ pub mod plan;
 pub mod project;
 mod staging;
 pub mod templates;
-pub mod tokenizer_json;
+pub mod tokenizer_file;
 
 pub use kernels::{render_kernels, KernelInstance};
 pub use plan::{PlannedTensor, WeightPlan};

@@ -36,7 +36,8 @@ fn context(model: &forge_ir::Model, has_tokenizer: bool) -> HostContext {
         fingerprint: "0123456789abcdef".into(),
         export_dtype: None,
     };
-    HostContext::new(model, &plan, "A tiny test model.", has_tokenizer)
+    let tokenizer = has_tokenizer.then_some("tokenizer.json");
+    HostContext::new(model, &plan, "A tiny test model.", tokenizer)
 }
 
 fn file<'a>(files: &'a [GeneratedFile], path: &str) -> &'a str {

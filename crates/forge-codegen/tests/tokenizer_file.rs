@@ -1,26 +1,16 @@
-//! `tokenizer_json` for GGUF checkpoints, loaded by the `tokenizers` crate the generated project
-//! uses: ids must equal the ones transformers computed (fixture references, and the SmolLM2
-//! reference made by scripts/make_tokenizer_reference.py) and the ones the checkpoint's own
-//! Hugging Face `tokenizer.json` gives; decoding must give the text back. Ids are compared exactly.
+//! The tokenizer file forge writes, loaded as the generated project loads it (forge-runtime's
+//! `Tokenizer::open` on the project directory). A GGUF vocabulary must tokenize and detokenize
+//! exactly as llama.cpp does: ids and text are compared exactly with
+//! tests/fixtures/llama_tokenizer_reference.json (scripts/make_llama_tokenizer_reference.py,
+//! llama.cpp through llama-cpp-python) for the two real GGUFs in `.cache/` and the tiny fixture
+//! GGUFs, and the token attributes llama.cpp's loader fixes up must be the ones forge wrote.
 
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
-use forge_codegen::tokenizer_json::{tokenizer_json, TokenizerJsonError};
+use forge_codegen::tokenizer_file::{attr, tokenizer_file, TokenizerFileError, GGUF_VOCAB_FILE};
 use forge_ir::{Model, TokenizerKind, TokenizerSource};
+use forge_runtime::text::{Decode, Tokenizer};
 use serde_json::Value;
-use tokenizers::Tokenizer;
-
-/// Texts beyond the references: digits, unicode outside the tiny vocabularies (byte fallback),
-/// runs of spaces, tabs and newlines, text starting with a space.
-const EXTRA_TEXTS: &[&str] = &[
-    "Numbers 12345 and 3.14159, 1,000,000!",
-    "Café naïve 日本語 😀 Россия",
-    "multiple   internal    spaces  and trailing  ",
-    "  two leading spaces",
-    "tabs\tand\nnewlines\r\n\n mixed",
-    "I'm sure they'll say it's fine, don't you?",
-];
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -32,36 +22,31 @@ fn read_json(path: &Path) -> Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
 }
 
+fn reference() -> Value {
+    read_json(&repo_root().join("tests/fixtures/llama_tokenizer_reference.json"))
+}
+
 fn load(path: &Path) -> Model {
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/fetch_smollm2.sh and scripts/fetch_gemma3.sh (the README's test command does)",
+        path.display()
+    );
     forge_frontend::load_model(path)
         .unwrap_or_else(|e| panic!("cannot load {}: {e}", path.display()))
 }
 
-/// The tokenizer forge writes for `model`, as the generated project loads it.
-fn built_tokenizer(model: &Model) -> Tokenizer {
-    let json = tokenizer_json(model)
+/// The tokenizer file forge writes for `model`, in a project directory of its own, and the
+/// tokenizer the generated binary opens from there.
+fn project_tokenizer(model: &Model) -> (tempfile::TempDir, Tokenizer) {
+    let file = tokenizer_file(model)
         .unwrap_or_else(|e| panic!("{}: {e}", model.source.display()))
         .unwrap_or_else(|| panic!("{}: no tokenizer", model.source.display()));
-    Tokenizer::from_str(&json).unwrap_or_else(|e| {
-        panic!(
-            "{}: tokenizers rejects the json: {e}",
-            model.source.display()
-        )
-    })
-}
-
-fn ids(tokenizer: &Tokenizer, text: &str, add_special_tokens: bool) -> Vec<u32> {
-    tokenizer
-        .encode(text, add_special_tokens)
-        .unwrap_or_else(|e| panic!("cannot encode {text:?}: {e}"))
-        .get_ids()
-        .to_vec()
-}
-
-fn decode(tokenizer: &Tokenizer, ids: &[u32], skip_special_tokens: bool) -> String {
-    tokenizer
-        .decode(ids, skip_special_tokens)
-        .unwrap_or_else(|e| panic!("cannot decode {ids:?}: {e}"))
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(file.name), &file.contents).unwrap();
+    let tokenizer =
+        Tokenizer::open(dir.path()).unwrap_or_else(|e| panic!("{}: {e}", model.source.display()));
+    (dir, tokenizer)
 }
 
 fn id_list(value: &Value) -> Vec<u32> {
@@ -73,143 +58,172 @@ fn id_list(value: &Value) -> Vec<u32> {
         .collect()
 }
 
-/// Every GGUF fixture (from tests/fixtures/manifest.json) with the Hugging Face directory it came from.
-fn gguf_fixtures() -> Vec<(String, PathBuf, PathBuf)> {
-    let fixtures = repo_root().join("tests/fixtures");
-    let manifest = read_json(&fixtures.join("manifest.json"));
-    let mut out = Vec::new();
-    for fixture in manifest["fixtures"].as_array().expect("fixtures list") {
-        let name = fixture["name"].as_str().expect("fixture name");
-        // GGUF architectures the frontend does not load yet (issue 12); remove as it does.
-        if ["qwen2_moe", "qwen3_moe", "granite4h_moe"].contains(&name) {
-            continue;
-        }
-        for gguf in fixture["gguf"].as_array().into_iter().flatten() {
-            let file = fixtures.join(gguf["file"].as_str().expect("gguf file"));
-            out.push((name.to_string(), file, fixtures.join(name)));
-        }
-    }
-    assert!(
-        out.len() >= 16,
-        "manifest lists only {} GGUF files",
-        out.len()
-    );
-    out
-}
-
-/// Compares one GGUF fixture's built tokenizer with transformers' ids and the HF file; returns
-/// the disagreements.
-fn check_fixture(name: &str, gguf: &Path, dir: &Path) -> Vec<String> {
+/// Every disagreement of `tokenizer` with llama.cpp's records for one model.
+fn disagreements(name: &str, tokenizer: &Tokenizer, record: &Value) -> Vec<String> {
+    let Tokenizer::Gguf(vocab) = tokenizer else {
+        panic!("{name}: a GGUF checkpoint gets gguf_vocab.json");
+    };
     let mut problems = Vec::new();
-    let mut expect = |what: &str, got: &dyn std::fmt::Debug, want: &dyn std::fmt::Debug| {
+    let mut expect = |what: String, got: &dyn std::fmt::Debug, want: &dyn std::fmt::Debug| {
         let (got, want) = (format!("{got:?}"), format!("{want:?}"));
         if got != want {
-            problems.push(format!(
-                "{name} ({}): {what}\n  got  {got}\n  want {want}",
-                gguf.display()
-            ));
+            problems.push(format!("{name}: {what}\n  got  {got}\n  want {want}"));
         }
     };
-    let model = load(gguf);
-    assert!(matches!(
-        model.tokenizer.as_ref().map(|t| &t.source),
-        Some(TokenizerSource::Gguf(_))
-    ));
-    let ours = built_tokenizer(&model);
-    let hf = Tokenizer::from_file(dir.join("hf/tokenizer.json"))
-        .unwrap_or_else(|e| panic!("{name}: HF tokenizer.json: {e}"));
-    let reference = read_json(&dir.join("reference/reference.json"));
-
-    let prompt = &reference["prompt"];
-    let text = prompt["text"].as_str().expect("prompt text");
-    let special = prompt["add_special_tokens"]
-        .as_bool()
-        .expect("add_special_tokens");
-    let want = id_list(&prompt["ids"]);
-    let got = ids(&ours, text, special);
-    expect("prompt ids vs transformers", &got, &want);
     expect(
-        "prompt ids: HF file vs transformers",
-        &ids(&hf, text, special),
-        &want,
+        "vocabulary size".into(),
+        &(vocab.len() as u64),
+        &record["n_tokens"].as_u64().unwrap(),
     );
-    expect("prompt decoded", &decode(&ours, &got, true), &text);
-
-    if let Some(chat) = reference.get("chat").filter(|c| !c.is_null()) {
-        let text = chat["text"].as_str().expect("chat text");
-        let want = id_list(&chat["ids_without_added_specials"]);
-        let got = ids(&ours, text, false);
-        expect("chat ids vs transformers", &got, &want);
-        expect("chat decoded", &decode(&ours, &got, false), &text);
-    }
-    for text in EXTRA_TEXTS {
-        let got = ids(&ours, text, false);
+    for case in record["cases"].as_array().expect("cases") {
+        let text = case["text"].as_str().expect("text");
+        let ids = tokenizer.tokenize(text, true, true).unwrap();
+        expect(format!("ids of {text:?}"), &ids, &id_list(&case["ids"]));
+        let plain = tokenizer.tokenize(text, false, false).unwrap();
         expect(
-            &format!("{text:?} vs HF file"),
-            &got,
-            &ids(&hf, text, false),
+            format!("ids of {text:?} (no BOS, no special parsing)"),
+            &plain,
+            &id_list(&case["ids_plain"]),
         );
+        let want = id_list(&case["ids"]);
+        for (special, key) in [(false, "decoded"), (true, "decoded_special")] {
+            let got = vocab.detokenize(&want, false, special).unwrap();
+            expect(
+                format!("{key} {want:?}"),
+                &got,
+                &case[key].as_str().unwrap(),
+            );
+        }
+        // What `generate` streams: the text without special tokens.
         expect(
-            &format!("{text:?} decoded vs HF file"),
-            &decode(&ours, &got, false),
-            &decode(&hf, &got, false),
+            format!("decode {want:?}"),
+            &tokenizer.decode(&want).unwrap(),
+            &case["decoded"].as_str().unwrap(),
         );
     }
     problems
 }
 
-#[test]
-fn gguf_fixture_tokenizers_match_transformers_and_hf_files() {
-    let mut problems = Vec::new();
-    for (name, gguf, dir) in gguf_fixtures() {
-        problems.extend(check_fixture(&name, &gguf, &dir));
-    }
+fn assert_agrees(problems: Vec<String>) {
     assert!(
         problems.is_empty(),
-        "{} disagreements:\n{}",
+        "{} disagreements with llama.cpp:\n{}",
         problems.len(),
         problems.join("\n")
     );
 }
 
 #[test]
-fn real_smollm2_gguf_tokenizer_matches_transformers_reference() {
-    let root = repo_root();
-    let gguf = root.join(".cache/SmolLM2-135M-Instruct.Q4_1.gguf");
+fn real_gguf_tokenizers_match_llama_cpp() {
+    let reference = reference();
+    let mut problems = Vec::new();
+    let mut cases = 0;
+    for (name, record) in reference["models"].as_object().expect("models") {
+        let model = load(&repo_root().join(record["gguf"].as_str().unwrap()));
+        let (_dir, tokenizer) = project_tokenizer(&model);
+        problems.extend(disagreements(name, &tokenizer, record));
+        cases += record["cases"].as_array().unwrap().len();
+    }
+    assert_eq!(reference["models"].as_object().unwrap().len(), 2);
+    assert!(cases >= 60, "only {cases} cases");
+    assert_agrees(problems);
+}
+
+#[test]
+fn fixture_gguf_tokenizers_match_llama_cpp() {
+    let reference = reference();
+    let fixtures = reference["fixtures"].as_object().expect("fixtures");
+    assert!(fixtures.len() >= 10, "only {} fixtures", fixtures.len());
+    let mut problems = Vec::new();
+    for (name, record) in fixtures {
+        let model = load(&repo_root().join(record["gguf"].as_str().unwrap()));
+        let (_dir, tokenizer) = project_tokenizer(&model);
+        problems.extend(disagreements(name, &tokenizer, record));
+    }
+    assert_agrees(problems);
+}
+
+/// llama.cpp's loader changes some tokens' attributes from what their token type says (control
+/// for end-of-generation texts such as Gemma's user-defined `</s>`, unused for `<unusedN>`,
+/// Phi-3's stripped whitespace); the attributes forge writes must be exactly llama.cpp's.
+#[test]
+fn token_attributes_are_llama_cpps() {
+    let reference = reference();
+    let records = reference["models"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .chain(reference["fixtures"].as_object().unwrap());
+    let mut checked_fixups = 0;
+    for (name, record) in records {
+        let model = load(&repo_root().join(record["gguf"].as_str().unwrap()));
+        let file = tokenizer_file(&model).unwrap().unwrap();
+        assert_eq!(file.name, GGUF_VOCAB_FILE);
+        let written: Value = serde_json::from_str(&file.contents).unwrap();
+        let ours = id_list(&written["attributes"]);
+        let TokenizerSource::Gguf(vocab) = &model.tokenizer.as_ref().unwrap().source else {
+            unreachable!("a GGUF model");
+        };
+        let plain = |id: usize| match vocab.token_types.as_ref().map(|t| t[id]) {
+            None | Some(1) => attr::NORMAL,
+            Some(2) => attr::UNKNOWN,
+            Some(3) => attr::CONTROL,
+            Some(4) => attr::USER_DEFINED,
+            Some(5) => 1 << 1,
+            Some(6) => attr::BYTE,
+            Some(_) => 0,
+        };
+        let mut want: Vec<u32> = (0..ours.len()).map(plain).collect();
+        for fixup in record["attribute_fixups"].as_array().unwrap() {
+            let [first, last, attribute] = id_list(fixup)[..] else {
+                panic!("{name}: fixup {fixup} is not [first, last, attribute]");
+            };
+            for id in first..=last {
+                want[id as usize] = attribute;
+                checked_fixups += 1;
+            }
+        }
+        let differing: Vec<(usize, u32, u32)> = (0..ours.len())
+            .filter(|&id| ours[id] != want[id])
+            .map(|id| (id, ours[id], want[id]))
+            .take(10)
+            .collect();
+        assert!(
+            differing.is_empty(),
+            "{name}: (id, ours, llama.cpp's) {differing:?}"
+        );
+    }
     assert!(
-        gguf.exists(),
-        "{} is missing: run scripts/fetch_smollm2.sh (the README's test command does)",
-        gguf.display()
+        checked_fixups > 6000,
+        "only {checked_fixups} fixed-up attributes"
     );
-    let model = load(&gguf);
-    let ours = built_tokenizer(&model);
+}
+
+/// The older reference: transformers' GGUF loader on the real SmolLM2 with the published
+/// pre-tokenizer (scripts/make_tokenizer_reference.py) agrees with llama.cpp on these texts.
+#[test]
+fn real_smollm2_tokenizer_matches_the_transformers_reference() {
+    let root = repo_root();
+    let model = load(&root.join(".cache/SmolLM2-135M-Instruct.Q4_1.gguf"));
+    let (_dir, tokenizer) = project_tokenizer(&model);
     let reference = read_json(&root.join("tests/fixtures/smollm2_tokenizer_reference.json"));
-    assert_eq!(
-        ours.get_vocab_size(true),
-        reference["vocab_size"].as_u64().unwrap() as usize
-    );
     let cases = reference["cases"].as_array().expect("cases");
     assert!(cases.len() >= 8);
     for case in cases {
         let text = case["text"].as_str().expect("text");
-        let got = ids(&ours, text, false);
+        let got = tokenizer.encode(text).unwrap();
         assert_eq!(got, id_list(&case["ids"]), "ids of {text:?}");
-        assert_eq!(decode(&ours, &got, false), text, "decoding {text:?}");
     }
-    // The chat markers are single special tokens and drop out when decoding skips specials.
-    let chat = ids(&ours, "<|im_start|>user\nHi<|im_end|>", false);
-    assert_eq!(chat.first(), Some(&1));
-    assert_eq!(chat.last(), Some(&2));
-    assert_eq!(decode(&ours, &chat, true), "user\nHi");
 }
 
 #[test]
 fn hf_checkpoints_keep_their_own_tokenizer_json() {
     let dir = repo_root().join("tests/fixtures/smollm2/hf");
     let model = load(&dir);
-    let json = tokenizer_json(&model).unwrap().expect("a tokenizer");
+    let file = tokenizer_file(&model).unwrap().expect("a tokenizer");
+    assert_eq!(file.name, "tokenizer.json");
     assert_eq!(
-        json,
+        file.contents,
         std::fs::read_to_string(dir.join("tokenizer.json")).unwrap()
     );
 }
@@ -218,17 +232,23 @@ fn hf_checkpoints_keep_their_own_tokenizer_json() {
 fn models_without_a_tokenizer_get_none() {
     let mut model = load(&repo_root().join("tests/fixtures/smollm2/gguf/smollm2.f32.gguf"));
     model.tokenizer = None;
-    assert!(tokenizer_json(&model).unwrap().is_none());
+    assert!(tokenizer_file(&model).unwrap().is_none());
 }
 
 #[test]
 fn unsupported_gguf_tokenizers_are_named_errors() {
     let base = load(&repo_root().join("tests/fixtures/smollm2/gguf/smollm2.f32.gguf"));
+    fn vocab(model: &mut Model) -> &mut forge_ir::GgufVocab {
+        match &mut model.tokenizer.as_mut().unwrap().source {
+            TokenizerSource::Gguf(vocab) => vocab,
+            TokenizerSource::HfJson { .. } => unreachable!("a GGUF model"),
+        }
+    }
 
     let mut other = base.clone();
     other.tokenizer.as_mut().unwrap().kind = TokenizerKind::Other;
-    let err = tokenizer_json(&other).unwrap_err();
-    assert!(matches!(err, TokenizerJsonError::UnsupportedModel { .. }));
+    let err = tokenizer_file(&other).unwrap_err();
+    assert!(matches!(err, TokenizerFileError::UnsupportedModel { .. }));
     let message = err.to_string();
     assert!(
         message.contains("gpt2") && message.contains("llama") && !message.contains('\n'),
@@ -236,18 +256,35 @@ fn unsupported_gguf_tokenizers_are_named_errors() {
     );
 
     let mut unknown_pre = base.clone();
-    match &mut unknown_pre.tokenizer.as_mut().unwrap().source {
-        TokenizerSource::Gguf(vocab) => vocab.pre = Some("made-up-bpe".into()),
-        TokenizerSource::HfJson { .. } => unreachable!("a GGUF model"),
-    }
-    let err = tokenizer_json(&unknown_pre).unwrap_err();
+    vocab(&mut unknown_pre).pre = Some("made-up-bpe".into());
+    let err = tokenizer_file(&unknown_pre).unwrap_err();
     assert!(err.to_string().contains("\"made-up-bpe\""), "{err}");
 
-    let mut no_merges = base;
-    match &mut no_merges.tokenizer.as_mut().unwrap().source {
-        TokenizerSource::Gguf(vocab) => vocab.merges = None,
-        TokenizerSource::HfJson { .. } => unreachable!("a GGUF model"),
-    }
-    let err = tokenizer_json(&no_merges).unwrap_err();
+    let mut no_merges = base.clone();
+    vocab(&mut no_merges).merges = None;
+    let err = tokenizer_file(&no_merges).unwrap_err();
     assert!(err.to_string().contains("tokenizer.ggml.merges"), "{err}");
+
+    let mut duplicate = base.clone();
+    let tokens = &mut vocab(&mut duplicate).tokens;
+    tokens[5] = tokens[4].clone();
+    let err = tokenizer_file(&duplicate).unwrap_err().to_string();
+    assert!(
+        err.contains("duplicate token") && err.contains("4 and 5"),
+        "{err}"
+    );
+
+    let mut bos_missing = base;
+    let v = vocab(&mut bos_missing);
+    v.add_bos_token = Some(true);
+    v.token_ids.remove("bos");
+    // gpt2's default BOS id 11 stands in for a missing one, as in llama.cpp; past the vocabulary
+    // it is dropped, and adding BOS is then an error.
+    v.tokens.truncate(11);
+    v.token_types.as_mut().unwrap().truncate(11);
+    let err = tokenizer_file(&bos_missing).unwrap_err().to_string();
+    assert!(
+        err.contains("add_bos_token") && !err.contains('\n'),
+        "{err}"
+    );
 }

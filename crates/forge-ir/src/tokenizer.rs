@@ -1,5 +1,6 @@
 //! How text becomes tokens and back, how chats are formatted, and when generation stops.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -40,6 +41,14 @@ pub struct GgufVocab {
     pub merges: Option<Vec<String>>,
     /// The pre-tokenizer llama.cpp's converter recognised (`tokenizer.ggml.pre`).
     pub pre: Option<String>,
+    /// `tokenizer.ggml.add_bos_token`, `add_eos_token` and `add_space_prefix` as the file has
+    /// them; `None` where it has not, so llama.cpp's default for the vocabulary applies.
+    pub add_bos_token: Option<bool>,
+    pub add_eos_token: Option<bool>,
+    pub add_space_prefix: Option<bool>,
+    /// `tokenizer.ggml.<role>_token_id` for every role the file names, keyed by role
+    /// (`bos`, `eos`, `eot`, `unknown`, `padding`, ...).
+    pub token_ids: BTreeMap<String, u32>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

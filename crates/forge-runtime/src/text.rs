@@ -1,14 +1,41 @@
-//! Text in and out: loading tokenizer.json, encoding a prompt, and turning
-//! generated ids into text as they arrive without ever splitting a character.
+//! Text in and out: the project's tokenizer (a Hugging Face `tokenizer.json`, or a GGUF
+//! vocabulary tokenized exactly as llama.cpp does), and turning generated ids into text as they
+//! arrive without ever splitting a character.
+
+pub mod gguf;
 
 use anyhow::{anyhow, Result};
 use std::path::Path;
 
-pub struct Tokenizer {
-    inner: tokenizers::Tokenizer,
+use gguf::GgufVocab;
+
+/// The file forge writes for a GGUF checkpoint's vocabulary.
+pub const GGUF_VOCAB_FILE: &str = "gguf_vocab.json";
+/// A Hugging Face checkpoint's own tokenizer file.
+pub const HF_TOKENIZER_FILE: &str = "tokenizer.json";
+
+pub enum Tokenizer {
+    /// A Hugging Face `tokenizer.json`, run by the `tokenizers` crate, and the BOS the
+    /// checkpoint starts a prompt with (its `add_bos_token`).
+    Hf {
+        inner: Box<tokenizers::Tokenizer>,
+        bos: Option<u32>,
+    },
+    /// A GGUF vocabulary, run as llama.cpp runs it.
+    Gguf(Box<GgufVocab>),
 }
 
 impl Tokenizer {
+    /// The tokenizer forge wrote into the project directory `dir`.
+    pub fn open(dir: &Path) -> Result<Tokenizer> {
+        let gguf = dir.join(GGUF_VOCAB_FILE);
+        match gguf.is_file() {
+            true => Tokenizer::load(&gguf),
+            false => Tokenizer::load(&dir.join(HF_TOKENIZER_FILE)),
+        }
+    }
+
+    /// A `gguf_vocab.json` or a `tokenizer.json`, told apart by the file name.
     pub fn load(path: &Path) -> Result<Tokenizer> {
         if !path.is_file() {
             return Err(anyhow!(
@@ -16,19 +43,59 @@ impl Tokenizer {
                 path.display()
             ));
         }
+        if path.file_name().is_some_and(|name| name == GGUF_VOCAB_FILE) {
+            return GgufVocab::load(path).map(|vocab| Tokenizer::Gguf(Box::new(vocab)));
+        }
         let inner = tokenizers::Tokenizer::from_file(path)
             .map_err(|e| anyhow!("{}: not a usable tokenizer.json: {e}", path.display()))?;
-        Ok(Tokenizer { inner })
+        Ok(Tokenizer::Hf {
+            inner: Box::new(inner),
+            bos: None,
+        })
+    }
+
+    /// Sets the BOS a Hugging Face tokenizer starts a prompt with when asked to add specials; a
+    /// GGUF vocabulary knows its own.
+    pub fn with_hf_bos(self, bos: Option<u32>) -> Tokenizer {
+        match self {
+            Tokenizer::Hf { inner, .. } => Tokenizer::Hf { inner, bos },
+            gguf => gguf,
+        }
     }
 
     /// The ids of `text` alone: special tokens written in the text are
     /// recognised, but none are added (the caller decides about BOS).
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        let encoding = self
-            .inner
-            .encode(text, false)
-            .map_err(|e| anyhow!("cannot tokenize the prompt: {e}"))?;
-        Ok(encoding.get_ids().to_vec())
+        self.tokenize(text, false, true)
+    }
+
+    /// llama.cpp's `llama_tokenize(text, add_special, parse_special)`. `add_special` adds what
+    /// the model adds to every prompt: a GGUF vocabulary's BOS (or EOS), a Hugging Face
+    /// checkpoint's BOS (`with_hf_bos`). Without `parse_special`, text that spells a control
+    /// token is tokenized as plain text.
+    pub fn tokenize(&self, text: &str, add_special: bool, parse_special: bool) -> Result<Vec<u32>> {
+        match self {
+            Tokenizer::Gguf(vocab) => vocab.tokenize(text, add_special, parse_special),
+            Tokenizer::Hf { inner, bos } => {
+                let mut plain;
+                let inner = match parse_special {
+                    true => inner.as_ref(),
+                    false => {
+                        plain = inner.as_ref().clone();
+                        plain.set_encode_special_tokens(true);
+                        &plain
+                    }
+                };
+                let encoding = inner
+                    .encode(text, false)
+                    .map_err(|e| anyhow!("cannot tokenize the text: {e}"))?;
+                let bos = bos.filter(|_| add_special);
+                Ok(bos
+                    .into_iter()
+                    .chain(encoding.get_ids().iter().copied())
+                    .collect())
+            }
+        }
     }
 }
 
@@ -39,9 +106,12 @@ pub trait Decode {
 
 impl Decode for Tokenizer {
     fn decode(&self, ids: &[u32]) -> Result<String> {
-        self.inner
-            .decode(ids, true)
-            .map_err(|e| anyhow!("cannot decode token ids {ids:?}: {e}"))
+        match self {
+            Tokenizer::Gguf(vocab) => vocab.detokenize(ids, false, false),
+            Tokenizer::Hf { inner, .. } => inner
+                .decode(ids, true)
+                .map_err(|e| anyhow!("cannot decode token ids {ids:?}: {e}")),
+        }
     }
 }
 

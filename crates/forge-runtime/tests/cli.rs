@@ -358,3 +358,54 @@ fn without_a_tokenizer_generate_refuses_and_logits_works() {
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(read_npy_f32(&out).1.len(), VOCAB);
 }
+
+/// `tokenize` prints transformers' ids of the reference prompt (BOS 1 added, as the checkpoint
+/// asks) comma-separated on one line, without touching the weights.
+#[test]
+fn tokenize_prints_the_prompt_ids_without_loading_weights() {
+    let project = toy_project("cli-tokenize", true);
+    std::fs::remove_file(Path::new(project.dir).join("weights.gguf")).unwrap();
+    let ids: Vec<u64> = reference()["prompt"]["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|id| id.as_u64().unwrap())
+        .collect();
+    assert_eq!(ids[0], 1, "the reference prompt starts with BOS");
+    let line = |ids: &[u64]| {
+        let ids: Vec<String> = ids.iter().map(u64::to_string).collect();
+        ids.join(",") + "\n"
+    };
+    let prompt = reference_prompt();
+    let (code, stdout, stderr) = run(&project, &["tokenize", "--text", &prompt]);
+    assert_eq!((code, stdout), (0, line(&ids)), "{stderr}");
+    let (code, stdout, stderr) = run(&project, &["tokenize", "--text", &prompt, "--no-bos"]);
+    assert_eq!((code, stdout), (0, line(&ids[1..])), "{stderr}");
+    // The BOS spelt in the text is a token, unless special tokens are not parsed.
+    let spelt = format!("</s>{prompt}");
+    let (_, parsed, _) = run(&project, &["tokenize", "--text", &spelt, "--no-bos"]);
+    let (_, plain, _) = run(
+        &project,
+        &[
+            "tokenize",
+            "--text",
+            &spelt,
+            "--no-bos",
+            "--no-parse-special",
+        ],
+    );
+    assert!(parsed.starts_with("2,"), "{parsed}");
+    assert!(
+        !plain.starts_with("2,") && plain.len() > parsed.len(),
+        "{plain}"
+    );
+}
+
+#[test]
+fn without_a_tokenizer_tokenize_refuses() {
+    let project = toy_project("cli-tokenize-none", false);
+    assert_user_error(
+        run(&project, &["tokenize", "--text", "hi"]),
+        "tokenize needs a tokenizer",
+    );
+}

@@ -128,6 +128,9 @@ pub struct HostContext {
     pub recurrent_state: Option<String>,
     pub experts: Option<String>,
     pub has_tokenizer: bool,
+    /// The tokenizer's file beside `Cargo.toml`: `tokenizer.json` (a Hugging Face checkpoint's
+    /// own) or `gguf_vocab.json` (a GGUF vocabulary, tokenized as llama.cpp does).
+    pub tokenizer_file: Option<String>,
     pub vocab_size: u64,
     pub context_length: u64,
     /// Ids that end generation (tokenizer and generation config), in order, without repeats.
@@ -156,7 +159,12 @@ pub struct HostContext {
 }
 
 impl HostContext {
-    pub fn new(model: &Model, plan: &HostPlan, summary: &str, has_tokenizer: bool) -> HostContext {
+    pub fn new(
+        model: &Model,
+        plan: &HostPlan,
+        summary: &str,
+        tokenizer_file: Option<&str>,
+    ) -> HostContext {
         let g = &model.generation;
         let vocab = plan.vocab_size;
         let mut eos_ids: Vec<u32> = Vec::new();
@@ -221,7 +229,8 @@ impl HostContext {
             kv_cache: plan.kv_cache.clone().unwrap_or_else(|| "none".to_string()),
             recurrent_state: plan.recurrent_state.clone(),
             experts: plan.experts.clone(),
-            has_tokenizer,
+            has_tokenizer: tokenizer_file.is_some(),
+            tokenizer_file: tokenizer_file.map(str::to_string),
             vocab_size: vocab,
             context_length: plan.context_length,
             eos_ids,

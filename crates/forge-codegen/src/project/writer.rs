@@ -82,11 +82,12 @@ pub fn render_project(model: &Model, options: &CompileOptions) -> Result<Project
             contents: model_source(&plan, &model.name, &summary).map_err(|e| err(&e))?,
         },
     ];
-    let tokenizer = crate::tokenizer_json::tokenizer_json(model).map_err(|e| err(&e))?;
-    if let Some(json) = &tokenizer {
+    let tokenizer = crate::tokenizer_file::tokenizer_file(model).map_err(|e| err(&e))?;
+    let tokenizer_name = tokenizer.as_ref().map(|t| t.name);
+    if let Some(file) = tokenizer {
         files.push(GeneratedFile {
-            path: "tokenizer.json".into(),
-            contents: json.clone(),
+            path: file.name.into(),
+            contents: file.contents,
         });
     }
     files.push(GeneratedFile {
@@ -103,7 +104,7 @@ pub fn render_project(model: &Model, options: &CompileOptions) -> Result<Project
         fingerprint: plan.weights.fingerprint(),
         export_dtype: options.dtype.map(|d| d.name().to_lowercase()),
     };
-    let mut context = HostContext::new(model, &host_plan, &summary, tokenizer.is_some());
+    let mut context = HostContext::new(model, &host_plan, &summary, tokenizer_name);
     if let Some(name) = &options.name {
         context.package_name = super::host::package_name(name);
     }

@@ -1,5 +1,7 @@
 //! `tokenizer.ggml.*` and `tokenizer.chat_template` -> tokenizer spec, chat template, stop ids.
 
+use std::collections::BTreeMap;
+
 use forge_ir::{
     ChatTemplate, GenerationDefaults, GgufVocab, TokenizerKind, TokenizerSource, TokenizerSpec,
 };
@@ -22,6 +24,37 @@ fn as_i32(v: &GgufValue) -> Option<i32> {
 
 fn id(m: &Metadata, key: &str) -> Result<Option<u32>> {
     Ok(m.opt_u64_raw(key)?.and_then(|v| u32::try_from(v).ok()))
+}
+
+/// The `tokenizer.ggml.<role>_token_id` roles llama.cpp reads (`seperator` is its spelling).
+const TOKEN_ID_ROLES: [&str; 17] = [
+    "bos",
+    "eos",
+    "eot",
+    "eom",
+    "unknown",
+    "seperator",
+    "padding",
+    "mask",
+    "fim_pre",
+    "fim_suf",
+    "fim_mid",
+    "fim_pad",
+    "fim_rep",
+    "fim_sep",
+    "prefix",
+    "suffix",
+    "middle",
+];
+
+fn token_ids(m: &Metadata) -> Result<BTreeMap<String, u32>> {
+    let mut ids = BTreeMap::new();
+    for role in TOKEN_ID_ROLES {
+        if let Some(id) = id(m, &format!("tokenizer.ggml.{role}_token_id"))? {
+            ids.insert(role.to_string(), id);
+        }
+    }
+    Ok(ids)
 }
 
 pub fn read(
@@ -52,9 +85,8 @@ pub fn read(
         _ => TokenizerKind::Other,
     };
     // llama.cpp prepends BOS by default for SentencePiece vocabularies only.
-    let add_bos = m
-        .opt_bool_raw("tokenizer.ggml.add_bos_token")?
-        .unwrap_or(kind == TokenizerKind::SentencePiece);
+    let add_bos_token = m.opt_bool_raw("tokenizer.ggml.add_bos_token")?;
+    let add_bos = add_bos_token.unwrap_or(kind == TokenizerKind::SentencePiece);
     let tokenizer = match (model, tokens) {
         (Some(_), Some(tokens)) => {
             let n = tokens.len();
@@ -80,6 +112,10 @@ pub fn read(
                     token_types,
                     merges: m.array("tokenizer.ggml.merges", as_string)?,
                     pre: m.opt_str_raw("tokenizer.ggml.pre")?.map(str::to_string),
+                    add_bos_token,
+                    add_eos_token: m.opt_bool_raw("tokenizer.ggml.add_eos_token")?,
+                    add_space_prefix: m.opt_bool_raw("tokenizer.ggml.add_space_prefix")?,
+                    token_ids: token_ids(m)?,
                 }),
             })
         }

@@ -1,16 +1,15 @@
 //! `generate`: continue a prompt, streaming text as the tokens arrive.
 
 use std::io::Write;
-use std::path::Path;
 
 use anyhow::{bail, Result};
 use clap::Args;
 
 use super::sampling::{continue_sequence, SamplingArgs, Stop};
+use super::tokenize::open_tokenizer;
 use super::{load, per_second, Project, WeightsArg};
 use crate::gpu::GpuOptions;
 use crate::model::CompiledModel;
-use crate::text::Tokenizer;
 
 #[derive(Args)]
 pub(super) struct GenerateArgs {
@@ -33,20 +32,10 @@ pub(super) fn generate<M: CompiledModel>(
 ) -> Result<()> {
     let info = M::INFO;
     let text = &project.text;
-    if !text.has_tokenizer {
-        bail!(
-            "generate needs a tokenizer and the checkpoint {} was compiled from has none; `logits --tokens` takes token ids instead",
-            info.name
-        );
-    }
+    let tokenizer = open_tokenizer::<M>(project, "generate")?;
     let (mut picker, seed) = args.sampling.picker::<M>()?;
-    let tokenizer = Tokenizer::load(&Path::new(project.dir).join("tokenizer.json"))?;
-    let mut prompt = tokenizer.encode(&args.prompt)?;
-    if let (true, Some(bos)) = (text.add_bos, text.bos_id) {
-        if prompt.first() != Some(&bos) {
-            prompt.insert(0, bos);
-        }
-    }
+    // As llama.cpp's llama-cli: special-token text parsed, the model's BOS added.
+    let prompt = tokenizer.tokenize(&args.prompt, true, true)?;
     if prompt.is_empty() {
         bail!("the prompt is empty and this model starts without a BOS token: there is nothing to continue");
     }

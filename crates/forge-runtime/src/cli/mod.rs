@@ -7,6 +7,7 @@ mod chat_template;
 mod generate;
 mod logits;
 mod sampling;
+mod tokenize;
 
 use std::ffi::OsString;
 use std::io::{BufRead, Write};
@@ -94,6 +95,8 @@ enum Command {
     Chat(chat::ChatArgs),
     /// Print the prompt the model's chat template makes of a conversation (a JSON file).
     ChatTemplate(chat_template::ChatTemplateArgs),
+    /// Print the token ids of a text, comma-separated (BOS included when the model adds one).
+    Tokenize(tokenize::TokenizeArgs),
 }
 
 /// `--weights`, shared by every subcommand that loads the model.
@@ -150,6 +153,7 @@ pub fn run<M: CompiledModel>(
         Command::Bench(args) => bench::bench::<M>(project, args, out),
         Command::Chat(args) => chat::chat::<M>(project, args, input, out, err),
         Command::ChatTemplate(args) => chat_template::chat_template(project, args, out, err),
+        Command::Tokenize(args) => tokenize::tokenize::<M>(project, args, out),
     };
     match result {
         Ok(()) => 0,
