@@ -1158,3 +1158,119 @@ fn prefill_reads_only_the_used_experts() {
         }
     }
 }
+
+/// act(gate_e·x)·(up_e·x) of rows `rows` of two stacks, with `Stack::gated`'s
+/// error propagation (the gate value also rounds once to f32 in y).
+fn gate_times_up(gate: &Stack, up: &Stack, expert: usize, x: &Approx) -> Approx {
+    let mut out = Approx::default();
+    for r in 0..gate.weight_rows {
+        let (g, eg) = dot(gate.row(expert, r), x);
+        let (u, eu) = dot(up.row(expert, r), x);
+        let a = activate(ACT, g);
+        let mut e = 1.2 * eg * (u.abs() + eu) + a.abs() * eu + 1e-6 * (g.abs() + 1.0) * u.abs();
+        let v = a * u;
+        e += 1e-6 * (v.abs() + 1e-3);
+        out.push(v, e);
+    }
+    out
+}
+
+/// Experts whose gate and up projections differ in format are two slot
+/// dispatches: the gate stack writes each slot's gate projection, the up
+/// stack's gate_product epilogue turns it into act(gate)·up in place —
+/// decode (one token, three slots) and prefill (tokens grouped by expert).
+#[test]
+fn gate_then_up_in_two_formats() {
+    let (hidden, inter) = (64usize, 96usize);
+    let (gate_dtype, up_dtype) = (DType::Q4_1, DType::Q5_1);
+    let product = Epilogue::GateProduct(ACT);
+    let (routed, _) = decode_layout();
+    let (prefill_routed, _) = prefill_layout();
+    let rows = ExpertRows {
+        out_slots: PREFILL_K as u64,
+        out_slot: 0,
+    };
+    let (h, i) = (hidden as u64, inter as u64);
+    let k = [
+        matvec_experts(gate_dtype, i, h, Epilogue::None, routed, ExpertMode::Slot),
+        matvec_experts(up_dtype, i, h, product, routed, ExpertMode::Slot),
+        matmul_experts(
+            gate_dtype,
+            i,
+            h,
+            Epilogue::None,
+            prefill_routed,
+            ExpertMode::Slot,
+            rows,
+            MAX_TOKENS as u64,
+        ),
+        matmul_experts(
+            up_dtype,
+            i,
+            h,
+            product,
+            prefill_routed,
+            ExpertMode::Slot,
+            rows,
+            MAX_TOKENS as u64,
+        ),
+    ];
+    let kernels = Kernels::build(&k);
+    let mut rng = Rng::new(91);
+    let gate = Stack::random(gate_dtype, DECODE_EXPERTS, inter, hidden, &mut rng);
+    let up = Stack::random(up_dtype, DECODE_EXPERTS, inter, hidden, &mut rng);
+    let (gw, gp) = gate.buffers();
+    let (uw, up_planes) = up.buffers();
+
+    // Decode: slots 6, 0 and 7.
+    let ids = [6usize, 0, 7];
+    let mut routing: Vec<f32> = ids.iter().map(|&e| e as f32).collect();
+    routing.extend([0.55, 0.3, 0.15, 0.0, 0.4]);
+    let (x, rb) = (rng.vec(hidden, 1.0), buffer(&routing));
+    let (xb, hb) = (buffer(&x), buffer(&sentinel_floats(DECODE_K * inter)));
+    for (kernel, w, planes) in [(&k[0], &gw, &gp), (&k[1], &uw, &up_planes)] {
+        let mut b = weight_bindings(w, planes);
+        b.extend([bind(1, &xb), bind(2, &hb), bind(8, &rb)]);
+        kernels.run(kernel, 1, 0, &b);
+    }
+    let xa = Approx::exact(&x);
+    let mut want = Approx::default();
+    for &e in &ids {
+        want.extend(&gate_times_up(&gate, &up, e, &xa));
+    }
+    let got = read_f32(&hb);
+    want.check(&k[1].name, &got[..DECODE_K * inter]);
+    assert_sentinels(&k[1].name, &got, DECODE_K * inter);
+
+    // Prefill: 40 tokens over the prefill experts, routing rows as prefill_case's.
+    let n = 40;
+    let pairs = prefill_ids(n);
+    let mut routing = Vec::new();
+    for pair in &pairs {
+        routing.extend([pair[0] as f32, pair[1] as f32, 0.6, 0.4, 0.0, 0.5]);
+    }
+    let x = rng.vec(n * hidden, 1.0);
+    let (xb, rb) = (buffer(&x), buffer(&routing));
+    let yb = buffer(&sentinel_floats(MAX_TOKENS * PREFILL_K * inter));
+    let step = step_bytes(n as u32, 0);
+    for (kernel, w, planes) in [(&k[2], &gw, &gp), (&k[3], &uw, &up_planes)] {
+        let mut b = weight_bindings(w, planes);
+        b.extend([
+            bind(1, &xb),
+            bind(2, &yb),
+            bind(8, &rb),
+            step_binding(&step),
+        ]);
+        kernels.run(kernel, n as u32, 0, &b);
+    }
+    let mut want = Approx::default();
+    for (t, pair) in pairs.iter().enumerate() {
+        let xt = Approx::exact(&x[t * hidden..][..hidden]);
+        for &e in pair {
+            want.extend(&gate_times_up(&gate, &up, e, &xt));
+        }
+    }
+    let got = read_f32(&yb);
+    want.check(&k[3].name, &got[..n * PREFILL_K * inter]);
+    assert_sentinels(&k[3].name, &got, n * PREFILL_K * inter);
+}

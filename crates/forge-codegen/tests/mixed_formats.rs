@@ -71,7 +71,11 @@ fn projections_of_different_formats_are_not_fused() {
         );
     }
     // Every matrix is read in its checkpoint's format.
-    assert!(plan.conversions.is_empty(), "{:?}", plan.conversions.notes());
+    assert!(
+        plan.conversions.is_empty(),
+        "{:?}",
+        plan.conversions.notes()
+    );
 }
 
 #[test]
@@ -98,6 +102,47 @@ fn dtype_conversions_are_counted_for_the_note() {
     let plan = lower(&model, &options).expect("lowers");
     let notes = plan.conversions.notes();
     assert_eq!(notes.len(), 1, "{notes:?}");
-    assert!(notes[0].starts_with("--dtype re-quantises F32 ("), "{notes:?}");
+    assert!(
+        notes[0].starts_with("--dtype re-quantises F32 ("),
+        "{notes:?}"
+    );
     assert!(notes[0].ends_with("to Q4_1"), "{notes:?}");
+}
+
+#[test]
+fn experts_whose_gate_and_up_differ_in_format_are_two_dispatches() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let path = root.join("tests/fixtures/qwen3_moe/gguf/qwen3_moe.f32.gguf");
+    let mut model = forge_frontend::load_model(&path).expect("fixture loads");
+    let names: Vec<String> = model.tensors.iter().map(|t| t.name.clone()).collect();
+    for name in &names {
+        let dtype = if name.contains(".ffn_gate.") {
+            DType::Q4_1
+        } else if name.contains(".ffn_up.") {
+            DType::Q5_1
+        } else {
+            continue;
+        };
+        model.tensors.get_mut(name).unwrap().dtype = dtype;
+    }
+    let plan = lower(&model, &CompileOptions::default()).expect("lowers");
+    let names = kernel_names(&plan);
+    for want in [
+        "matvec_q4_1_32x64_slot",
+        "matvec_q5_1_32x64_gate_product_silu_slot",
+        "matmul_q4_1_32x64_slot",
+        "matmul_q5_1_32x64_gate_product_silu_slot",
+    ] {
+        assert!(
+            names.iter().any(|n| n.starts_with(want)),
+            "no {want}: {names:?}"
+        );
+    }
+    assert!(plan.weights.get("blk.0.ffn_gate_exps.weight").is_some());
+    assert!(plan.weights.get("blk.0.ffn_up_exps.weight").is_some());
+    assert!(
+        plan.conversions.is_empty(),
+        "{:?}",
+        plan.conversions.notes()
+    );
 }

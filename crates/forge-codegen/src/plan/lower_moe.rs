@@ -9,13 +9,15 @@
 //!   combine that adds every token's weighted expert outputs to the residual.
 //!
 //! The experts' matrices are stacked in one tensor per projection, expert
-//! after expert (gate then up rows for the gate|up one), so the kernels find
+//! after expert (gate then up rows for the gate|up one; when gate and up
+//! differ in format, one stack each and two dispatches, the up one
+//! multiplying act(gate) in place), so the kernels find
 //! an expert's rows from its id in the routing row; the router's ids and
 //! weights never leave the GPU.
 
 use std::collections::HashSet;
 
-use forge_ir::{DType, Node, Op, ValueId};
+use forge_ir::{Activation, DType, Node, Op, ValueId};
 
 use super::super::weights::PlannedTensor;
 use super::{
@@ -30,10 +32,39 @@ use crate::kernels::weight_format::PlaneSlots;
 /// Where the mixture's weights are and how they are read.
 struct MixtureTensors {
     router: String,
-    gate_up: String,
+    gate_up: GateUp,
     down: String,
     /// The shared expert's gate|up and down.
-    shared: Option<(String, String)>,
+    shared: Option<(GateUp, String)>,
+}
+
+/// The gate and up projections of experts: one stacked weight when they
+/// share a format, else two, applied one after the other.
+enum GateUp {
+    Fused(String),
+    Split { gate: String, up: String },
+}
+
+impl GateUp {
+    fn tensors(&self) -> Vec<&String> {
+        match self {
+            GateUp::Fused(t) => vec![t],
+            GateUp::Split { gate, up } => vec![gate, up],
+        }
+    }
+
+    /// Each weight with the epilogue that makes act(gate)·up of it: the
+    /// gated one, or the gate projection then the up projection
+    /// multiplying act(gate) in place.
+    fn projections(&self, activation: Activation) -> Vec<(&String, Epilogue, &'static str)> {
+        match self {
+            GateUp::Fused(t) => vec![(t, Epilogue::Gated(activation), "act(gate) * up")],
+            GateUp::Split { gate, up } => vec![
+                (gate, Epilogue::None, "the gate projection"),
+                (up, Epilogue::GateProduct(activation), "act(gate) * up"),
+            ],
+        }
+    }
 }
 
 impl Lowering<'_> {
@@ -104,12 +135,14 @@ impl Lowering<'_> {
         };
         let layer = layer_prefix(&gate[0]);
         let t = self.mixture_tensors(&layer, router_weight, gate, up, down, shared)?;
-        for name in [&t.router, &t.gate_up, &t.down] {
-            paths.tensors.insert(field_name(name), name.clone());
-        }
+        let mut names = vec![&t.router, &t.down];
+        names.extend(t.gate_up.tensors());
         if let Some((g, d)) = &t.shared {
-            paths.tensors.insert(field_name(g), g.clone());
-            paths.tensors.insert(field_name(d), d.clone());
+            names.extend(g.tensors());
+            names.push(d);
+        }
+        for name in names {
+            paths.tensors.insert(field_name(name), name.clone());
         }
 
         let h = self.dense(node.inputs[0])?;
@@ -139,61 +172,59 @@ impl Lowering<'_> {
             routing_width: width_of_routing,
             id_column: 0,
         };
-        let gated = Epilogue::Gated(*activation);
         let shared_slots = u64::from(slot != SharedSlot::None);
         let out_slots = top_k + shared_slots;
         self.buffer("moe_act", top_k * inter);
         self.buffer("moe_out", out_slots * hidden);
-        let gate_up_dtype = self.dtype_of(&t.gate_up);
 
         // The chosen experts' gate|up: decode per slot, prefill per expert over its tokens.
-        let k = self.kernel(matvec_experts(
-            gate_up_dtype,
-            inter,
-            hidden,
-            gated,
-            routed,
-            ExpertMode::Slot,
-        ));
-        let mut args = self.tensor_args(&t.gate_up, paths);
-        args.extend([
-            act(1, &h.buffer, h.column),
-            act(2, "moe_act", 0),
-            routing(8),
-        ]);
-        paths.decode.push(step(
-            format!(
-                "moe_act = act(gate) * up of each chosen expert, from {}",
-                h.buffer
-            ),
-            &k,
-            args,
-        ));
-        let k = self.kernel(matmul_experts(
-            gate_up_dtype,
-            inter,
-            hidden,
-            gated,
-            routed,
-            ExpertMode::Slot,
-            ExpertRows {
-                out_slots: top_k,
-                out_slot: 0,
-            },
-            PREFILL_CHUNK,
-        ));
-        let mut args = self.tensor_args(&t.gate_up, paths);
-        args.extend([
-            act(1, &h.buffer, h.column),
-            act(2, "moe_act", 0),
-            arg(7, ArgSource::Step),
-            routing(8),
-        ]);
-        paths.prefill.push(step(
-            "moe_act = act(gate) * up of each expert over its tokens",
-            &k,
-            args,
-        ));
+        for (tensor, epilogue, what) in t.gate_up.projections(*activation) {
+            let dtype = self.dtype_of(tensor);
+            let k = self.kernel(matvec_experts(
+                dtype,
+                inter,
+                hidden,
+                epilogue,
+                routed,
+                ExpertMode::Slot,
+            ));
+            let mut args = self.tensor_args(tensor, paths);
+            args.extend([
+                act(1, &h.buffer, h.column),
+                act(2, "moe_act", 0),
+                routing(8),
+            ]);
+            paths.decode.push(step(
+                format!("moe_act = {what} of each chosen expert, from {}", h.buffer),
+                &k,
+                args,
+            ));
+            let k = self.kernel(matmul_experts(
+                dtype,
+                inter,
+                hidden,
+                epilogue,
+                routed,
+                ExpertMode::Slot,
+                ExpertRows {
+                    out_slots: top_k,
+                    out_slot: 0,
+                },
+                PREFILL_CHUNK,
+            ));
+            let mut args = self.tensor_args(tensor, paths);
+            args.extend([
+                act(1, &h.buffer, h.column),
+                act(2, "moe_act", 0),
+                arg(7, ArgSource::Step),
+                routing(8),
+            ]);
+            paths.prefill.push(step(
+                format!("moe_act = {what} of each expert over its tokens"),
+                &k,
+                args,
+            ));
+        }
         let down = ExpertDown {
             tensor: &t.down,
             input: "moe_act",
@@ -209,25 +240,29 @@ impl Lowering<'_> {
         if let Some((shared_gate_up, shared_down)) = &t.shared {
             // A dense gate|up, and its down through a one-expert, one-slot
             // group weighted by the routing row's last pair (the gate, or 1).
-            let spec = self.weights.get(shared_gate_up).expect("planned").clone();
-            let width = spec.shape[0] / 2;
+            let width = self
+                .spec(&shared.as_ref().expect("a shared expert").gate)?
+                .shape[0];
             self.buffer("shared_act", width);
-            let k = self.kernel(matvec(spec.dtype, width, hidden, gated, None, None));
-            let mut args = self.tensor_args(shared_gate_up, paths);
-            args.extend([act(1, &h.buffer, h.column), act(2, "shared_act", 0)]);
-            let comment = format!(
-                "shared_act = act(gate) * up of the shared expert, from {}",
-                h.buffer
-            );
-            paths.decode.push(step(comment.clone(), &k, args));
-            let k = self.kernel(matmul(spec.dtype, width, hidden, gated, None));
-            let mut args = self.tensor_args(shared_gate_up, paths);
-            args.extend([
-                act(1, &h.buffer, h.column),
-                act(2, "shared_act", 0),
-                arg(7, ArgSource::Step),
-            ]);
-            paths.prefill.push(step(comment, &k, args));
+            for (tensor, epilogue, what) in shared_gate_up.projections(*activation) {
+                let dtype = self.dtype_of(tensor);
+                let k = self.kernel(matvec(dtype, width, hidden, epilogue, None, None));
+                let mut args = self.tensor_args(tensor, paths);
+                args.extend([act(1, &h.buffer, h.column), act(2, "shared_act", 0)]);
+                let comment = format!(
+                    "shared_act = {what} of the shared expert, from {}",
+                    h.buffer
+                );
+                paths.decode.push(step(comment.clone(), &k, args));
+                let k = self.kernel(matmul(dtype, width, hidden, epilogue, None));
+                let mut args = self.tensor_args(tensor, paths);
+                args.extend([
+                    act(1, &h.buffer, h.column),
+                    act(2, "shared_act", 0),
+                    arg(7, ArgSource::Step),
+                ]);
+                paths.prefill.push(step(comment, &k, args));
+            }
             let down = ExpertDown {
                 tensor: shared_down,
                 input: "shared_act",
@@ -329,30 +364,24 @@ impl Lowering<'_> {
             format!("{layer}.ffn_gate_inp_with_shexp.weight")
         };
         self.plan_f32_rows(&router_name, router_parts)?;
-        let mut formats = self.planned_formats(gate)?;
-        formats.extend(self.planned_formats(up)?);
-        formats.dedup();
-        if formats.len() > 1 {
-            // One stacked gate|up weight is one format; separate expert dispatches are not written yet.
-            return unsupported(format!(
-                "experts of {layer} whose gate and up projections differ in format ({formats:?})"
-            ));
-        }
-        let stacked: Vec<String> = gate
-            .iter()
-            .zip(up)
-            .flat_map(|(g, u)| [g.clone(), u.clone()])
-            .collect();
-        let gate_up =
-            self.plan_tensor_as(format!("{layer}.ffn_gate_up_exps.weight"), stacked, true)?;
+        let gate_up = self.gate_up(
+            format!("{layer}.ffn_gate_up_exps.weight"),
+            [
+                format!("{layer}.ffn_gate_exps.weight"),
+                format!("{layer}.ffn_up_exps.weight"),
+            ],
+            gate,
+            up,
+        )?;
         let down =
             self.plan_tensor_as(format!("{layer}.ffn_down_exps.weight"), down.to_vec(), true)?;
         let shared = match shared {
             Some(s) => Some((
-                self.plan_tensor_as(
+                self.gate_up(
                     format!("{layer}.ffn_gate_up_shexp.weight"),
-                    vec![s.gate.clone(), s.up.clone()],
-                    true,
+                    [s.gate.clone(), s.up.clone()],
+                    std::slice::from_ref(&s.gate),
+                    std::slice::from_ref(&s.up),
                 )?,
                 self.plan_tensor(vec![s.down.clone()], true)?,
             )),
@@ -363,6 +392,43 @@ impl Lowering<'_> {
             gate_up,
             down,
             shared,
+        })
+    }
+
+    /// The experts' gate and up weights (`gate[e]`, `up[e]` per expert) as
+    /// one stack `fused` (gate then up rows per expert) when they share a
+    /// format, else as the two stacks `split`.
+    fn gate_up(
+        &mut self,
+        fused: String,
+        split: [String; 2],
+        gate: &[String],
+        up: &[String],
+    ) -> Result<GateUp, LowerError> {
+        let mut parts = gate.to_vec();
+        parts.extend_from_slice(up);
+        if !self.formats_differ(&parts)? {
+            let stacked = gate
+                .iter()
+                .zip(up)
+                .flat_map(|(g, u)| [g.clone(), u.clone()])
+                .collect();
+            return Ok(GateUp::Fused(self.plan_tensor_as(fused, stacked, true)?));
+        }
+        let [gate_name, up_name] = split;
+        let gate_name = if gate.len() == 1 {
+            gate[0].clone()
+        } else {
+            gate_name
+        };
+        let up_name = if up.len() == 1 {
+            up[0].clone()
+        } else {
+            up_name
+        };
+        Ok(GateUp::Split {
+            gate: self.plan_tensor_as(gate_name, gate.to_vec(), true)?,
+            up: self.plan_tensor_as(up_name, up.to_vec(), true)?,
         })
     }
 
