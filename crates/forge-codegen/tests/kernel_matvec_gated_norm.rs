@@ -114,25 +114,39 @@ fn run_case(kernels: &Kernels, dtype: DType, case: Case, seed: u64) {
     problem.check(&k.name, &read_f32(&yb), &want, &tol);
 }
 
+fn run_cases(dtype: DType, cases: &[Case]) {
+    let instances: Vec<_> = cases
+        .iter()
+        .map(|&(r, c, g, before, e)| {
+            let norm = GatedNorm {
+                eps: 1e-5,
+                group: g,
+                norm_before_gate: before,
+            };
+            matvec_gated_norm(dtype, r, c, e, norm)
+        })
+        .collect();
+    let kernels = Kernels::build(&instances);
+    for (i, &case) in cases.iter().enumerate() {
+        run_case(&kernels, dtype, case, 500 + i as u64);
+    }
+}
+
 #[test]
 fn gated_norm_in_every_dtype() {
     for dtype in DTYPES {
-        let cases = cases();
-        let instances: Vec<_> = cases
-            .iter()
-            .map(|&(r, c, g, before, e)| {
-                let norm = GatedNorm {
-                    eps: 1e-5,
-                    group: g,
-                    norm_before_gate: before,
-                };
-                matvec_gated_norm(dtype, r, c, e, norm)
-            })
-            .collect();
-        let kernels = Kernels::build(&instances);
-        for (i, &case) in cases.iter().enumerate() {
-            run_case(&kernels, dtype, case, 500 + i as u64);
-        }
+        run_cases(dtype, &cases());
+    }
+}
+
+/// K-quant rows are whole 256-value super-blocks: the four-group cases, and
+/// two groups of 256 over two super-blocks.
+#[test]
+fn gated_norm_in_k_quants() {
+    let mut cases: Vec<Case> = cases().into_iter().filter(|c| c.1 % 256 == 0).collect();
+    cases.push((64, 512, 256, false, Epilogue::Residual));
+    for dtype in [DType::Q4_K, DType::Q5_K, DType::Q6_K] {
+        run_cases(dtype, &cases);
     }
 }
 
