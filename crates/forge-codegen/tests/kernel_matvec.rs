@@ -255,14 +255,7 @@ fn matvec_any_width_float_dtypes() {
         (101, 7, Epilogue::None, None, None),
     ];
     for dtype in [DType::F32, DType::F16, DType::BF16] {
-        let instances: Vec<_> = cases
-            .iter()
-            .map(|&(r, c, e, s, eps)| matvec(dtype, r, c, e, s, eps))
-            .collect();
-        let kernels = Kernels::build(&instances);
-        for (i, &case) in cases.iter().enumerate() {
-            run_case(&kernels, dtype, case, 4000 + i as u64);
-        }
+        run_cases(dtype, &cases, 4000);
     }
 }
 
