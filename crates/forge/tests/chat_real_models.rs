@@ -15,13 +15,12 @@
 mod generated;
 mod support;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use forge_ir::TokenizerSource;
 use forge_runtime::cli::{verbose_stop_ids, verbose_texts, TurnReport};
-use generated::{build, case_dir, compile, run};
+use generated::{build, case_dir, compile, run, run_with_stdin};
 use serde_json::{json, Value};
 use support::{cached_model, repo_root};
 
@@ -70,24 +69,9 @@ fn reference_rendering(template: &str, name: &str) -> (Value, String) {
 /// Runs `chat` with `input` on stdin, greedy and with `--verbose-prompt`:
 /// (stdout, stderr), after checking it exited cleanly at the end of input.
 fn chat(binary: &Path, extra: &[&str], input: &str) -> (String, String) {
-    let mut child = Command::new(binary)
-        .args(["chat", "--temperature", "0", "--verbose-prompt"])
-        .args(extra)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8(output.stdout).unwrap();
-    let stderr = String::from_utf8(output.stderr).unwrap();
-    assert!(output.status.success(), "chat failed:\n{stderr}");
+    let mut args = vec!["chat", "--temperature", "0", "--verbose-prompt"];
+    args.extend_from_slice(extra);
+    let (stdout, stderr) = run_with_stdin(binary, &args, input);
     eprintln!("{stderr}");
     (stdout, stderr)
 }

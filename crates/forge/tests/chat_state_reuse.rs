@@ -9,34 +9,24 @@
 mod generated;
 mod support;
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 use forge_runtime::cli::{verbose_ids, TurnReport};
-use generated::{argmax, build, case_dir, compile, read_npy, run};
+use generated::{argmax, build, case_dir, compile, read_npy, run, run_with_stdin};
 use support::repo_root;
 
 fn chat_two_turns(binary: &Path) -> String {
-    let mut child = Command::new(binary)
-        .args(["chat", "--temperature", "0", "--max-tokens", "6"])
-        .args(["--verbose-prompt", "--system", "Be brief."])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let input = "Say one small thing.\nAnd two?\n";
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8(output.stderr).unwrap();
-    assert!(output.status.success(), "chat failed:\n{stderr}");
-    stderr
+    let args = [
+        "chat",
+        "--temperature",
+        "0",
+        "--max-tokens",
+        "6",
+        "--verbose-prompt",
+        "--system",
+        "Be brief.",
+    ];
+    run_with_stdin(binary, &args, "Say one small thing.\nAnd two?\n").1
 }
 
 fn check(name: &str, fixture: &str) {

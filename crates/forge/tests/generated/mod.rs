@@ -125,6 +125,35 @@ pub fn run(binary: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Runs the generated binary with `input` on stdin; panics with its stderr
+/// on failure. Returns (stdout, stderr).
+pub fn run_with_stdin(binary: &Path, args: &[&str], input: &str) -> (String, String) {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = Command::new(binary)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the generated binary runs");
+    // Dropped after writing: the binary sees the end of its input.
+    child
+        .stdin
+        .take()
+        .expect("stdin is piped")
+        .write_all(input.as_bytes())
+        .expect("the binary reads its input");
+    let out = child.wait_with_output().expect("the generated binary runs");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "{} {args:?} failed:\n{stderr}",
+        binary.display()
+    );
+    (String::from_utf8_lossy(&out.stdout).into_owned(), stderr)
+}
+
 /// A 2-D little-endian f32 .npy file.
 pub struct Npy {
     pub rows: usize,
