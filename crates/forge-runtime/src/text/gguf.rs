@@ -6,6 +6,7 @@
 
 mod bpe;
 mod byte_level;
+mod merge;
 mod partition;
 mod pieces;
 mod spm;
@@ -42,9 +43,18 @@ struct VocabFile {
     merges: Vec<String>,
     split_regexes: Vec<String>,
     ignore_merges: bool,
+    #[serde(flatten)]
+    around: AroundText,
+}
+
+/// What the vocabulary adds around a text when tokenizing and strips when detokenizing.
+#[derive(Clone, Copy, Deserialize)]
+struct AroundText {
+    /// SentencePiece: a space before the text and after each special token.
     add_space_prefix: bool,
     add_bos: bool,
     add_eos: bool,
+    /// Detokenizing removes spaces before punctuation and contractions.
     clean_spaces: bool,
     bos: Option<u32>,
     eos: Option<u32>,
@@ -65,12 +75,7 @@ pub struct GgufVocab {
     /// Control, user-defined and unknown tokens, longest text first: the order they are cut
     /// out of the text in.
     specials: Vec<u32>,
-    add_space_prefix: bool,
-    add_bos: bool,
-    add_eos: bool,
-    clean_spaces: bool,
-    bos: Option<u32>,
-    eos: Option<u32>,
+    around: AroundText,
 }
 
 impl GgufVocab {
@@ -99,7 +104,7 @@ impl GgufVocab {
                 file.attributes.len()
             );
         }
-        for id in [file.bos, file.eos].into_iter().flatten() {
+        for id in [file.around.bos, file.around.eos].into_iter().flatten() {
             if id as usize >= n {
                 bail!("special token id {id} is outside the vocabulary of {n}");
             }
@@ -135,12 +140,7 @@ impl GgufVocab {
             attributes: file.attributes,
             ids,
             specials,
-            add_space_prefix: file.add_space_prefix,
-            add_bos: file.add_bos,
-            add_eos: file.add_eos,
-            clean_spaces: file.clean_spaces,
-            bos: file.bos,
-            eos: file.eos,
+            around: file.around,
         })
     }
 
@@ -162,8 +162,9 @@ impl GgufVocab {
     pub fn tokenize(&self, text: &str, add_special: bool, parse_special: bool) -> Result<Vec<u32>> {
         let fragments = partition::split(self, text, parse_special);
         let mut out = Vec::new();
-        if add_special && self.add_bos {
-            out.extend(self.bos);
+        let around = &self.around;
+        if add_special && around.add_bos {
+            out.extend(around.bos);
         }
         // SentencePiece marks a word start with `▁`: the text's, and each after a special token.
         let mut after_special = true;
@@ -176,7 +177,7 @@ impl GgufVocab {
                 Fragment::Text(piece) => {
                     match &self.model {
                         Model::SentencePiece => {
-                            let prefix = if self.add_space_prefix && after_special {
+                            let prefix = if around.add_space_prefix && after_special {
                                 " "
                             } else {
                                 ""
@@ -190,8 +191,8 @@ impl GgufVocab {
                 }
             }
         }
-        if add_special && self.add_eos {
-            out.extend(self.eos);
+        if add_special && around.add_eos {
+            out.extend(around.eos);
         }
         Ok(out)
     }

@@ -3,13 +3,13 @@
 //! and the text between them alike), each word is written in the byte-level alphabet, and its
 //! characters are merged pair by pair, the pair of lowest merge rank first (the leftmost on ties).
 
-use std::cmp::Ordering;
-use std::collections::{BinaryHeap, HashMap};
+use std::cmp::Reverse;
+use std::collections::HashMap;
 
 use anyhow::{anyhow, Result};
 use fancy_regex::Regex;
 
-use super::{byte_level, GgufVocab};
+use super::{byte_level, merge::merge, GgufVocab};
 
 pub(super) struct Bpe {
     /// (left, right) -> rank; the first of repeated merges keeps its rank.
@@ -18,45 +18,6 @@ pub(super) struct Bpe {
     /// A word that is a token is not merged (Llama 3).
     ignore_merges: bool,
 }
-
-struct Symbol {
-    start: usize,
-    len: usize,
-    prev: Option<usize>,
-    next: Option<usize>,
-}
-
-/// A candidate merge of `left` and `right` into `text`.
-struct Bigram {
-    left: usize,
-    right: usize,
-    rank: u32,
-    text: String,
-}
-
-impl Ord for Bigram {
-    /// The best merge is the greatest: lower rank, then the lower position.
-    fn cmp(&self, other: &Self) -> Ordering {
-        other
-            .rank
-            .cmp(&self.rank)
-            .then_with(|| other.left.cmp(&self.left))
-    }
-}
-
-impl PartialOrd for Bigram {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl PartialEq for Bigram {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
-    }
-}
-
-impl Eq for Bigram {}
 
 impl Bpe {
     pub(super) fn new(merges: &[String], regexes: &[String], ignore_merges: bool) -> Result<Bpe> {
@@ -132,59 +93,11 @@ impl Bpe {
         Ok(pieces)
     }
 
-    /// The pieces `word` (in the byte-level alphabet) merges into.
+    /// The pieces `word` (in the byte-level alphabet) merges into: the pair of lowest rank first.
     fn merge<'w>(&self, word: &'w str) -> Vec<&'w str> {
-        let mut symbols: Vec<Symbol> = Vec::new();
-        for (start, c) in word.char_indices() {
-            let index = symbols.len();
-            symbols.push(Symbol {
-                start,
-                len: c.len_utf8(),
-                prev: index.checked_sub(1),
-                next: Some(index + 1).filter(|_| start + c.len_utf8() < word.len()),
-            });
-        }
-        let text = |s: &Symbol| &word[s.start..s.start + s.len];
-        let candidate = |symbols: &[Symbol], left: Option<usize>, right: Option<usize>| {
-            let (left, right) = (left?, right?);
-            let pair = (
-                text(&symbols[left]).to_string(),
-                text(&symbols[right]).to_string(),
-            );
-            let rank = *self.ranks.get(&pair)?;
-            Some(Bigram {
-                left,
-                right,
-                rank,
-                text: pair.0 + &pair.1,
-            })
-        };
-        let mut queue = BinaryHeap::new();
-        for i in 1..symbols.len() {
-            queue.extend(candidate(&symbols, Some(i - 1), Some(i)));
-        }
-        while let Some(bigram) = queue.pop() {
-            let (left, right) = (&symbols[bigram.left], &symbols[bigram.right]);
-            if left.len == 0 || right.len == 0 {
-                continue;
-            }
-            // The pair's symbols have changed since it was queued.
-            if left.len + right.len != bigram.text.len()
-                || word[left.start..right.start + right.len] != *bigram.text
-            {
-                continue;
-            }
-            let next = right.next;
-            symbols[bigram.left].len += symbols[bigram.right].len;
-            symbols[bigram.left].next = next;
-            symbols[bigram.right].len = 0;
-            if let Some(next) = next {
-                symbols[next].prev = Some(bigram.left);
-            }
-            let prev = symbols[bigram.left].prev;
-            queue.extend(candidate(&symbols, prev, Some(bigram.left)));
-            queue.extend(candidate(&symbols, Some(bigram.left), next));
-        }
-        symbols.iter().filter(|s| s.len > 0).map(text).collect()
+        merge(word, |left, right, _| {
+            let rank = self.ranks.get(&(left.to_string(), right.to_string()))?;
+            Some(Reverse(*rank))
+        })
     }
 }

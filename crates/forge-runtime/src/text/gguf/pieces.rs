@@ -73,13 +73,14 @@ pub(super) fn detokenize(
     remove_special: bool,
     unparse_special: bool,
 ) -> Result<String> {
+    let around = &vocab.around;
     // A SentencePiece text's first piece carries the space the tokenizer put in front of it.
-    let mut remove_space = vocab.add_space_prefix;
-    if remove_special && vocab.add_bos && !ids.is_empty() && ids.first() == vocab.bos.as_ref() {
+    let mut remove_space = around.add_space_prefix;
+    if remove_special && around.add_bos && !ids.is_empty() && ids.first() == around.bos.as_ref() {
         remove_space = false;
         ids = &ids[1..];
     }
-    if remove_special && vocab.add_eos && !ids.is_empty() && ids.last() == vocab.eos.as_ref() {
+    if remove_special && around.add_eos && !ids.is_empty() && ids.last() == around.eos.as_ref() {
         ids = &ids[..ids.len() - 1];
     }
     let mut text = Vec::new();
@@ -87,7 +88,7 @@ pub(super) fn detokenize(
         text.extend(piece(vocab, id, remove_space, unparse_special)?);
         remove_space = false;
     }
-    if vocab.clean_spaces {
+    if around.clean_spaces {
         text = clean_spaces(&text);
     }
     Ok(String::from_utf8_lossy(&text).into_owned())

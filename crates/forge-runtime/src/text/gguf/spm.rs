@@ -4,101 +4,36 @@
 //! as `<0xXX>` tokens when the piece is not in the vocabulary.
 
 use std::cmp::Ordering;
-use std::collections::BinaryHeap;
 
 use anyhow::{bail, Result};
 
-use super::GgufVocab;
+use super::{merge::merge, GgufVocab};
 
-/// A piece of the text: `len` bytes from `start`, linked to its neighbours.
-struct Symbol {
-    start: usize,
-    len: usize,
-    prev: Option<usize>,
-    next: Option<usize>,
-}
+/// A piece score, ordered as llama.cpp's `<` orders floats (a NaN is equal to everything).
+#[derive(Clone, Copy, PartialEq)]
+struct Score(f32);
 
-/// A candidate merge of `left` with the symbol after it into a `len`-byte token of `score`.
-struct Bigram {
-    left: usize,
-    right: usize,
-    score: f32,
-    len: usize,
-}
+impl Eq for Score {}
 
-impl Ord for Bigram {
-    /// The best merge is the greatest: higher score, then the lower position.
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.score
-            .partial_cmp(&other.score)
-            .unwrap_or(Ordering::Equal)
-            .then_with(|| other.left.cmp(&self.left))
-    }
-}
-
-impl PartialOrd for Bigram {
+impl PartialOrd for Score {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
         Some(self.cmp(other))
     }
 }
 
-impl PartialEq for Bigram {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
+impl Ord for Score {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.0.partial_cmp(&other.0).unwrap_or(Ordering::Equal)
     }
 }
 
-impl Eq for Bigram {}
-
 /// Appends the ids of `text` (spaces already written as `▁`) to `out`.
 pub(super) fn tokenize(vocab: &GgufVocab, text: &str, out: &mut Vec<u32>) -> Result<()> {
-    let mut symbols: Vec<Symbol> = Vec::new();
-    for (start, c) in text.char_indices() {
-        let index = symbols.len();
-        symbols.push(Symbol {
-            start,
-            len: c.len_utf8(),
-            prev: index.checked_sub(1),
-            next: Some(index + 1).filter(|_| start + c.len_utf8() < text.len()),
-        });
-    }
-    let mut queue = BinaryHeap::new();
-    let candidate = |symbols: &[Symbol], left: Option<usize>, right: Option<usize>| {
-        let (left, right) = (left?, right?);
-        let start = symbols[left].start;
-        let piece = &text[start..symbols[right].start + symbols[right].len];
-        let id = vocab.id(piece)?;
-        Some(Bigram {
-            left,
-            right,
-            score: vocab.scores[id as usize],
-            len: piece.len(),
-        })
-    };
-    for i in 1..symbols.len() {
-        queue.extend(candidate(&symbols, Some(i - 1), Some(i)));
-    }
-    while let Some(bigram) = queue.pop() {
-        let (left, right) = (&symbols[bigram.left], &symbols[bigram.right]);
-        // A pair one of whose symbols has since merged with another is stale.
-        if left.len == 0 || right.len == 0 || left.len + right.len != bigram.len {
-            continue;
-        }
-        let next = right.next;
-        symbols[bigram.left].len = bigram.len;
-        symbols[bigram.left].next = next;
-        symbols[bigram.right].len = 0;
-        if let Some(next) = next {
-            symbols[next].prev = Some(bigram.left);
-        }
-        let prev = symbols[bigram.left].prev;
-        queue.extend(candidate(&symbols, prev, Some(bigram.left)));
-        queue.extend(candidate(&symbols, Some(bigram.left), next));
-    }
-    let mut at = (!symbols.is_empty()).then_some(0);
-    while let Some(i) = at {
-        let symbol = &symbols[i];
-        let piece = &text[symbol.start..symbol.start + symbol.len];
+    // Any token of the vocabulary can be a merge, whatever its type, as in llama.cpp.
+    let pieces = merge(text, |_, _, both| {
+        vocab.id(both).map(|id| Score(vocab.scores[id as usize]))
+    });
+    for piece in pieces {
         match vocab.id(piece) {
             Some(id) => out.push(id),
             None => {
@@ -107,7 +42,6 @@ pub(super) fn tokenize(vocab: &GgufVocab, text: &str, out: &mut Vec<u32>) -> Res
                 }
             }
         }
-        at = symbol.next;
     }
     Ok(())
 }
