@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use forge_codegen::tokenizer_file::{attr, tokenizer_file, TokenizerFileError, GGUF_VOCAB_FILE};
 use forge_ir::{Model, TokenizerKind, TokenizerSource};
-use forge_runtime::text::{Decode, Tokenizer};
+use forge_runtime::text::{Decode, TextStream, Tokenizer};
 use serde_json::Value;
 
 fn repo_root() -> PathBuf {
@@ -141,6 +141,33 @@ fn fixture_gguf_tokenizers_match_llama_cpp() {
         problems.extend(disagreements(name, &tokenizer, record));
     }
     assert_agrees(problems);
+}
+
+/// `generate` and `chat` stream text one id at a time: for every reference text of the real
+/// models the pieces add up to a whole decode, and a character split over byte tokens (emoji
+/// through Gemma's byte fallback) never shows as a replacement character.
+#[test]
+fn streamed_text_equals_a_whole_decode() {
+    let reference = reference();
+    for (name, record) in reference["models"].as_object().unwrap() {
+        let model = load(&repo_root().join(record["gguf"].as_str().unwrap()));
+        let (_dir, tokenizer) = project_tokenizer(&model);
+        for case in record["cases"].as_array().unwrap() {
+            let ids = id_list(&case["ids"]);
+            let mut stream = TextStream::new(&[]);
+            let mut pieces = Vec::new();
+            for &id in &ids {
+                pieces.push(stream.push(&tokenizer, id).unwrap());
+            }
+            pieces.push(stream.finish(&tokenizer).unwrap());
+            let whole = tokenizer.decode(&ids).unwrap();
+            assert_eq!(pieces.concat(), whole, "{name}: {ids:?}");
+            assert!(
+                pieces.iter().all(|p| !p.contains('\u{FFFD}')),
+                "{name}: {pieces:?}"
+            );
+        }
+    }
 }
 
 /// llama.cpp's loader changes some tokens' attributes from what their token type says (control

@@ -57,3 +57,24 @@ fn a_missing_or_broken_tokenizer_is_one_line_naming_the_file() {
         "{e}"
     );
 }
+
+#[test]
+fn a_broken_gguf_vocabulary_is_one_line_naming_the_file() {
+    let dir = support::scratch("text-broken-gguf");
+    let path = dir.join("gguf_vocab.json");
+    std::fs::write(&path, "{\"not\": \"a vocabulary\"}").unwrap();
+    // The project's GGUF vocabulary is preferred to a tokenizer.json beside it.
+    let e = Tokenizer::open(&dir).err().unwrap().to_string();
+    assert!(
+        e.starts_with(&path.display().to_string())
+            && e.contains("not a forge GGUF vocabulary")
+            && !e.contains('\n'),
+        "{e}"
+    );
+    std::fs::write(&path, "{\"format\": \"forge-gguf-vocab/0\", \"kind\": \"spm\", \"tokens\": [], \"scores\": [], \"attributes\": [], \"merges\": [], \"split_regexes\": [], \"ignore_merges\": false, \"add_space_prefix\": true, \"add_bos\": false, \"add_eos\": false, \"clean_spaces\": false, \"bos\": null, \"eos\": null}").unwrap();
+    let e = Tokenizer::open(&dir).err().unwrap().to_string();
+    assert!(
+        e.contains("re-run forge compile") && !e.contains('\n'),
+        "{e}"
+    );
+}
