@@ -154,12 +154,7 @@ fn streamed_text_equals_a_whole_decode() {
         let (_dir, tokenizer) = project_tokenizer(&model);
         for case in record["cases"].as_array().unwrap() {
             let ids = id_list(&case["ids"]);
-            let mut stream = TextStream::new(&[]);
-            let mut pieces = Vec::new();
-            for &id in &ids {
-                pieces.push(stream.push(&tokenizer, id).unwrap());
-            }
-            pieces.push(stream.finish(&tokenizer).unwrap());
+            let pieces = TextStream::pieces(&tokenizer, &ids).unwrap();
             let whole = tokenizer.decode(&ids).unwrap();
             assert_eq!(pieces.concat(), whole, "{name}: {ids:?}");
             assert!(

@@ -171,6 +171,18 @@ impl TextStream {
             _ => String::new(),
         })
     }
+
+    /// What streaming `ids` from the start releases: one piece per id, then the final flush
+    /// (their concatenation is the text `generate` prints).
+    pub fn pieces(decoder: &impl Decode, ids: &[u32]) -> Result<Vec<String>> {
+        let mut stream = TextStream::new(&[]);
+        let mut pieces = Vec::with_capacity(ids.len() + 1);
+        for &id in ids {
+            pieces.push(stream.push(decoder, id)?);
+        }
+        pieces.push(stream.finish(decoder)?);
+        Ok(pieces)
+    }
 }
 
 #[cfg(test)]
@@ -199,13 +211,8 @@ mod tests {
     }
 
     fn stream_bytes(text: &str) -> Vec<String> {
-        let mut stream = TextStream::new(&[]);
-        let mut pieces: Vec<String> = text
-            .bytes()
-            .map(|b| stream.push(&Bytes, b as u32).unwrap())
-            .collect();
-        pieces.push(stream.finish(&Bytes).unwrap());
-        pieces
+        let ids: Vec<u32> = text.bytes().map(u32::from).collect();
+        TextStream::pieces(&Bytes, &ids).unwrap()
     }
 
     #[test]

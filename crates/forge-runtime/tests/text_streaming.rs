@@ -21,12 +21,7 @@ fn every_fixture_tokenizer_streams_the_text_of_a_whole_decode() {
         }
         let tokenizer = Tokenizer::load(&path).unwrap();
         let ids = tokenizer.encode(TEXT).unwrap();
-        let mut stream = TextStream::new(&[]);
-        let mut pieces = Vec::new();
-        for &id in &ids {
-            pieces.push(stream.push(&tokenizer, id).unwrap());
-        }
-        pieces.push(stream.finish(&tokenizer).unwrap());
+        let pieces = TextStream::pieces(&tokenizer, &ids).unwrap();
         let whole = tokenizer.decode(&ids).unwrap();
         assert_eq!(pieces.concat(), whole, "{}", path.display());
         if !whole.contains('\u{FFFD}') {
