@@ -21,6 +21,11 @@ pub struct ModelInfo {
     pub top_candidates: usize,
     /// Most recent tokens the repeat penalty looks at.
     pub penalty_window: usize,
+    /// Whether some layer carries recurrent (conv/SSM) state from token to
+    /// token. A sequence of attention layers alone is its KV cache, indexed
+    /// by position, so it can be cut back to any earlier position; recurrent
+    /// state cannot.
+    pub recurrent_state: bool,
 }
 
 /// What a pass computes for the CPU at its end.

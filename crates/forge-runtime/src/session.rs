@@ -66,6 +66,24 @@ impl<M: CompiledModel> Session<M> {
         self.position
     }
 
+    /// Cuts the sequence back to its first `len` tokens, so the next pass
+    /// continues from position `len`: the KV cache past it is overwritten as
+    /// new tokens arrive. Refused for models with recurrent state, which
+    /// holds every token seen and cannot forget the last ones.
+    pub fn truncate(&mut self, len: usize) -> Result<()> {
+        if M::INFO.recurrent_state {
+            bail!("a model with recurrent state cannot cut its sequence back; start a new one");
+        }
+        if len > self.position {
+            bail!(
+                "cannot cut a sequence of {} tokens back to {len}",
+                self.position
+            );
+        }
+        self.position = len;
+        Ok(())
+    }
+
     /// Starts a new sequence at position 0.
     pub fn reset(&mut self) {
         self.model.reset();

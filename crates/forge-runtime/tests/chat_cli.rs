@@ -9,7 +9,7 @@ mod support;
 use std::path::Path;
 
 use forge_runtime::chat_template::{ChatInputs, ChatTemplate, Clock};
-use forge_runtime::cli::{verbose_texts, TurnReport};
+use forge_runtime::cli::{verbose_ids, verbose_texts, TurnReport};
 use forge_runtime::text::Tokenizer;
 use support::{run, run_with_input, toy_project, TOY_CHAT_TEMPLATE};
 
@@ -139,4 +139,52 @@ fn chat_takes_generates_sampling_defaults_and_ends_at_the_context() {
     assert_eq!(errors.len(), 1, "{stderr}");
     assert!(errors[0].contains("context of 24 tokens"), "{stderr}");
     assert!(stdout.lines().count() >= 1, "{stdout}");
+}
+
+#[test]
+fn a_template_that_rewrites_earlier_turns_keeps_the_tokens_before_the_change() {
+    let mut project = toy_project("chat-cli-rewind", true);
+    // Leaves replies out of the rendering, so turn 2's rendering does not
+    // extend what the sequence holds (turn 1's prompt and reply).
+    const USERS_ONLY: &str = "{% for m in messages %}{% if m.role == 'user' %}u:{{ m.content }}|{% endif %}{% endfor %}{% if add_generation_prompt %}a:{% endif %}";
+    project.chat.template = USERS_ONLY;
+    let args = [
+        "chat",
+        "--temperature",
+        "0",
+        "--max-tokens",
+        "2",
+        "--verbose-prompt",
+    ];
+    let (code, _, stderr) = run_with_input(&project, &args, "hi\nyo\n");
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("the template rewrote earlier turns"),
+        "{stderr}"
+    );
+    let prompts = verbose_texts(&stderr, "prompt");
+    assert_eq!(
+        prompts[1], "u:hi|u:yo|a:",
+        "turn 2 feeds the whole rendering"
+    );
+
+    // The toy has no recurrent state: the tokens turn 1 and turn 2 share stay.
+    let tokenizer = Tokenizer::open(Path::new(project.dir))
+        .unwrap()
+        .with_hf_bos(Some(1));
+    let first = tokenizer.tokenize(&prompts[0], true, true).unwrap();
+    let all = tokenizer.tokenize(&prompts[1], true, true).unwrap();
+    let common = first.iter().zip(&all).take_while(|(a, b)| a == b).count();
+    assert!(
+        common > 1,
+        "the renderings share their start: {first:?} {all:?}"
+    );
+    let second = TurnReport::find(&stderr, 2).unwrap();
+    assert_eq!(
+        (second.reused, second.prefilled),
+        (common, all.len() - common),
+        "{stderr}"
+    );
+    let ran = verbose_ids(&stderr, "prompt ids");
+    assert_eq!(ran[1], all[common..], "{stderr}");
 }

@@ -91,3 +91,21 @@ fn bad_token_lists_are_refused_before_any_pass() {
     assert_eq!(session.model().passes.len(), 3);
     assert!(session.forward(&[1; 3], Readback::Nothing).is_err());
 }
+
+#[test]
+fn a_sequence_without_recurrent_state_cuts_back_to_an_earlier_position() {
+    let project = toy_project("session-truncate", false);
+    let mut session = toy_session(&project);
+    session.argmax(&[10, 11, 12, 13, 14]).unwrap();
+    session.truncate(2).unwrap();
+    assert_eq!(session.position(), 2);
+    // The next pass starts at position 2, over what positions 2.. held.
+    assert_eq!(session.argmax(&[40, 41]).unwrap(), favourite(41, 3));
+    assert_eq!(session.model().passes.last(), Some(&(2, 2, 3)));
+    let e = session.truncate(5).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("cannot cut a sequence of 4 tokens back to 5"),
+        "{e}"
+    );
+}

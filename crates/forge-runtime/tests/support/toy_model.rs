@@ -53,6 +53,7 @@ impl CompiledModel for Toy {
         prefill_chunk: 8,
         top_candidates: 64,
         penalty_window: 4,
+        recurrent_state: false,
     };
 
     fn load(gpu: Gpu, file: &WeightsFile) -> Result<Toy> {

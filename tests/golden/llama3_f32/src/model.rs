@@ -167,6 +167,7 @@ impl CompiledModel for Model {
         prefill_chunk: PREFILL_CHUNK,
         top_candidates: TOP_CANDIDATES,
         penalty_window: PENALTY_WINDOW,
+        recurrent_state: false,
     };
 
     fn load(gpu: Gpu, file: &WeightsFile) -> Result<Model> {

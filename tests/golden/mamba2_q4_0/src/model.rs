@@ -181,6 +181,7 @@ impl CompiledModel for Model {
         prefill_chunk: PREFILL_CHUNK,
         top_candidates: TOP_CANDIDATES,
         penalty_window: PENALTY_WINDOW,
+        recurrent_state: true,
     };
 
     fn load(gpu: Gpu, file: &WeightsFile) -> Result<Model> {

@@ -21,6 +21,7 @@ use super::tokenize::open_tokenizer;
 use super::{load, per_second, Project, WeightsArg};
 use crate::gpu::GpuOptions;
 use crate::model::CompiledModel;
+use crate::session::Session;
 use conversation::{Conversation, Feed};
 use report::{
     TurnReport, PROMPT_IDS_LABEL, PROMPT_LABEL, REPLY_IDS_LABEL, REPLY_LABEL, STOPS_LABEL,
@@ -42,6 +43,25 @@ pub(super) struct ChatArgs {
     sampling: SamplingArgs,
     #[command(flatten)]
     weights: WeightsArg,
+}
+
+/// Cuts the session back to the longest prefix of `held` (the tokens it
+/// holds) that `all` (the whole conversation's tokens) starts with, leaving at
+/// least one token of `all` to run; a model with recurrent state cannot be
+/// cut back and starts over. Returns the tokens kept.
+fn rewind<M: CompiledModel>(session: &mut Session<M>, held: &[u32], all: &[u32]) -> usize {
+    let common = held.iter().zip(all).take_while(|(a, b)| a == b).count();
+    let keep = match M::INFO.recurrent_state {
+        true => 0,
+        false => common.min(all.len().saturating_sub(1)),
+    };
+    match keep {
+        0 => session.reset(),
+        _ => session
+            .truncate(keep)
+            .expect("a model without recurrent state cuts back within its sequence"),
+    }
+    keep
 }
 
 pub(super) fn chat<M: CompiledModel>(
@@ -86,26 +106,31 @@ pub(super) fn chat<M: CompiledModel>(
             Feed::Append(text) => (text, false),
             Feed::Restart(text) => (text, true),
         };
-        if restart && session.position() > 0 {
-            writeln!(
-                err,
-                "turn {turn}: the template rewrote earlier turns; running the conversation again"
-            )?;
-            session.reset();
-            history.clear();
-            pending = None;
-        }
-        let mut ids = Vec::new();
-        ids.extend(pending.take());
-        // The first text of a sequence starts with the model's BOS; a template
-        // that writes `bos_token` itself must not get a second one.
-        let mut fed = tokenizer.tokenize(&text, restart, true)?;
-        if let (true, Some(bos)) = (restart, project.text.bos_id) {
-            if fed.len() >= 2 && fed[0] == bos && fed[1] == bos {
-                fed.remove(0);
+        let ids = if restart {
+            // The first text of a sequence starts with the model's BOS; a
+            // template that writes `bos_token` itself must not get a second one.
+            let mut all = tokenizer.tokenize(&text, true, true)?;
+            if let Some(bos) = project.text.bos_id {
+                if all.len() >= 2 && all[0] == bos && all[1] == bos {
+                    all.remove(0);
+                }
             }
-        }
-        ids.extend(fed);
+            let held = session.position();
+            let keep = rewind(&mut session, &history[..held], &all);
+            if held > 0 {
+                writeln!(
+                    err,
+                    "turn {turn}: the template rewrote earlier turns; {keep} of the {held} tokens held are kept, the rest runs again"
+                )?;
+            }
+            history.truncate(keep);
+            pending = None;
+            all.split_off(keep.min(all.len()))
+        } else {
+            let mut ids: Vec<u32> = pending.take().into_iter().collect();
+            ids.extend(tokenizer.tokenize(&text, false, true)?);
+            ids
+        };
         if ids.is_empty() {
             bail!("turn {turn}: the template rendered nothing to run");
         }
