@@ -5,14 +5,18 @@
 //! is", against transformers run on the same blocks dequantised to f32
 //! (`scripts/make_real_model_references.py` →
 //! `tests/fixtures/real_models/*.json`). The test command fetches the models
-//! (`scripts/fetch_smollm2.sh`, `scripts/fetch_gemma3.sh`).
+//! (`scripts/fetch_smollm2.sh`, `scripts/fetch_gemma3.sh`). Like every
+//! generated-project test, the kernels pass the strict Metal syntax check and
+//! the project is rustfmt-clean and type-checks for aarch64-apple-darwin.
 
 mod generated;
 mod support;
 
 use std::path::{Path, PathBuf};
 
-use generated::{argmax, build, case_dir, compile, read_npy, run};
+use generated::{
+    argmax, build, case_dir, check_macos, check_msl, check_rustfmt, compile, read_npy, run,
+};
 use support::repo_root;
 
 /// A reference position whose top-2 margin is at most this many logits is
@@ -182,7 +186,10 @@ fn run_model(name: &str, file: &str) {
     let dir = case_dir(name);
     let project = dir.join("project");
     compile(&model, &project, name, &[]);
+    check_msl(&project);
+    check_rustfmt(&project);
     let binary = build(&project);
+    check_macos(&project);
     let r = reference(name);
     for mode in ["prefill", "decode"] {
         check_top1(name, &binary, &dir, &r, mode);
