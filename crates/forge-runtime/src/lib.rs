@@ -7,6 +7,7 @@
 //!   msl-emu everywhere else, behind one small API;
 //! - [`weights`]: the mapped `weights.gguf` and its plan-fingerprint check;
 //! - [`session`]: positions, prefill chunking and reading results back;
+//! - [`snapshot`]: a sequence's memory copied out and put back (the prompt cache);
 //! - [`sampler`], [`text`], [`npy`]: sampling, tokenizer and streaming
 //!   detokenisation, `.npy` output;
 //! - [`chat_template`]: the model's Jinja chat template, rendered as
@@ -23,9 +24,13 @@ pub mod model;
 pub mod npy;
 pub mod sampler;
 pub mod session;
+pub mod snapshot;
 pub mod text;
 pub mod weights;
 
 pub use anyhow::Result;
-pub use model::{penalty_bytes, CompiledModel, ModelInfo, Pass, Readback, Results};
+pub use model::{
+    penalty_bytes, CompiledModel, ModelInfo, Pass, PositionRows, Readback, Results, SequenceMemory,
+};
 pub use session::{Output, Session};
+pub use snapshot::Snapshot;

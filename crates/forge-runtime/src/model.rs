@@ -103,6 +103,24 @@ pub fn penalty_bytes(recent: &[u32], repeat_penalty: f32) -> [u8; 8] {
     bytes
 }
 
+/// One buffer of the sequence laid out by position: `heads` blocks of
+/// `context_length` rows of `row_bytes` bytes, row p of each block holding
+/// position p (an attention layer's keys or its values).
+#[derive(Clone, Copy)]
+pub struct PositionRows<'a> {
+    pub buffer: &'a Buffer,
+    pub heads: usize,
+    pub row_bytes: usize,
+}
+
+/// Everything a sequence leaves in the model between passes.
+#[derive(Default)]
+pub struct SequenceMemory<'a> {
+    pub positional: Vec<PositionRows<'a>>,
+    /// Recurrent (conv/SSM) state buffers, saved whole.
+    pub recurrent: Vec<&'a Buffer>,
+}
+
 /// What a generated `model.rs` implements.
 pub trait CompiledModel: Sized {
     const INFO: ModelInfo;
@@ -124,4 +142,7 @@ pub trait CompiledModel: Sized {
 
     /// Forgets the sequence: the next pass starts a new one at position 0.
     fn reset(&mut self);
+
+    /// The buffers that hold the sequence, for snapshots.
+    fn memory(&self) -> SequenceMemory<'_>;
 }

@@ -66,6 +66,13 @@ impl<M: CompiledModel> Session<M> {
         self.position
     }
 
+    /// Moves the position without running anything: for
+    /// [`Session::restore`](crate::Session::restore), once the model's memory
+    /// holds the sequence up to `position`.
+    pub(crate) fn set_position(&mut self, position: usize) {
+        self.position = position;
+    }
+
     /// Cuts the sequence back to its first `len` tokens, so the next pass
     /// continues from position `len`: the KV cache past it is overwritten as
     /// new tokens arrive. Refused for models with recurrent state, which

@@ -132,6 +132,16 @@ impl Buffer {
         self.write(offset_bytes, data)
     }
 
+    /// `len` bytes from byte `offset_bytes`. Panics when out of bounds (a caller bug).
+    pub fn read_bytes(&self, offset_bytes: usize, len: usize) -> Vec<u8> {
+        self.read(offset_bytes, len)
+    }
+
+    /// Copies `data` in at byte `offset_bytes`. Panics when out of bounds (a caller bug).
+    pub fn write_bytes(&self, offset_bytes: usize, data: &[u8]) {
+        self.write(offset_bytes, data)
+    }
+
     /// Copies `data` in at byte `offset_bytes`. Panics when out of bounds (a caller bug).
     pub fn write_u32(&self, offset_bytes: usize, data: &[u32]) {
         self.write(offset_bytes, data)

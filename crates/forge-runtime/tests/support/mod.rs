@@ -93,13 +93,18 @@ pub const TOY_CHAT_TEMPLATE: &str = "{% for m in messages %}{{ m.role[0] }}:{{ m
 
 /// A session on the toy model of `project`.
 pub fn toy_session(project: &Project) -> Session<Toy> {
+    model_session(project)
+}
+
+/// A session on model `M` loaded from `project` (the toy or a wrapper around it).
+pub fn model_session<M: CompiledModel>(project: &Project) -> Session<M> {
     let file = WeightsFile::open(
         &Path::new(project.dir).join("weights.gguf"),
         &project.weights,
     )
     .unwrap();
     let gpu = Gpu::new(project.kernels, GpuOptions::default()).unwrap();
-    Session::new(Toy::load(gpu, &file).unwrap())
+    Session::new(M::load(gpu, &file).unwrap())
 }
 
 /// Runs the command line in-process: (exit code, stdout, stderr).

@@ -5,15 +5,25 @@
 //! logit[v] = -((v - f) mod VOCAB) * scale, where scale is the weights
 //! file's `toy.scale` tensor. The logits come from a kernel on msl-emu; the
 //! readbacks a real model picks on the GPU are picked here on the CPU.
+//!
+//! It also keeps a sequence's memory, for the snapshot tests: KV-like rows
+//! (head h, position p: the token there and `p * KV_HEADS + h`) and a
+//! recurrent-like tally (tokens run since the reset, and their sum). The
+//! logits read neither, so cutting the sequence back stays exact.
 
 use forge_runtime::gpu::{Arg, Buffer, Gpu, Pipeline};
 use forge_runtime::weights::{WeightsFile, WeightsSpec};
-use forge_runtime::{CompiledModel, ModelInfo, Pass, Readback, Result, Results};
+use forge_runtime::{
+    CompiledModel, ModelInfo, Pass, PositionRows, Readback, Result, Results, SequenceMemory,
+};
 
 pub const VOCAB: usize = 384;
 pub const CONTEXT: usize = 24;
 pub const EOS_ID: u32 = 2;
 pub const EOS_AT: usize = 16;
+/// Heads of the toy's positional memory, two u32s per row.
+pub const KV_HEADS: usize = 2;
+pub const KV_ROW_BYTES: usize = 8;
 pub const KERNELS: &str = include_str!("toy_kernels.metal");
 pub const SPEC: WeightsSpec = WeightsSpec {
     fingerprint: "toy-plan",
@@ -41,6 +51,10 @@ pub struct Toy {
     logits: Buffer,
     sampled: Buffer,
     candidates: Buffer,
+    /// `[KV_HEADS, CONTEXT]` rows of (token, p * KV_HEADS + h) u32 pairs.
+    pub kv: Buffer,
+    /// (tokens run, their sum) since the last reset, u32s.
+    pub tally: Buffer,
     /// Passes run since the last reset, for the session tests.
     pub passes: Vec<(usize, u32, u32)>,
 }
@@ -67,6 +81,8 @@ impl CompiledModel for Toy {
             logits: gpu.buffer(CONTEXT * VOCAB * 4),
             sampled: gpu.buffer(4),
             candidates: gpu.buffer(64 * 8),
+            kv: gpu.buffer(KV_HEADS * CONTEXT * KV_ROW_BYTES),
+            tally: gpu.buffer(8),
             passes: Vec::new(),
             gpu,
         })
@@ -96,6 +112,18 @@ impl CompiledModel for Toy {
 
     fn reset(&mut self) {
         self.passes.clear();
+        self.tally.zero();
+    }
+
+    fn memory(&self) -> SequenceMemory<'_> {
+        SequenceMemory {
+            positional: vec![PositionRows {
+                buffer: &self.kv,
+                heads: KV_HEADS,
+                row_bytes: KV_ROW_BYTES,
+            }],
+            recurrent: vec![&self.tally],
+        }
     }
 }
 
@@ -105,6 +133,7 @@ impl Toy {
         assert_eq!(pass.n as usize, n);
         self.passes.push((n, pass.pos, kind(readback)));
         self.tokens.write_u32(0, tokens);
+        self.remember(tokens, pass.pos as usize);
         let mut batch = self.gpu.batch();
         batch.dispatch(
             &self.kernel,
@@ -146,6 +175,21 @@ impl Toy {
             }
         }
         Ok(())
+    }
+
+    /// Writes the pass's KV rows and adds its tokens to the tally.
+    fn remember(&self, tokens: &[u32], pos: usize) {
+        for (i, &t) in tokens.iter().enumerate() {
+            let p = pos + i;
+            for h in 0..KV_HEADS {
+                let row = (h * CONTEXT + p) * KV_ROW_BYTES;
+                self.kv.write_u32(row, &[t, (p * KV_HEADS + h) as u32]);
+            }
+        }
+        let tally = self.tally.read_u32(0, 2);
+        let sum = tokens.iter().fold(tally[1], |s, &t| s.wrapping_add(t));
+        self.tally
+            .write_u32(0, &[tally[0] + tokens.len() as u32, sum]);
     }
 }
 
