@@ -7,6 +7,7 @@ mod chat_template;
 mod generate;
 mod logits;
 mod sampling;
+mod serve;
 mod tokenize;
 
 use std::ffi::OsString;
@@ -97,6 +98,8 @@ enum Command {
     ChatTemplate(chat_template::ChatTemplateArgs),
     /// Print the token ids of a text, comma-separated (BOS included when the model adds one).
     Tokenize(tokenize::TokenizeArgs),
+    /// Serve the OpenAI API (chat and text completions, streaming, prompt cache) over HTTP.
+    Serve(serve::ServeArgs),
 }
 
 /// `--weights`, shared by every subcommand that loads the model.
@@ -154,6 +157,7 @@ pub fn run<M: CompiledModel>(
         Command::Chat(args) => chat::chat::<M>(project, args, input, out, err),
         Command::ChatTemplate(args) => chat_template::chat_template(project, args, out, err),
         Command::Tokenize(args) => tokenize::tokenize::<M>(project, args, out),
+        Command::Serve(args) => serve::serve::<M>(project, args, err),
     };
     match result {
         Ok(()) => 0,

@@ -61,12 +61,7 @@ impl SamplingArgs {
             );
         }
         let seed = self.seed.unwrap_or_else(clock_seed);
-        let picker = Picker {
-            params,
-            repeat_penalty: self.repeat_penalty,
-            rng: Rng::new(seed),
-        };
-        Ok((picker, seed))
+        Ok((Picker::new(params, self.repeat_penalty, seed), seed))
     }
 }
 
@@ -75,9 +70,41 @@ pub(super) struct Picker {
     params: SamplingParams,
     repeat_penalty: f32,
     rng: Rng,
+    /// OpenAI's presence and frequency penalties over the tokens this picker chose.
+    penalties: Option<ChosenPenalties>,
+}
+
+/// OpenAI's penalties: a chosen token's logit loses `presence` once and
+/// `frequency` per time it was chosen.
+struct ChosenPenalties {
+    presence: f32,
+    frequency: f32,
+    counts: std::collections::HashMap<u32, u32>,
 }
 
 impl Picker {
+    /// A picker with checked `params` (`top_k` within the GPU's candidates).
+    pub(super) fn new(params: SamplingParams, repeat_penalty: f32, seed: u64) -> Picker {
+        Picker {
+            params,
+            repeat_penalty,
+            rng: Rng::new(seed),
+            penalties: None,
+        }
+    }
+
+    /// Adds OpenAI's presence and frequency penalties (both 0 leaves them off).
+    pub(super) fn with_chosen_penalties(mut self, presence: f32, frequency: f32) -> Picker {
+        if presence != 0.0 || frequency != 0.0 {
+            self.penalties = Some(ChosenPenalties {
+                presence,
+                frequency,
+                counts: Default::default(),
+            });
+        }
+        self
+    }
+
     /// Runs `tokens` through the model and picks the token that follows them.
     pub(super) fn next<M: CompiledModel>(
         &mut self,
@@ -85,7 +112,8 @@ impl Picker {
         tokens: &[u32],
         history: &[u32],
     ) -> Result<u32> {
-        if self.params.temperature == 0.0 && self.repeat_penalty == 1.0 {
+        if self.params.temperature == 0.0 && self.repeat_penalty == 1.0 && self.penalties.is_none()
+        {
             return session.argmax(tokens);
         }
         let recent = if self.repeat_penalty == 1.0 {
@@ -98,9 +126,22 @@ impl Picker {
             recent,
         };
         match session.forward(tokens, readback)? {
-            Output::Candidates(candidates) => {
-                sampler::sample(&candidates, &self.params, &mut self.rng)
-                    .context("the model's candidate logits are all NaN")
+            Output::Candidates(mut candidates) => {
+                if let Some(p) = &self.penalties {
+                    // The GPU's candidates are the best logits before these
+                    // penalties, which only lower logits, so none outside them can overtake.
+                    for (id, logit) in &mut candidates {
+                        if let Some(&n) = p.counts.get(id) {
+                            *logit -= p.presence + p.frequency * n as f32;
+                        }
+                    }
+                }
+                let id = sampler::sample(&candidates, &self.params, &mut self.rng)
+                    .context("the model's candidate logits are all NaN")?;
+                if let Some(p) = &mut self.penalties {
+                    *p.counts.entry(id).or_default() += 1;
+                }
+                Ok(id)
             }
             other => bail!(
                 "the model returned {} where candidates were expected",
@@ -195,7 +236,7 @@ pub(super) fn continue_sequence<M: CompiledModel>(
     })
 }
 
-fn clock_seed() -> u64 {
+pub(super) fn clock_seed() -> u64 {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)

@@ -52,3 +52,19 @@ pub(super) fn open_tokenizer<M: CompiledModel>(project: &Project, verb: &str) ->
     let bos = text.bos_id.filter(|_| text.add_bos);
     Ok(Tokenizer::open(Path::new(project.dir))?.with_hf_bos(bos))
 }
+
+/// The ids a prompt rendered by the chat template starts a sequence with: the
+/// model's BOS first, but only once when the template writes `bos_token` itself.
+pub(super) fn prompt_ids(
+    tokenizer: &Tokenizer,
+    bos_id: Option<u32>,
+    text: &str,
+) -> Result<Vec<u32>> {
+    let mut ids = tokenizer.tokenize(text, true, true)?;
+    if let Some(bos) = bos_id {
+        if ids.len() >= 2 && ids[0] == bos && ids[1] == bos {
+            ids.remove(0);
+        }
+    }
+    Ok(ids)
+}

@@ -7,7 +7,7 @@
 
 mod conversation;
 pub mod report;
-mod stops;
+pub(super) mod stops;
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::time::Instant;
@@ -17,7 +17,7 @@ use clap::Args;
 
 use super::chat_template::open_template;
 use super::sampling::{continue_sequence, SamplingArgs, Stop};
-use super::tokenize::open_tokenizer;
+use super::tokenize::{open_tokenizer, prompt_ids};
 use super::{load, per_second, Project, WeightsArg};
 use crate::gpu::GpuOptions;
 use crate::model::CompiledModel;
@@ -107,14 +107,7 @@ pub(super) fn chat<M: CompiledModel>(
             Feed::Restart(text) => (text, true),
         };
         let ids = if restart {
-            // The first text of a sequence starts with the model's BOS; a
-            // template that writes `bos_token` itself must not get a second one.
-            let mut all = tokenizer.tokenize(&text, true, true)?;
-            if let Some(bos) = project.text.bos_id {
-                if all.len() >= 2 && all[0] == bos && all[1] == bos {
-                    all.remove(0);
-                }
-            }
+            let mut all = prompt_ids(&tokenizer, project.text.bos_id, &text)?;
             let held = session.position();
             let keep = rewind(&mut session, &history[..held], &all);
             if held > 0 {

@@ -21,7 +21,7 @@ const END_OF_TURN_TEXTS: &[&str] = &[
 ];
 
 /// Every id that ends a reply, in a fixed order without repeats.
-pub(super) fn stop_ids(
+pub(in crate::cli) fn stop_ids(
     eos_ids: &[u32],
     template: &ChatTemplate,
     tokenizer: &Tokenizer,
