@@ -9,7 +9,9 @@
 
 use forge_runtime::gpu::{Arg, Batch, Buffer, Gpu};
 use forge_runtime::weights::WeightsFile;
-use forge_runtime::{penalty_bytes, CompiledModel, ModelInfo, Pass, Readback, Result, Results};
+use forge_runtime::{
+    penalty_bytes, CompiledModel, ModelInfo, Pass, Readback, Result, Results, SequenceMemory,
+};
 
 pub const MODEL_NAME: &str = "hf";
 pub const VOCAB_SIZE: usize = 384;
@@ -92,6 +94,11 @@ impl Layer {
             state: SsmState::new(gpu),
         })
     }
+
+    /// Adds the buffers it keeps of the sequence to `memory`.
+    fn memory<'a>(&'a self, memory: &mut SequenceMemory<'a>) {
+        self.state.memory(memory);
+    }
 }
 
 /// Activations of one pass, `PREFILL_CHUNK` rows of f32 each.
@@ -160,6 +167,12 @@ impl SsmState {
     fn zero(&self) {
         self.conv.zero();
         self.ssm.zero();
+    }
+
+    /// Adds the state, kept whole, to `memory`.
+    fn memory<'a>(&'a self, memory: &mut SequenceMemory<'a>) {
+        memory.recurrent.push(&self.conv);
+        memory.recurrent.push(&self.ssm);
     }
 }
 
@@ -254,6 +267,14 @@ impl CompiledModel for Model {
         for layer in &self.layers {
             layer.state.zero();
         }
+    }
+
+    fn memory(&self) -> SequenceMemory<'_> {
+        let mut memory = SequenceMemory::default();
+        for layer in &self.layers {
+            layer.memory(&mut memory);
+        }
+        memory
     }
 }
 

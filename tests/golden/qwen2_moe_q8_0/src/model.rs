@@ -9,7 +9,10 @@
 
 use forge_runtime::gpu::{Arg, Batch, Buffer, Gpu};
 use forge_runtime::weights::WeightsFile;
-use forge_runtime::{penalty_bytes, CompiledModel, ModelInfo, Pass, Readback, Result, Results};
+use forge_runtime::{
+    penalty_bytes, CompiledModel, ModelInfo, Pass, PositionRows, Readback, Result, Results,
+    SequenceMemory,
+};
 
 pub const MODEL_NAME: &str = "hf";
 pub const VOCAB_SIZE: usize = 384;
@@ -110,6 +113,11 @@ impl Layer {
             cache: KvCache::new(gpu),
         })
     }
+
+    /// Adds the buffers it keeps of the sequence to `memory`.
+    fn memory<'a>(&'a self, memory: &mut SequenceMemory<'a>) {
+        self.cache.memory(memory);
+    }
 }
 
 /// Activations of one pass, `PREFILL_CHUNK` rows of f32 each.
@@ -179,6 +187,17 @@ impl KvCache {
         KvCache {
             k: gpu.buffer(bytes),
             v: gpu.buffer(bytes),
+        }
+    }
+
+    /// Adds the keys and the values, one row per position and head, to `memory`.
+    fn memory<'a>(&'a self, memory: &mut SequenceMemory<'a>) {
+        for buffer in [&self.k, &self.v] {
+            memory.positional.push(PositionRows {
+                buffer,
+                heads: 2,
+                row_bytes: 16 * 2,
+            });
         }
     }
 }
@@ -275,6 +294,14 @@ impl CompiledModel for Model {
 
     /// The KV cache needs no clearing: a new sequence overwrites it from position 0.
     fn reset(&mut self) {}
+
+    fn memory(&self) -> SequenceMemory<'_> {
+        let mut memory = SequenceMemory::default();
+        for layer in &self.layers {
+            layer.memory(&mut memory);
+        }
+        memory
+    }
 }
 
 impl Model {
