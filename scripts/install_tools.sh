@@ -10,6 +10,7 @@
 #   python       the Python packages of scripts/requirements-test.txt
 #   macos-target the aarch64-apple-darwin Rust target (type-checks for Metal)
 #   cargo-fuzz   cargo-fuzz, for scripts/fuzz.sh
+#   curl         curl from apt: the serve tests run the generated README's curl example
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -54,6 +55,17 @@ install_macos_target() {
     rustup target add aarch64-apple-darwin
 }
 
+install_curl() {
+    if command -v curl >/dev/null 2>&1; then
+        say "curl: $(command -v curl)"
+    else
+        command -v apt-get >/dev/null 2>&1 || die "curl is not installed and there is no apt-get to install it"
+        say "curl: installing with apt-get"
+        apt_get update -qq
+        DEBIAN_FRONTEND=noninteractive apt_get install -y -qq curl >/dev/null
+    fi
+}
+
 install_cargo_fuzz() {
     if cargo fuzz --version >/dev/null 2>&1; then
         say "cargo-fuzz: $(cargo fuzz --version)"
@@ -63,13 +75,14 @@ install_cargo_fuzz() {
     fi
 }
 
-[ "$#" -gt 0 ] || die "name at least one tool: clang python macos-target cargo-fuzz"
+[ "$#" -gt 0 ] || die "name at least one tool: clang python macos-target cargo-fuzz curl"
 for tool in "$@"; do
     case "$tool" in
     clang) install_clang ;;
     python) install_python ;;
     macos-target) install_macos_target ;;
     cargo-fuzz) install_cargo_fuzz ;;
-    *) die "unknown tool '$tool' (clang python macos-target cargo-fuzz)" ;;
+    curl) install_curl ;;
+    *) die "unknown tool '$tool' (clang python macos-target cargo-fuzz curl)" ;;
     esac
 done

@@ -6,8 +6,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 step() { printf '\n== %s\n' "$*"; }
 
-step "tools: clang-19 (msl-emu), Python reference packages, the aarch64-apple-darwin target, cargo-fuzz"
-scripts/install_tools.sh clang python macos-target cargo-fuzz
+step "tools: clang-19 (msl-emu), Python reference packages (and the openai client), the aarch64-apple-darwin target, cargo-fuzz, curl"
+scripts/install_tools.sh clang python macos-target cargo-fuzz curl
 
 step "data: the real SmolLM2-135M-Instruct Q4_1 and Gemma 3 270M Q4_K_M GGUFs"
 scripts/fetch_smollm2.sh
