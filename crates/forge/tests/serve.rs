@@ -157,35 +157,20 @@ fn check_prompt_cache(server: &Server, model: &str) {
         ("assistant", reply1.as_str()),
         ("user", "And another one?"),
     ];
+    // Turn 2 right after turn 1: the held sequence (turn 1 and its reply) is reused.
+    let turn2_body = chat_body(model, &turn2, json!({}));
+    let (continuing, usage) = chat(server, &turn2_body);
+    assert!(cached(&usage) > 0, "turn 2 reused nothing: {usage}");
     let (fresh, usage) = chat(server, &chat_body(model, &turn2, from_scratch.clone()));
     assert_eq!(cached(&usage), 0);
-    // Turn 1 again (its sequence is now held), then turn 2 continuing it.
-    chat(server, &chat_body(model, &turn1, json!({})));
-    let (hit, usage) = chat(server, &chat_body(model, &turn2, json!({})));
-    assert!(
-        cached(&usage) > 0,
-        "turn 2 reused nothing: {usage}\n{}",
-        server.log()
-    );
     assert_eq!(
-        hit, fresh,
-        "turn 2 with a cache hit differs from turn 2 from scratch"
+        continuing, fresh,
+        "turn 2 continuing turn 1 differs from turn 2 from scratch"
     );
     // Something unrelated takes the sequence; turn 2 resumes from a snapshot.
-    chat(
-        server,
-        &chat_body(model, &[("user", "Something else entirely.")], json!({})),
-    );
-    let (again, usage) = chat(server, &chat_body(model, &turn2, json!({})));
-    assert!(
-        cached(&usage) > 0,
-        "no snapshot was resumed: {usage}\n{}",
-        server.log()
-    );
-    assert_eq!(
-        again, fresh,
-        "turn 2 resumed from a snapshot differs from turn 2 from scratch"
-    );
+    let unrelated = [("user", "Something else entirely.")];
+    chat(server, &chat_body(model, &unrelated, json!({})));
+    assert_cache_hit(server, &turn2_body, &fresh, "turn 2 after another request");
     // A new conversation with the same system prompt.
     let other = [("system", system), ("user", "Name an animal.")];
     let (fresh, _) = chat(server, &chat_body(model, &other, from_scratch));
@@ -193,12 +178,22 @@ fn check_prompt_cache(server: &Server, model: &str) {
         server,
         &chat_body(model, &[("user", "Unrelated.")], json!({})),
     );
-    let (hit, usage) = chat(server, &chat_body(model, &other, json!({})));
+    let other_body = chat_body(model, &other, json!({}));
+    assert_cache_hit(server, &other_body, &fresh, "a shared system prompt");
+}
+
+/// `body` reuses cached tokens and answers `fresh`, the reply from scratch.
+fn assert_cache_hit(server: &Server, body: &Value, fresh: &str, what: &str) {
+    let (reply, usage) = chat(server, body);
     assert!(
         cached(&usage) > 0,
-        "the shared system prompt was not reused: {usage}"
+        "{what}: nothing reused: {usage}\n{}",
+        server.log()
     );
-    assert_eq!(hit, fresh);
+    assert_eq!(
+        reply, fresh,
+        "{what}: the reply differs from the one from scratch"
+    );
 }
 
 #[test]
