@@ -39,7 +39,27 @@ impl<M: CompiledModel> Session<M> {
     /// Copies out the sequence as it stands: KV rows 0..position of every
     /// head, recurrent state whole.
     pub fn snapshot(&self) -> Snapshot {
-        let position = self.position();
+        self.copy_out(self.position())
+    }
+
+    /// The sequence's first `len` tokens, for a model without recurrent
+    /// state: its KV rows up to `len` do not depend on the tokens after them,
+    /// so a prefix can be kept after the whole prompt has run.
+    pub fn snapshot_prefix(&self, len: usize) -> Result<Snapshot> {
+        if M::INFO.recurrent_state {
+            bail!("a model with recurrent state holds only the whole sequence; snapshot it at {len} tokens");
+        }
+        if len > self.position() {
+            bail!(
+                "cannot snapshot {len} tokens of a sequence of {}",
+                self.position()
+            );
+        }
+        Ok(self.copy_out(len))
+    }
+
+    /// KV rows `0..position` of every head and the recurrent state.
+    fn copy_out(&self, position: usize) -> Snapshot {
         let context = M::INFO.context_length;
         let memory = self.model().memory();
         let positional = memory

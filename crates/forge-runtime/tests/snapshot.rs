@@ -197,3 +197,23 @@ fn a_snapshot_of_other_state_sizes_is_refused() {
         "recurrent state buffer 0 of the snapshot holds 8 bytes, this model's 4",
     );
 }
+
+#[test]
+fn a_prefix_snapshot_of_a_longer_sequence_holds_the_prefixs_rows() {
+    let project = toy_project("snapshot-prefix", false);
+    let mut session = toy_session(&project);
+    let prompt: Vec<u32> = (40..51).collect();
+    session.forward(&prompt, Readback::Nothing).unwrap();
+    let rows_at_11 = memory_of(session.model(), 11).0;
+    session.forward(&[7, 300, 9], Readback::Nothing).unwrap();
+    let prefix = session.snapshot_prefix(11).unwrap();
+    assert_eq!(prefix.position(), 11);
+    assert!(session.snapshot_prefix(15).is_err(), "14 tokens held");
+    session.reset();
+    session
+        .forward(&(100..120).collect::<Vec<u32>>(), Readback::Nothing)
+        .unwrap();
+    session.restore(&prefix).unwrap();
+    assert_eq!(session.position(), 11);
+    assert_eq!(memory_of(session.model(), 11).0, rows_at_11);
+}

@@ -152,12 +152,17 @@ impl<M: CompiledModel> Engine<M> {
             true => self.resume(prompt)?,
             false => self.start_over(),
         };
-        let mut at = cached;
-        for &end in job
+        let ends: Vec<usize> = job
             .boundaries
             .iter()
-            .filter(|&&b| b > cached && b < prompt.len())
-        {
+            .copied()
+            .filter(|&b| b > cached && b < prompt.len())
+            .collect();
+        let recurrent = M::INFO.recurrent_state;
+        let mut at = cached;
+        // Recurrent state exists only at the end of a pass: the prompt runs in
+        // pieces ending at the message ends, snapshotted as they are reached.
+        for &end in ends.iter().filter(|_| recurrent) {
             self.session.forward(&prompt[at..end], Readback::Nothing)?;
             self.held.extend_from_slice(&prompt[at..end]);
             at = end;
@@ -174,6 +179,14 @@ impl<M: CompiledModel> Engine<M> {
         let mut history = prompt.clone();
         let mut next = picker.next(&mut self.session, &prompt[at..], &history)?;
         let first_token = start.elapsed();
+        // KV rows of a message's end are final once the prompt has run.
+        for &end in ends.iter().filter(|_| !recurrent) {
+            if !self.cache.contains(&prompt[..end]) {
+                let snapshot = self.session.snapshot_prefix(end)?;
+                let bytes = snapshot.bytes();
+                self.cache.insert(prompt[..end].to_vec(), snapshot, bytes);
+            }
+        }
         let decode_start = Instant::now();
         let mut stream = TextStream::new(&prompt[prompt.len() - 1..]);
         let mut stops = StopText::new(g.stop.clone());
