@@ -82,6 +82,19 @@ struct ChosenPenalties {
     counts: std::collections::HashMap<u32, u32>,
 }
 
+impl ChosenPenalties {
+    /// Lowers the logits of chosen candidates. Only the GPU's best candidates
+    /// are seen: a token outside them that a penalty would let overtake stays
+    /// out (llama.cpp's samplers work on a truncated list the same way).
+    fn apply(&self, candidates: &mut [(u32, f32)]) {
+        for (id, logit) in candidates {
+            if let Some(&n) = self.counts.get(id) {
+                *logit -= self.presence + self.frequency * n as f32;
+            }
+        }
+    }
+}
+
 impl Picker {
     /// A picker with checked `params` (`top_k` within the GPU's candidates).
     pub(super) fn new(params: SamplingParams, repeat_penalty: f32, seed: u64) -> Picker {
@@ -128,13 +141,7 @@ impl Picker {
         match session.forward(tokens, readback)? {
             Output::Candidates(mut candidates) => {
                 if let Some(p) = &self.penalties {
-                    // The GPU's candidates are the best logits before these
-                    // penalties, which only lower logits, so none outside them can overtake.
-                    for (id, logit) in &mut candidates {
-                        if let Some(&n) = p.counts.get(id) {
-                            *logit -= p.presence + p.frequency * n as f32;
-                        }
-                    }
+                    p.apply(&mut candidates);
                 }
                 let id = sampler::sample(&candidates, &self.params, &mut self.rng)
                     .context("the model's candidate logits are all NaN")?;
@@ -242,4 +249,21 @@ pub(super) fn clock_seed() -> u64 {
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0);
     nanos ^ ((std::process::id() as u64) << 32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chosen_penalties_lower_each_chosen_token_by_presence_and_frequency() {
+        let penalties = ChosenPenalties {
+            presence: 0.5,
+            frequency: 0.25,
+            counts: [(7, 2), (9, 1)].into_iter().collect(),
+        };
+        let mut candidates = vec![(7, 3.0), (8, 2.0), (9, 1.0)];
+        penalties.apply(&mut candidates);
+        assert_eq!(candidates, [(7, 2.0), (8, 2.0), (9, 0.25)]);
+    }
 }
